@@ -1,0 +1,637 @@
+//! The batch codec of ABI v1: bincode 2 `config::legacy()` (fixed-width little-endian
+//! integers, u64 lengths, u32 enum tags), byte for byte as in docs/ABI.md.
+//!
+//! Three ways in one module, so that they cannot drift apart:
+//! - [`encode_sample`] / [`BatchBuilder`]: a hand-written encoder (the host's hot path);
+//! - [`decode_batch`]: owned [`Sample`]s through serde + bincode (the reference decoder);
+//! - [`BatchView`]: a zero-copy borrowed view that allocates nothing.
+
+use crate::model::{Field, Number, Sample, Value};
+
+/// Value tags (u32, as bincode writes enum variant indexes).
+pub mod tag {
+    pub const NULL: u32 = 0;
+    pub const BOOL: u32 = 1;
+    pub const INT: u32 = 2;
+    pub const UINT: u32 = 3;
+    pub const FLOAT: u32 = 4;
+    pub const STR: u32 = 5;
+    pub const BYTES: u32 = 6;
+    pub const LIST: u32 = 7;
+    pub const MAP: u32 = 8;
+    /// Number tags (`counter_volume`, `monotonic_time`).
+    pub const NUM_INT: u32 = 0;
+    pub const NUM_UINT: u32 = 1;
+    pub const NUM_FLOAT: u32 = 2;
+}
+
+/// Why a batch could not be decoded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DecodeError {
+    /// Byte offset where decoding stopped.
+    pub offset: usize,
+    pub reason: &'static str,
+}
+
+impl core::fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "batch decode error at byte {}: {}", self.offset, self.reason)
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+// ---------------------------------------------------------------- encoding
+
+fn put_u64(out: &mut Vec<u8>, v: u64) {
+    out.extend_from_slice(&v.to_le_bytes());
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    put_u64(out, s.len() as u64);
+    out.extend_from_slice(s.as_bytes());
+}
+
+fn put_number(out: &mut Vec<u8>, n: Number) {
+    let (t, bits) = match n {
+        Number::Int(i) => (tag::NUM_INT, i as u64),
+        Number::UInt(u) => (tag::NUM_UINT, u),
+        Number::Float(f) => (tag::NUM_FLOAT, f.to_bits()),
+    };
+    out.extend_from_slice(&t.to_le_bytes());
+    put_u64(out, bits);
+}
+
+fn put_field_str(out: &mut Vec<u8>, f: &Field<String>) {
+    match f {
+        Field::Absent => out.push(0),
+        Field::Null => out.extend_from_slice(&[1, 0]),
+        Field::Value(s) => {
+            out.extend_from_slice(&[1, 1]);
+            put_str(out, s);
+        }
+    }
+}
+
+/// Appends one [`Value`] in ABI layout.
+pub fn encode_value(out: &mut Vec<u8>, v: &Value) {
+    let t = |out: &mut Vec<u8>, t: u32| out.extend_from_slice(&t.to_le_bytes());
+    match v {
+        Value::Null => t(out, tag::NULL),
+        Value::Bool(b) => {
+            t(out, tag::BOOL);
+            out.push(u8::from(*b));
+        }
+        Value::Int(i) => {
+            t(out, tag::INT);
+            out.extend_from_slice(&i.to_le_bytes());
+        }
+        Value::UInt(u) => {
+            t(out, tag::UINT);
+            put_u64(out, *u);
+        }
+        Value::Float(f) => {
+            t(out, tag::FLOAT);
+            put_u64(out, f.to_bits());
+        }
+        Value::Str(s) => {
+            t(out, tag::STR);
+            put_str(out, s);
+        }
+        Value::Bytes(b) => {
+            t(out, tag::BYTES);
+            put_u64(out, b.len() as u64);
+            out.extend_from_slice(b);
+        }
+        Value::List(items) => {
+            t(out, tag::LIST);
+            put_u64(out, items.len() as u64);
+            for item in items {
+                encode_value(out, item);
+            }
+        }
+        Value::Map(entries) => {
+            t(out, tag::MAP);
+            encode_entries(out, entries);
+        }
+    }
+}
+
+fn encode_entries(out: &mut Vec<u8>, entries: &[(String, Value)]) {
+    put_u64(out, entries.len() as u64);
+    for (k, v) in entries {
+        put_str(out, k);
+        encode_value(out, v);
+    }
+}
+
+/// Appends one [`Sample`] in ABI layout (the same bytes as bincode `legacy()`).
+pub fn encode_sample(out: &mut Vec<u8>, s: &Sample) {
+    put_str(out, &s.source);
+    put_str(out, &s.counter_name);
+    put_str(out, &s.counter_type);
+    put_str(out, &s.counter_unit);
+    match s.counter_volume {
+        None => out.push(0),
+        Some(n) => {
+            out.push(1);
+            put_number(out, n);
+        }
+    }
+    put_field_str(out, &s.user_id);
+    put_field_str(out, &s.user_name);
+    put_field_str(out, &s.project_id);
+    put_field_str(out, &s.project_name);
+    put_str(out, &s.resource_id);
+    put_str(out, &s.timestamp);
+    match &s.resource_metadata {
+        None => out.push(0),
+        Some(v) => {
+            out.push(1);
+            encode_value(out, v);
+        }
+    }
+    put_str(out, &s.message_id);
+    match s.monotonic_time {
+        Field::Absent => out.push(0),
+        Field::Null => out.extend_from_slice(&[1, 0]),
+        Field::Value(n) => {
+            out.extend_from_slice(&[1, 1]);
+            put_number(out, n);
+        }
+    }
+    match &s.message_signature {
+        None => out.push(0),
+        Some(sig) => {
+            out.push(1);
+            put_str(out, sig);
+        }
+    }
+    encode_entries(out, &s.extra);
+}
+
+/// Builds a batch incrementally: a u64 sample count followed by the samples.
+#[derive(Clone, Debug)]
+pub struct BatchBuilder {
+    bytes: Vec<u8>,
+    count: u64,
+}
+
+impl Default for BatchBuilder {
+    fn default() -> Self {
+        Self::with_capacity(0)
+    }
+}
+
+impl BatchBuilder {
+    pub fn with_capacity(bytes: usize) -> Self {
+        let mut v = Vec::with_capacity(bytes.max(8));
+        v.extend_from_slice(&[0; 8]);
+        BatchBuilder { bytes: v, count: 0 }
+    }
+
+    pub fn push(&mut self, s: &Sample) {
+        encode_sample(&mut self.bytes, s);
+        self.count += 1;
+    }
+
+    /// Number of samples so far.
+    pub fn len(&self) -> u64 {
+        self.count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Encoded size so far, header included.
+    pub fn byte_len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// The finished batch bytes.
+    pub fn finish(mut self) -> Vec<u8> {
+        self.bytes[..8].copy_from_slice(&self.count.to_le_bytes());
+        self.bytes
+    }
+}
+
+/// Encodes a whole batch.
+pub fn encode_batch(samples: &[Sample]) -> Vec<u8> {
+    let mut b = BatchBuilder::with_capacity(64 + samples.len() * 512);
+    for s in samples {
+        b.push(s);
+    }
+    b.finish()
+}
+
+/// Decodes a batch into owned samples with serde + bincode `legacy()`.
+///
+/// # Errors
+/// When the bytes are not a valid batch, or bytes are left over.
+pub fn decode_batch(bytes: &[u8]) -> Result<Vec<Sample>, DecodeError> {
+    let (samples, used): (Vec<Sample>, usize) =
+        bincode::serde::decode_from_slice(bytes, bincode::config::legacy()).map_err(|_| {
+            DecodeError { offset: 0, reason: "not a valid ABI v1 batch" }
+        })?;
+    if used != bytes.len() {
+        return Err(DecodeError { offset: used, reason: "trailing bytes after the batch" });
+    }
+    Ok(samples)
+}
+
+// ---------------------------------------------------------------- borrowed view
+
+/// A cursor over ABI bytes. Every read is bounds-checked.
+#[derive(Clone, Copy, Debug)]
+struct Cursor<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn err(&self, reason: &'static str) -> DecodeError {
+        DecodeError { offset: self.pos, reason }
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+        let end = self.pos.checked_add(n).ok_or_else(|| self.err("length overflows"))?;
+        let s = self.buf.get(self.pos..end).ok_or_else(|| self.err("unexpected end of batch"))?;
+        self.pos = end;
+        Ok(s)
+    }
+
+    fn u8(&mut self) -> Result<u8, DecodeError> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn u32(&mut self) -> Result<u32, DecodeError> {
+        let b = self.take(4)?;
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
+    fn u64(&mut self) -> Result<u64, DecodeError> {
+        let b = self.take(8)?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(b);
+        Ok(u64::from_le_bytes(a))
+    }
+
+    fn len(&mut self) -> Result<usize, DecodeError> {
+        let n = self.u64()?;
+        usize::try_from(n).map_err(|_| self.err("length too large"))
+    }
+
+    fn bytes(&mut self) -> Result<&'a [u8], DecodeError> {
+        let n = self.len()?;
+        self.take(n)
+    }
+
+    fn str(&mut self) -> Result<&'a str, DecodeError> {
+        let start = self.pos;
+        let b = self.bytes()?;
+        core::str::from_utf8(b).map_err(|_| DecodeError { offset: start, reason: "string is not UTF-8" })
+    }
+
+    fn option(&mut self) -> Result<bool, DecodeError> {
+        match self.u8()? {
+            0 => Ok(false),
+            1 => Ok(true),
+            _ => Err(self.err("option tag is not 0 or 1")),
+        }
+    }
+
+    fn number(&mut self) -> Result<Number, DecodeError> {
+        let t = self.u32()?;
+        let bits = self.u64()?;
+        match t {
+            tag::NUM_INT => Ok(Number::Int(bits as i64)),
+            tag::NUM_UINT => Ok(Number::UInt(bits)),
+            tag::NUM_FLOAT => Ok(Number::Float(f64::from_bits(bits))),
+            _ => Err(self.err("unknown number tag")),
+        }
+    }
+
+    fn field_str(&mut self) -> Result<Field<&'a str>, DecodeError> {
+        if !self.option()? {
+            return Ok(Field::Absent);
+        }
+        if !self.option()? {
+            return Ok(Field::Null);
+        }
+        Ok(Field::Value(self.str()?))
+    }
+
+    fn value(&mut self, depth: u32) -> Result<ValueView<'a>, DecodeError> {
+        if depth > MAX_DEPTH {
+            return Err(self.err("values nested too deeply"));
+        }
+        Ok(match self.u32()? {
+            tag::NULL => ValueView::Null,
+            tag::BOOL => match self.u8()? {
+                0 => ValueView::Bool(false),
+                1 => ValueView::Bool(true),
+                _ => return Err(self.err("bool is not 0 or 1")),
+            },
+            tag::INT => ValueView::Int(self.u64()? as i64),
+            tag::UINT => ValueView::UInt(self.u64()?),
+            tag::FLOAT => ValueView::Float(f64::from_bits(self.u64()?)),
+            tag::STR => ValueView::Str(self.str()?),
+            tag::BYTES => ValueView::Bytes(self.bytes()?),
+            tag::LIST => {
+                let count = self.len()?;
+                let start = self.pos;
+                for _ in 0..count {
+                    self.value(depth + 1)?;
+                }
+                ValueView::List(ListView { count, bytes: &self.buf[start..self.pos], depth })
+            }
+            tag::MAP => ValueView::Map(self.map(depth)?),
+            _ => return Err(self.err("unknown value tag")),
+        })
+    }
+
+    fn map(&mut self, depth: u32) -> Result<MapView<'a>, DecodeError> {
+        let count = self.len()?;
+        let start = self.pos;
+        for _ in 0..count {
+            self.str()?;
+            self.value(depth + 1)?;
+        }
+        Ok(MapView { count, bytes: &self.buf[start..self.pos], depth })
+    }
+}
+
+/// Deepest nesting of lists and maps a batch may hold.
+pub const MAX_DEPTH: u32 = 64;
+
+/// A borrowed metadata or extra value. Lists and maps are iterated lazily.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum ValueView<'a> {
+    Null,
+    Bool(bool),
+    Int(i64),
+    UInt(u64),
+    Float(f64),
+    Str(&'a str),
+    Bytes(&'a [u8]),
+    List(ListView<'a>),
+    Map(MapView<'a>),
+}
+
+impl<'a> ValueView<'a> {
+    /// The string, if this is one.
+    pub fn as_str(&self) -> Option<&'a str> {
+        match self {
+            ValueView::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The number as `f64`, if this is a number.
+    pub fn as_f64(&self) -> Option<f64> {
+        match *self {
+            ValueView::Int(i) => Some(i as f64),
+            ValueView::UInt(u) => Some(u as f64),
+            ValueView::Float(f) => Some(f),
+            _ => None,
+        }
+    }
+
+    /// Looks a key up when this is a map.
+    pub fn get(&self, key: &str) -> Option<ValueView<'a>> {
+        match self {
+            ValueView::Map(m) => m.get(key),
+            _ => None,
+        }
+    }
+
+    /// Converts to an owned [`Value`].
+    pub fn to_owned_value(&self) -> Value {
+        match *self {
+            ValueView::Null => Value::Null,
+            ValueView::Bool(b) => Value::Bool(b),
+            ValueView::Int(i) => Value::Int(i),
+            ValueView::UInt(u) => Value::UInt(u),
+            ValueView::Float(f) => Value::Float(f),
+            ValueView::Str(s) => Value::Str(s.to_owned()),
+            ValueView::Bytes(b) => Value::Bytes(b.to_vec()),
+            ValueView::List(l) => Value::List(l.iter().map(|v| v.to_owned_value()).collect()),
+            ValueView::Map(m) => Value::Map(m.to_owned_entries()),
+        }
+    }
+}
+
+/// A borrowed list, already checked when its sample was decoded.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ListView<'a> {
+    count: usize,
+    bytes: &'a [u8],
+    depth: u32,
+}
+
+impl<'a> ListView<'a> {
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = ValueView<'a>> + 'a {
+        let mut c = Cursor { buf: self.bytes, pos: 0 };
+        let depth = self.depth;
+        (0..self.count).map_while(move |_| c.value(depth + 1).ok())
+    }
+}
+
+/// A borrowed map (keys in the order received), already checked when its sample was decoded.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct MapView<'a> {
+    count: usize,
+    bytes: &'a [u8],
+    depth: u32,
+}
+
+impl<'a> MapView<'a> {
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&'a str, ValueView<'a>)> + 'a {
+        let mut c = Cursor { buf: self.bytes, pos: 0 };
+        let depth = self.depth;
+        (0..self.count).map_while(move |_| Some((c.str().ok()?, c.value(depth + 1).ok()?)))
+    }
+
+    pub fn get(&self, key: &str) -> Option<ValueView<'a>> {
+        self.iter().find(|(k, _)| *k == key).map(|(_, v)| v)
+    }
+
+    pub fn to_owned_entries(&self) -> Vec<(String, Value)> {
+        self.iter().map(|(k, v)| (k.to_owned(), v.to_owned_value())).collect()
+    }
+}
+
+/// One sample, borrowed from the batch bytes.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SampleView<'a> {
+    pub source: &'a str,
+    pub counter_name: &'a str,
+    pub counter_type: &'a str,
+    pub counter_unit: &'a str,
+    pub counter_volume: Option<Number>,
+    pub user_id: Field<&'a str>,
+    pub user_name: Field<&'a str>,
+    pub project_id: Field<&'a str>,
+    pub project_name: Field<&'a str>,
+    pub resource_id: &'a str,
+    pub timestamp: &'a str,
+    pub resource_metadata: Option<ValueView<'a>>,
+    pub message_id: &'a str,
+    pub monotonic_time: Field<Number>,
+    pub message_signature: Option<&'a str>,
+    pub extra: MapView<'a>,
+}
+
+impl SampleView<'_> {
+    /// Copies the view into an owned [`Sample`].
+    pub fn to_owned_sample(&self) -> Sample {
+        let s = |f: Field<&str>| f.map(str::to_owned);
+        Sample {
+            source: self.source.to_owned(),
+            counter_name: self.counter_name.to_owned(),
+            counter_type: self.counter_type.to_owned(),
+            counter_unit: self.counter_unit.to_owned(),
+            counter_volume: self.counter_volume,
+            user_id: s(self.user_id),
+            user_name: s(self.user_name),
+            project_id: s(self.project_id),
+            project_name: s(self.project_name),
+            resource_id: self.resource_id.to_owned(),
+            timestamp: self.timestamp.to_owned(),
+            resource_metadata: self.resource_metadata.map(|v| v.to_owned_value()),
+            message_id: self.message_id.to_owned(),
+            monotonic_time: self.monotonic_time,
+            message_signature: self.message_signature.map(str::to_owned),
+            extra: self.extra.to_owned_entries(),
+        }
+    }
+}
+
+fn sample_view<'a>(c: &mut Cursor<'a>) -> Result<SampleView<'a>, DecodeError> {
+    Ok(SampleView {
+        source: c.str()?,
+        counter_name: c.str()?,
+        counter_type: c.str()?,
+        counter_unit: c.str()?,
+        counter_volume: if c.option()? { Some(c.number()?) } else { None },
+        user_id: c.field_str()?,
+        user_name: c.field_str()?,
+        project_id: c.field_str()?,
+        project_name: c.field_str()?,
+        resource_id: c.str()?,
+        timestamp: c.str()?,
+        resource_metadata: if c.option()? { Some(c.value(0)?) } else { None },
+        message_id: c.str()?,
+        monotonic_time: if !c.option()? {
+            Field::Absent
+        } else if !c.option()? {
+            Field::Null
+        } else {
+            Field::Value(c.number()?)
+        },
+        message_signature: if c.option()? { Some(c.str()?) } else { None },
+        extra: c.map(0)?,
+    })
+}
+
+/// A zero-copy view of a batch: iterating it decodes each sample in place.
+#[derive(Clone, Copy, Debug)]
+pub struct BatchView<'a> {
+    count: u64,
+    body: &'a [u8],
+}
+
+impl<'a> BatchView<'a> {
+    /// Reads the batch header.
+    ///
+    /// # Errors
+    /// When the bytes are shorter than the 8-byte count.
+    pub fn new(bytes: &'a [u8]) -> Result<Self, DecodeError> {
+        let mut c = Cursor { buf: bytes, pos: 0 };
+        let count = c.u64()?;
+        Ok(BatchView { count, body: &bytes[8..] })
+    }
+
+    /// Number of samples the header announces.
+    pub fn len(&self) -> u64 {
+        self.count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// The samples, each decoded as it is reached. After an error the iterator ends.
+    pub fn iter(&self) -> SampleIter<'a> {
+        SampleIter { cursor: Cursor { buf: self.body, pos: 0 }, left: self.count, failed: false }
+    }
+
+    /// Decodes every sample, checking that no byte is left over.
+    ///
+    /// # Errors
+    /// The first [`DecodeError`] met.
+    pub fn to_owned_samples(&self) -> Result<Vec<Sample>, DecodeError> {
+        let mut it = self.iter();
+        let mut out = Vec::with_capacity(self.count.min(1 << 16) as usize);
+        for s in &mut it {
+            out.push(s?.to_owned_sample());
+        }
+        it.finish()?;
+        Ok(out)
+    }
+}
+
+/// Iterator over the samples of a [`BatchView`].
+#[derive(Clone, Debug)]
+pub struct SampleIter<'a> {
+    cursor: Cursor<'a>,
+    left: u64,
+    failed: bool,
+}
+
+impl SampleIter<'_> {
+    /// After the last sample: checks that the batch has no trailing bytes.
+    ///
+    /// # Errors
+    /// When bytes are left over or samples were missing.
+    pub fn finish(&self) -> Result<(), DecodeError> {
+        if self.left != 0 || self.failed {
+            return Err(self.cursor.err("batch ended early"));
+        }
+        if self.cursor.pos != self.cursor.buf.len() {
+            return Err(self.cursor.err("trailing bytes after the batch"));
+        }
+        Ok(())
+    }
+}
+
+impl<'a> Iterator for SampleIter<'a> {
+    type Item = Result<SampleView<'a>, DecodeError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.left == 0 || self.failed {
+            return None;
+        }
+        self.left -= 1;
+        let r = sample_view(&mut self.cursor);
+        self.failed = r.is_err();
+        Some(r)
+    }
+}

@@ -1,0 +1,142 @@
+//! The guest side of the ABI: raw imports, buffer ownership and the glue that
+//! [`export_dispatcher!`](crate::export_dispatcher) expands to. Not for direct use.
+
+use core::cell::RefCell;
+use std::alloc::Layout;
+
+use crate::abi;
+use crate::{Batch, Config, Dispatcher, Outcome};
+
+#[cfg(target_family = "wasm")]
+mod sys {
+    #[link(wasm_import_module = "collector")]
+    unsafe extern "C" {
+        pub fn log(level: i32, ptr: *const u8, len: usize);
+        pub fn set_error(ptr: *const u8, len: usize);
+    }
+}
+
+pub fn log(level: i32, msg: &str) {
+    #[cfg(target_family = "wasm")]
+    // SAFETY: the host reads `len` bytes at `ptr`, which `msg` owns for the call.
+    unsafe {
+        sys::log(level, msg.as_ptr(), msg.len())
+    };
+    #[cfg(not(target_family = "wasm"))]
+    eprintln!("[plugin level {level}] {msg}");
+}
+
+fn set_error(msg: &str) {
+    #[cfg(target_family = "wasm")]
+    // SAFETY: as for `log`.
+    unsafe {
+        sys::set_error(msg.as_ptr(), msg.len())
+    };
+    #[cfg(not(target_family = "wasm"))]
+    eprintln!("[plugin error] {msg}");
+}
+
+/// Holds the plugin's dispatcher. Wasm instances are single-threaded.
+pub struct Slot<T>(RefCell<Option<T>>);
+
+// SAFETY: a wasm instance runs one call at a time on one thread; the slot is never shared.
+unsafe impl<T> Sync for Slot<T> {}
+
+impl<T> Slot<T> {
+    #[allow(clippy::new_without_default)]
+    pub const fn new() -> Self {
+        Slot(RefCell::new(None))
+    }
+}
+
+fn layout(len: usize) -> Option<Layout> {
+    Layout::from_size_align(len, 8).ok()
+}
+
+/// `collector_alloc`: a guest-owned buffer of `len` bytes, or 0.
+pub fn alloc(len: i32) -> i32 {
+    let Ok(len) = usize::try_from(len) else { return 0 };
+    if len == 0 {
+        return 8; // a dangling, aligned, never-dereferenced address
+    }
+    match layout(len) {
+        // SAFETY: the layout has a non-zero size.
+        Some(l) => unsafe { std::alloc::alloc(l) as usize as i32 },
+        None => 0,
+    }
+}
+
+/// Takes a buffer from `collector_alloc` back, frees it when dropped.
+struct Owned {
+    ptr: *mut u8,
+    len: usize,
+}
+
+impl Owned {
+    fn bytes(&self) -> &[u8] {
+        if self.len == 0 {
+            return &[];
+        }
+        // SAFETY: the host wrote `len` bytes into the buffer it got from `alloc`.
+        unsafe { core::slice::from_raw_parts(self.ptr, self.len) }
+    }
+}
+
+impl Drop for Owned {
+    fn drop(&mut self) {
+        if let (true, Some(l)) = (self.len > 0, layout(self.len)) {
+            // SAFETY: allocated by `alloc` with the same layout.
+            unsafe { std::alloc::dealloc(self.ptr, l) }
+        }
+    }
+}
+
+fn owned(ptr: i32, len: i32) -> Owned {
+    Owned { ptr: ptr as u32 as usize as *mut u8, len: len as u32 as usize }
+}
+
+/// `collector_init`.
+///
+/// # Safety
+/// `ptr`/`len` must come from `collector_alloc`, filled by the host.
+pub unsafe fn init<T: Dispatcher>(slot: &Slot<T>, ptr: i32, len: i32) -> i32 {
+    let buf = owned(ptr, len);
+    let Ok(text) = core::str::from_utf8(buf.bytes()) else {
+        set_error("plugin config is not UTF-8");
+        return abi::STATUS_REJECT;
+    };
+    match T::init(Config::new(text)) {
+        Ok(d) => {
+            *slot.0.borrow_mut() = Some(d);
+            abi::STATUS_OK
+        }
+        Err(msg) => {
+            set_error(&msg);
+            abi::STATUS_REJECT
+        }
+    }
+}
+
+/// `collector_dispatch`.
+///
+/// # Safety
+/// `ptr`/`len` must come from `collector_alloc`, filled by the host.
+pub unsafe fn dispatch<T: Dispatcher>(slot: &Slot<T>, ptr: i32, len: i32) -> i32 {
+    let buf = owned(ptr, len);
+    let mut guard = slot.0.borrow_mut();
+    let Some(d) = guard.as_mut() else {
+        set_error("collector_dispatch called before a successful collector_init");
+        return abi::STATUS_REJECT;
+    };
+    match d.dispatch(Batch::new(buf.bytes())) {
+        Outcome::Ok => abi::STATUS_OK,
+        Outcome::Retry(msg) => {
+            set_error(&msg);
+            abi::STATUS_RETRY
+        }
+        Outcome::Reject(msg) => {
+            set_error(&msg);
+            abi::STATUS_REJECT
+        }
+    }
+}

@@ -1,0 +1,171 @@
+//! Writes a sample as the JSON dict Ceilometer sent: its field names, absent keys
+//! left out, integers without a decimal point and floats always with one (or an
+//! exponent), so that parsing the line gives back exactly the agent's dict.
+//!
+//! Non-finite floats are written `NaN`, `Infinity` and `-Infinity`, as Python's
+//! `json` module writes and reads them. `bin` values are written as text (lossy
+//! if they are not UTF-8): JSON has no bytes type.
+
+use crate::codec::{SampleView, ValueView};
+use crate::model::{Field, Number};
+
+/// Appends `s` as a JSON string literal.
+pub fn write_str(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let esc: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0..=0x1f | 0x7f => b"",
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[start..i]);
+        if esc.is_empty() {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            out.extend_from_slice(b"\\u00");
+            out.push(HEX[(b >> 4) as usize]);
+            out.push(HEX[(b & 0xf) as usize]);
+        } else {
+            out.extend_from_slice(esc);
+        }
+        start = i + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
+}
+
+/// Appends a float so that it reads back as the same float (never as an integer).
+pub fn write_f64(out: &mut Vec<u8>, f: f64) {
+    use std::io::Write;
+    if f.is_nan() {
+        out.extend_from_slice(b"NaN");
+    } else if f.is_infinite() {
+        out.extend_from_slice(if f > 0.0 { b"Infinity" } else { b"-Infinity" });
+    } else {
+        // `{:?}` is the shortest text that round-trips and always has a `.` or an `e`.
+        let _ = write!(out, "{f:?}");
+    }
+}
+
+pub fn write_number(out: &mut Vec<u8>, n: Number) {
+    use std::io::Write;
+    let _ = match n {
+        Number::Int(i) => write!(out, "{i}"),
+        Number::UInt(u) => write!(out, "{u}"),
+        Number::Float(f) => {
+            write_f64(out, f);
+            Ok(())
+        }
+    };
+}
+
+/// Appends a metadata value.
+pub fn write_value(out: &mut Vec<u8>, v: &ValueView<'_>) {
+    match v {
+        ValueView::Null => out.extend_from_slice(b"null"),
+        ValueView::Bool(true) => out.extend_from_slice(b"true"),
+        ValueView::Bool(false) => out.extend_from_slice(b"false"),
+        ValueView::Int(i) => write_number(out, Number::Int(*i)),
+        ValueView::UInt(u) => write_number(out, Number::UInt(*u)),
+        ValueView::Float(f) => write_f64(out, *f),
+        ValueView::Str(s) => write_str(out, s),
+        ValueView::Bytes(b) => write_str(out, &String::from_utf8_lossy(b)),
+        ValueView::List(l) => {
+            out.push(b'[');
+            for (i, item) in l.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_value(out, &item);
+            }
+            out.push(b']');
+        }
+        ValueView::Map(m) => {
+            out.push(b'{');
+            for (i, (k, item)) in m.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_str(out, k);
+                out.push(b':');
+                write_value(out, &item);
+            }
+            out.push(b'}');
+        }
+    }
+}
+
+/// Writes keys of one JSON object, adding the commas.
+struct Obj<'o> {
+    out: &'o mut Vec<u8>,
+    first: bool,
+}
+
+impl Obj<'_> {
+    fn key(&mut self, k: &str) -> &mut Vec<u8> {
+        if !self.first {
+            self.out.push(b',');
+        }
+        self.first = false;
+        write_str(self.out, k);
+        self.out.push(b':');
+        self.out
+    }
+
+    fn str(&mut self, k: &str, v: &str) {
+        write_str(self.key(k), v);
+    }
+
+    fn field_str(&mut self, k: &str, v: Field<&str>) {
+        match v {
+            Field::Absent => {}
+            Field::Null => self.key(k).extend_from_slice(b"null"),
+            Field::Value(s) => self.str(k, s),
+        }
+    }
+
+    fn opt_number(&mut self, k: &str, v: Option<Number>) {
+        match v {
+            None => self.key(k).extend_from_slice(b"null"),
+            Some(n) => write_number(self.key(k), n),
+        }
+    }
+}
+
+/// Appends one sample as a JSON object (no newline), keys in Ceilometer's order.
+pub fn write_sample(out: &mut Vec<u8>, s: &SampleView<'_>) {
+    out.push(b'{');
+    let mut o = Obj { out, first: true };
+    o.str("source", s.source);
+    o.str("counter_name", s.counter_name);
+    o.str("counter_type", s.counter_type);
+    o.str("counter_unit", s.counter_unit);
+    o.opt_number("counter_volume", s.counter_volume);
+    o.field_str("user_id", s.user_id);
+    o.field_str("user_name", s.user_name);
+    o.field_str("project_id", s.project_id);
+    o.field_str("project_name", s.project_name);
+    o.str("resource_id", s.resource_id);
+    o.str("timestamp", s.timestamp);
+    if let Some(m) = &s.resource_metadata {
+        write_value(o.key("resource_metadata"), m);
+    }
+    o.str("message_id", s.message_id);
+    match s.monotonic_time {
+        Field::Absent => {}
+        Field::Null => o.opt_number("monotonic_time", None),
+        Field::Value(n) => o.opt_number("monotonic_time", Some(n)),
+    }
+    if let Some(sig) = s.message_signature {
+        o.str("message_signature", sig);
+    }
+    for (k, v) in s.extra.iter() {
+        write_value(o.key(k), &v);
+    }
+    o.out.push(b'}');
+}
