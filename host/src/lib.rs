@@ -1,1 +1,110 @@
+//! # collector
+//!
+//! Receives OpenStack Ceilometer metering samples, verifies their signatures,
+//! batches them and hands each batch to every configured WebAssembly dispatcher.
+//!
+//! Module map, in the order a sample travels:
+//! - [`source`]: where samples come from (UDP);
+//! - [`wire`]: Ceilometer's wire formats (msgpack, JSON) into the sample model;
+//! - [`signature`]: Ceilometer-compatible HMAC verification;
+//! - [`batch`]: flush on count, bytes or age;
+//! - [`dispatch`]: fan-out to every dispatcher, one bounded queue and thread each;
+//! - [`plugin`]: loading, checking and sandboxing the wasm plugins;
+//! - [`config`], [`telemetry`]: configuration and counters;
+//! - [`cli`]: the `check` and `send` commands.
 
+pub mod batch;
+pub mod cli;
+pub mod config;
+pub mod dispatch;
+pub mod plugin;
+pub mod signature;
+pub mod source;
+pub mod telemetry;
+pub mod wire;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::config::Config;
+use crate::source::udp::UdpSource;
+use crate::telemetry::SourceStats;
+
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Plugin(#[from] plugin::PluginError),
+    #[error(transparent)]
+    Dispatcher(#[from] dispatch::StartError),
+    #[error("cannot bind UDP {address}: {source}")]
+    Bind {
+        address: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// What a run did, for the caller's report.
+#[derive(Debug, Default)]
+pub struct Summary {
+    /// True when every dispatcher finished its queue within the grace period.
+    pub drained: bool,
+}
+
+/// Runs the daemon until `shutdown` completes, then drains within the grace period.
+///
+/// # Errors
+/// [`RunError`] when a plugin or a source cannot start; nothing is received then.
+pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<Summary, RunError> {
+    let runtime = plugin::Runtime::new()?;
+    let dispatchers = cfg.dispatchers.clone();
+    let rt = runtime.clone();
+    let (fanout, workers) = tokio::task::spawn_blocking(move || dispatch::start(&rt, &dispatchers))
+        .await
+        .map_err(|e| RunError::Internal(e.to_string()))??;
+
+    let secret: Arc<[u8]> = cfg.telemetry_secret.as_bytes().into();
+    if secret.is_empty() {
+        tracing::warn!("telemetry_secret is empty: sample signatures are not verified");
+    }
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut sources = Vec::new();
+    if let Some(u) = &cfg.sources.udp {
+        let src = UdpSource::bind(u).map_err(|source| RunError::Bind { address: u.address, source })?;
+        let addr = src.local_addr().map_err(|e| RunError::Internal(e.to_string()))?;
+        tracing::info!(address = %addr, "UDP source listening");
+        let stats = Arc::new(SourceStats::default());
+        sources.push(tokio::spawn(src.run(cfg.batch, secret.clone(), fanout.clone(), stats, stop_rx.clone())));
+    }
+    tracing::info!(dispatchers = cfg.dispatchers.len(), "collector ready");
+
+    shutdown.await;
+    tracing::info!("Shutting down: stop receiving, flush open batches");
+    let _ = stop_tx.send(true);
+    for s in sources {
+        let _ = s.await;
+    }
+    let stats = fanout.stats();
+    drop(fanout);
+
+    let grace = Duration::from_millis(cfg.shutdown.grace_period_ms);
+    let join = tokio::task::spawn_blocking(move || workers.join());
+    let drained = tokio::time::timeout(grace, join).await.is_ok();
+    for (name, s) in &stats {
+        tracing::info!(dispatcher = %name, stats = %s.summary(), "Dispatcher summary");
+    }
+    if !drained {
+        tracing::error!(
+            grace_period_ms = cfg.shutdown.grace_period_ms,
+            "Dispatchers did not finish their queued batches within the grace period; exiting anyway"
+        );
+    }
+    drop(runtime);
+    Ok(Summary { drained })
+}

@@ -1,1 +1,119 @@
-fn main() {}
+//! `collector`: parse the command line, validate config (exit 64), run.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use collector::cli;
+use collector::config::{self, Config};
+
+/// Receives OpenStack Ceilometer samples and hands them in batches to wasm dispatcher plugins.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon (without --config: UDP on 127.0.0.1:4952 → ./collector-data/samples.jsonl).
+    Run {
+        /// TOML configuration file (see collector.example.toml).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Check a plugin against the ABI: imports, exports, init, golden batches.
+    Check(cli::check::CheckArgs),
+    /// Send realistic signed Ceilometer samples (for demos and benchmarks).
+    Send {
+        #[command(subcommand)]
+        transport: SendTransport,
+    },
+    /// Print the embedded default configuration.
+    DefaultConfig,
+}
+
+#[derive(Subcommand)]
+enum SendTransport {
+    /// One msgpack datagram per sample, like Ceilometer's udp:// publisher.
+    Udp(cli::send::UdpArgs),
+}
+
+/// Exit status for a bad configuration (64, `EX_USAGE` in sysexits.h).
+const EXIT_CONFIG: u8 = 64;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run { config } => run(config),
+        Command::Check(args) => {
+            init_tracing("warn");
+            cli::check::main(&args)
+        }
+        Command::Send { transport: SendTransport::Udp(args) } => cli::send::main(&args),
+        Command::DefaultConfig => {
+            print!("{}", config::DEFAULT_TOML);
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+fn run(path: Option<PathBuf>) -> ExitCode {
+    let loaded = match &path {
+        Some(p) => Config::load(p),
+        None => Config::default_config(),
+    };
+    let cfg = match loaded {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("collector: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    init_tracing(&cfg.log.level);
+    if path.is_none() {
+        tracing::info!(
+            "No --config: using the embedded default (UDP 127.0.0.1:4952, secret = Ceilometer's default); \
+             samples go to ./collector-data/samples.jsonl"
+        );
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("collector: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(collector::run(cfg, shutdown_signal())) {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("collector: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("cannot listen for SIGTERM: {e}");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+    }
+}
+
+fn init_tracing(level: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}

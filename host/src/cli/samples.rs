@@ -1,0 +1,99 @@
+//! Realistic Ceilometer samples, as the compute, disk and network pollsters
+//! produce them, for `collector send` and the benchmarks.
+
+use collector_sdk::{Field, Number, Sample, Value};
+
+use crate::signature;
+
+/// A small, fast, seedable generator (xorshift64*): no cryptographic use.
+#[derive(Clone, Debug)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed.max(1))
+    }
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n.max(1)
+    }
+}
+
+/// A random UUID v4 in its text form.
+pub fn uuid(rng: &mut Rng) -> String {
+    let a = rng.next_u64();
+    let b = rng.next_u64();
+    format!(
+        "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
+        a >> 32,
+        (a >> 16) & 0xffff,
+        a & 0xfff,
+        ((b >> 48) & 0x3fff) | 0x8000,
+        b & 0xffff_ffff_ffff
+    )
+}
+
+const METERS: [(&str, &str, &str, bool); 8] = [
+    ("cpu", "cumulative", "ns", false),
+    ("vcpus", "gauge", "vcpu", false),
+    ("memory.usage", "gauge", "MB", true),
+    ("disk.read.bytes", "cumulative", "B", false),
+    ("disk.write.requests", "cumulative", "request", false),
+    ("network.incoming.bytes", "cumulative", "B", false),
+    ("network.outgoing.bytes.rate", "gauge", "B/s", true),
+    ("disk.device.usage", "gauge", "B", false),
+];
+
+fn s(v: &str) -> Value {
+    Value::Str(v.to_owned())
+}
+
+/// Sample number `i`: a realistic instance meter, signed with `secret`.
+pub fn realistic(i: u64, rng: &mut Rng, secret: &[u8]) -> Sample {
+    let (name, kind, unit, float) = METERS[(i % METERS.len() as u64) as usize];
+    let vm = rng.below(500);
+    let volume =
+        if float { Number::Float(rng.below(1_000_000) as f64 / 64.0) } else { Number::Int(rng.below(1 << 40) as i64) };
+    let metadata = Value::Map(vec![
+        ("display_name".into(), Value::Str(format!("web-{vm:03}"))),
+        ("host".into(), Value::Str(format!("compute-{:02}", vm % 40))),
+        ("instance_type".into(), s("m1.small")),
+        (
+            "flavor".into(),
+            Value::Map(vec![
+                ("name".into(), s("m1.small")),
+                ("vcpus".into(), Value::Int(1)),
+                ("ram".into(), Value::Int(2048)),
+                ("disk".into(), Value::Int(20)),
+            ]),
+        ),
+        ("image_ref".into(), s("8a3c1b9e-6c41-4f8e-9d9a-7b0f3f7c2a11")),
+        ("status".into(), s("active")),
+        ("state".into(), s("running")),
+    ]);
+    let mut sample = Sample {
+        source: "openstack".into(),
+        counter_name: name.into(),
+        counter_type: kind.into(),
+        counter_unit: unit.into(),
+        counter_volume: Some(volume),
+        user_id: Field::Value(format!("{:032x}", vm * 7919 + 1)),
+        user_name: Field::Null,
+        project_id: Field::Value(format!("{:032x}", vm % 17 + 1)),
+        project_name: Field::Null,
+        resource_id: format!("{:08x}-0000-4000-8000-{:012x}", vm, vm),
+        timestamp: format!("2025-06-01T12:{:02}:{:02}.{:06}", (i / 60) % 60, i % 60, i % 1_000_000),
+        resource_metadata: Some(metadata),
+        message_id: uuid(rng),
+        monotonic_time: Field::Value(Number::Float(1000.0 + i as f64 / 1000.0)),
+        message_signature: None,
+        extra: vec![],
+    };
+    sample.message_signature = Some(signature::compute(&sample, secret));
+    sample
+}

@@ -1,0 +1,408 @@
+//! The daemon's TOML configuration: parsed with unknown keys refused, then
+//! validated into values the rest of the daemon can trust. Errors name the field.
+//!
+//! `collector.example.toml` at the repository root documents every key.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The configuration used by `collector run` without `--config`.
+pub const DEFAULT_TOML: &str = include_str!("default.toml");
+
+/// Ceilometer's own default `[publisher] telemetry_secret`: what a stock agent signs with.
+pub const CEILOMETER_DEFAULT_SECRET: &str = "change this for valid signing";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// HMAC key shared with the Ceilometer agents (`[publisher] telemetry_secret`).
+    /// Empty: no verification, like Ceilometer.
+    #[serde(default = "default_secret")]
+    pub telemetry_secret: String,
+    #[serde(default)]
+    pub log: LogConfig,
+    #[serde(default)]
+    pub batch: BatchConfig,
+    #[serde(default)]
+    pub shutdown: ShutdownConfig,
+    #[serde(default)]
+    pub sources: SourcesConfig,
+    #[serde(default)]
+    pub dispatchers: Vec<DispatcherConfig>,
+}
+
+fn default_secret() -> String {
+    CEILOMETER_DEFAULT_SECRET.to_owned()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// `error`, `warn`, `info`, `debug` or `trace`; `RUST_LOG` overrides it.
+    #[serde(default = "default_level")]
+    pub level: String,
+}
+
+fn default_level() -> String {
+    "info".to_owned()
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig { level: default_level() }
+    }
+}
+
+/// When a batch is handed to the dispatchers: whichever limit is reached first.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchConfig {
+    #[serde(default = "default_max_samples")]
+    pub max_samples: usize,
+    /// Encoded size of a batch (ABI v1 bytes).
+    #[serde(default = "default_max_bytes")]
+    pub max_bytes: usize,
+    /// Counted from the batch's first sample.
+    #[serde(default = "default_max_delay_ms")]
+    pub max_delay_ms: u64,
+}
+
+fn default_max_samples() -> usize {
+    1000
+}
+fn default_max_bytes() -> usize {
+    4 << 20
+}
+fn default_max_delay_ms() -> u64 {
+    1000
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        BatchConfig {
+            max_samples: default_max_samples(),
+            max_bytes: default_max_bytes(),
+            max_delay_ms: default_max_delay_ms(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShutdownConfig {
+    /// How long SIGTERM/SIGINT waits for dispatchers to finish queued batches.
+    #[serde(default = "default_grace_ms")]
+    pub grace_period_ms: u64,
+}
+
+fn default_grace_ms() -> u64 {
+    10_000
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        ShutdownConfig { grace_period_ms: default_grace_ms() }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourcesConfig {
+    pub udp: Option<UdpConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UdpConfig {
+    /// Ceilometer's port is 4952.
+    pub address: SocketAddr,
+    /// Kernel receive buffer (SO_RCVBUF); absorbs bursts.
+    #[serde(default = "default_rcvbuf")]
+    pub receive_buffer_bytes: usize,
+    /// Datagrams read per wake-up before yielding.
+    #[serde(default = "default_per_wake")]
+    pub max_datagrams_per_wake: usize,
+}
+
+fn default_rcvbuf() -> usize {
+    16 << 20
+}
+fn default_per_wake() -> usize {
+    256
+}
+
+/// How a dispatcher's plugin file is found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PluginSource {
+    /// `builtin:NAME`: a plugin embedded in the binary.
+    Builtin(String),
+    File(PathBuf),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DispatcherConfig {
+    pub name: String,
+    /// Path of the `.wasm` file (relative to the config file), or `builtin:file` / `builtin:noop`.
+    pub plugin: String,
+    /// Deadline of one plugin call.
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Cap on the plugin's linear memory.
+    #[serde(default = "default_memory_limit")]
+    pub memory_limit_bytes: usize,
+    /// Batches waiting for this dispatcher; beyond it, UDP batches are dropped for it.
+    #[serde(default = "default_queue_batches")]
+    pub queue_batches: usize,
+    /// Plugin instances (threads) serving this dispatcher.
+    #[serde(default = "default_instances")]
+    pub instances: usize,
+    /// Retries of a batch the plugin answered `retry` to.
+    #[serde(default = "default_max_retries")]
+    pub max_retries: u32,
+    /// First retry delay; doubles up to `retry_backoff_max_ms`.
+    #[serde(default = "default_backoff_ms")]
+    pub retry_backoff_ms: u64,
+    #[serde(default = "default_backoff_max_ms")]
+    pub retry_backoff_max_ms: u64,
+    /// Host directories the plugin may use (WASI preopens). Nothing else is granted.
+    #[serde(default)]
+    pub dirs: Vec<DirGrant>,
+    /// Handed to the plugin's `init` as JSON.
+    #[serde(default = "empty_table")]
+    pub config: toml::Table,
+}
+
+fn default_timeout_ms() -> u64 {
+    5_000
+}
+fn default_memory_limit() -> usize {
+    64 << 20
+}
+fn default_queue_batches() -> usize {
+    16
+}
+fn default_instances() -> usize {
+    1
+}
+fn default_max_retries() -> u32 {
+    5
+}
+fn default_backoff_ms() -> u64 {
+    100
+}
+fn default_backoff_max_ms() -> u64 {
+    5_000
+}
+fn empty_table() -> toml::Table {
+    toml::Table::new()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirGrant {
+    /// Directory on the host (relative to the config file); created if missing.
+    pub host: PathBuf,
+    /// Where the plugin sees it, e.g. `/data`.
+    pub guest: String,
+    #[serde(default)]
+    pub writable: bool,
+}
+
+/// A configuration that cannot be used. The message names the field.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid config {origin}: {message}")]
+    Parse { origin: String, message: String },
+    #[error("invalid config {origin}: `{field}` {problem}")]
+    Invalid { origin: String, field: String, problem: String },
+}
+
+impl Config {
+    /// Reads, parses and validates a config file; relative paths resolve against its directory.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the file and the field.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        Self::parse(&text, &path.display().to_string(), &base)
+    }
+
+    /// The embedded default configuration (paths relative to the working directory).
+    ///
+    /// # Errors
+    /// Only if the embedded text is broken (a test guards against it).
+    pub fn default_config() -> Result<Config, ConfigError> {
+        Self::parse(DEFAULT_TOML, "(embedded default)", Path::new(""))
+    }
+
+    /// Parses and validates TOML text.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming `origin` and the field.
+    pub fn parse(text: &str, origin: &str, base: &Path) -> Result<Config, ConfigError> {
+        let mut cfg: Config = toml::from_str(text)
+            .map_err(|e| ConfigError::Parse { origin: origin.to_owned(), message: e.to_string() })?;
+        cfg.validate(origin)?;
+        for d in &mut cfg.dispatchers {
+            if let PluginSource::File(p) = d.plugin_source() {
+                d.plugin = base.join(p).display().to_string();
+            }
+            for g in &mut d.dirs {
+                g.host = base.join(&g.host);
+            }
+        }
+        Ok(cfg)
+    }
+
+    fn validate(&self, origin: &str) -> Result<(), ConfigError> {
+        let bad = |field: String, problem: &str| ConfigError::Invalid {
+            origin: origin.to_owned(),
+            field,
+            problem: problem.to_owned(),
+        };
+        if tracing_level(&self.log.level).is_none() {
+            return Err(bad("log.level".into(), "must be one of error, warn, info, debug, trace"));
+        }
+        if self.batch.max_samples == 0 {
+            return Err(bad("batch.max_samples".into(), "must be at least 1"));
+        }
+        if self.batch.max_bytes < 1024 {
+            return Err(bad("batch.max_bytes".into(), "must be at least 1024"));
+        }
+        if self.batch.max_delay_ms == 0 {
+            return Err(bad("batch.max_delay_ms".into(), "must be at least 1"));
+        }
+        if let Some(u) = &self.sources.udp
+            && u.max_datagrams_per_wake == 0
+        {
+            return Err(bad("sources.udp.max_datagrams_per_wake".into(), "must be at least 1"));
+        }
+        if self.dispatchers.is_empty() {
+            return Err(bad("dispatchers".into(), "must list at least one dispatcher"));
+        }
+        for (i, d) in self.dispatchers.iter().enumerate() {
+            let f = |name: &str| format!("dispatchers[{i}].{name}");
+            if d.name.is_empty() || !d.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+                return Err(bad(f("name"), "must be non-empty letters, digits, `-` or `_`"));
+            }
+            if self.dispatchers[..i].iter().any(|o| o.name == d.name) {
+                return Err(bad(f("name"), "is used by another dispatcher"));
+            }
+            if let PluginSource::Builtin(b) = d.plugin_source()
+                && !crate::plugin::builtin::NAMES.contains(&b.as_str())
+            {
+                return Err(bad(f("plugin"), "names an unknown builtin plugin"));
+            }
+            if d.timeout_ms == 0 {
+                return Err(bad(f("timeout_ms"), "must be at least 1"));
+            }
+            if d.memory_limit_bytes < 65536 {
+                return Err(bad(f("memory_limit_bytes"), "must be at least 65536 (one wasm page)"));
+            }
+            if d.queue_batches == 0 {
+                return Err(bad(f("queue_batches"), "must be at least 1"));
+            }
+            if d.instances == 0 || d.instances > 64 {
+                return Err(bad(f("instances"), "must be between 1 and 64"));
+            }
+            for (j, g) in d.dirs.iter().enumerate() {
+                if !g.guest.starts_with('/') {
+                    return Err(bad(format!("dispatchers[{i}].dirs[{j}].guest"), "must be an absolute path like /data"));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl DispatcherConfig {
+    pub fn plugin_source(&self) -> PluginSource {
+        match self.plugin.strip_prefix("builtin:") {
+            Some(name) => PluginSource::Builtin(name.to_owned()),
+            None => PluginSource::File(PathBuf::from(&self.plugin)),
+        }
+    }
+
+    /// The `config` table as JSON text, for the plugin's `init`.
+    pub fn config_json(&self) -> String {
+        serde_json::to_string(&self.config).unwrap_or_else(|_| "{}".to_owned())
+    }
+}
+
+/// Maps a level name to tracing's level.
+pub fn tracing_level(name: &str) -> Option<tracing::Level> {
+    match name {
+        "error" => Some(tracing::Level::ERROR),
+        "warn" => Some(tracing::Level::WARN),
+        "info" => Some(tracing::Level::INFO),
+        "debug" => Some(tracing::Level::DEBUG),
+        "trace" => Some(tracing::Level::TRACE),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_default_is_valid() {
+        let c = Config::default_config().expect("default config");
+        let udp = c.sources.udp.expect("udp source");
+        assert_eq!(udp.address.to_string(), "127.0.0.1:4952");
+        assert_eq!(c.dispatchers[0].plugin, "builtin:file");
+    }
+
+    #[test]
+    fn example_file_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../collector.example.toml");
+        Config::load(&path).expect("example config");
+    }
+
+    fn err(text: &str) -> String {
+        match Config::parse(text, "t.toml", Path::new("")) {
+            Ok(_) => panic!("accepted: {text}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let e = err("[batch]\nmax_sample = 3\n[[dispatchers]]\nname='a'\nplugin='builtin:noop'\n");
+        assert!(e.contains("max_sample"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_name_their_field() {
+        let d = "[[dispatchers]]\nname='a'\nplugin='builtin:noop'\n";
+        assert!(err(&format!("[batch]\nmax_samples = 0\n{d}")).contains("batch.max_samples"));
+        assert!(err(&format!("{d}timeout_ms = 0\n")).contains("dispatchers[0].timeout_ms"));
+        assert!(err("[sources.udp]\naddress = 'nowhere'\n").contains("address"));
+        assert!(err("[[dispatchers]]\nname='a'\nplugin='builtin:nope'\n").contains("dispatchers[0].plugin"));
+        assert!(err("").contains("dispatchers"));
+    }
+
+    #[test]
+    fn plugin_config_becomes_json() {
+        let c = Config::parse(
+            "[[dispatchers]]\nname='a'\nplugin='builtin:noop'\n[dispatchers.config]\npath='/data/x'\nn=3\n",
+            "t",
+            Path::new(""),
+        )
+        .expect("valid");
+        let v: serde_json::Value = serde_json::from_str(&c.dispatchers[0].config_json()).expect("json");
+        assert_eq!(v["path"], "/data/x");
+        assert_eq!(v["n"], 3);
+    }
+}

@@ -1,0 +1,426 @@
+//! Runs plugins on wasmtime: one [`Runtime`] (Engine + Linker) per process, a
+//! [`PluginModule`] compiled once per plugin version, and an [`Instance`] (a
+//! Store of its own) per dispatcher thread.
+//!
+//! Every call runs under an epoch deadline (`timeout_ms`) and a memory cap
+//! (`memory_limit_bytes`). A trap, timeout or memory refusal poisons only that
+//! instance: the caller drops it and makes a new one.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use collector_sdk::abi;
+use wasmtime::{
+    Caller, Engine, ExternType, InstancePre, Linker, Memory, Module, ResourceLimiter, Store,
+    Trap, TypedFunc, ValType,
+};
+use wasmtime_wasi::p1::WasiP1Ctx;
+use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
+
+use super::PluginError;
+
+/// How often the engine's epoch advances; the granularity of `timeout_ms`.
+pub const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+/// Per-store state: WASI, the memory cap and what the guest told us.
+pub struct HostState {
+    wasi: WasiP1Ctx,
+    limiter: MemoryCap,
+    /// Message from `collector.set_error` during the current call.
+    error: Option<String>,
+    plugin: Arc<str>,
+}
+
+/// Refuses memory growth beyond the cap, remembering that it did.
+struct MemoryCap {
+    limit_bytes: usize,
+    refused: Option<(usize, usize)>,
+}
+
+impl ResourceLimiter for MemoryCap {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.limit_bytes {
+            self.refused = Some((desired, self.limit_bytes));
+            return Err(wasmtime::format_err!(
+                "memory limit exceeded: the plugin asked for {desired} bytes of linear memory, \
+                 memory_limit_bytes is {}",
+                self.limit_bytes
+            ));
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 100_000)
+    }
+}
+
+/// The process-wide wasm engine, its linker and the epoch ticker.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<HostState>,
+    stop_ticker: Arc<AtomicBool>,
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.stop_ticker.store(true, Ordering::Relaxed);
+    }
+}
+
+fn wasm_err(context: impl std::fmt::Display, e: wasmtime::Error) -> PluginError {
+    PluginError::Wasm(format!("{context}: {e:#}"))
+}
+
+impl Runtime {
+    /// Creates the engine, the linker with the host's imports, and the ticker thread.
+    ///
+    /// # Errors
+    /// When wasmtime cannot be configured on this machine.
+    pub fn new() -> Result<Arc<Runtime>, PluginError> {
+        let mut cfg = wasmtime::Config::new();
+        cfg.epoch_interruption(true);
+        let engine = Engine::new(&cfg).map_err(|e| wasm_err("creating the wasm engine", e))?;
+        let mut linker: Linker<HostState> = Linker::new(&engine);
+        wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |s: &mut HostState| &mut s.wasi)
+            .map_err(|e| wasm_err("adding WASI to the linker", e))?;
+        linker
+            .func_wrap(abi::IMPORT_MODULE, abi::IMPORT_LOG, host_log)
+            .map_err(|e| wasm_err("defining collector.log", e))?;
+        linker
+            .func_wrap(abi::IMPORT_MODULE, abi::IMPORT_SET_ERROR, host_set_error)
+            .map_err(|e| wasm_err("defining collector.set_error", e))?;
+
+        let stop_ticker = Arc::new(AtomicBool::new(false));
+        let (weak_engine, stop) = (engine.weak(), stop_ticker.clone());
+        std::thread::Builder::new()
+            .name("wasm-epoch".into())
+            .spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    match weak_engine.upgrade() {
+                        Some(e) => e.increment_epoch(),
+                        None => break,
+                    }
+                }
+            })
+            .map_err(|e| PluginError::Wasm(format!("starting the epoch thread: {e}")))?;
+        Ok(Arc::new(Runtime { engine, linker, stop_ticker }))
+    }
+
+    /// Compiles a plugin and checks it against ABI v1. Slow (JIT): run it off the receive path.
+    ///
+    /// # Errors
+    /// [`PluginError::Abi`] naming a missing or mistyped export or an unknown import.
+    pub fn compile(&self, name: &str, wasm: &[u8]) -> Result<PluginModule, PluginError> {
+        let module = Module::new(&self.engine, wasm)
+            .map_err(|e| PluginError::Compile(format!("{e:#}")))?;
+        let report = check_abi(&module);
+        if let Some(problem) = report.problems.first() {
+            return Err(PluginError::Abi(problem.clone()));
+        }
+        let pre = self.linker.instantiate_pre(&module).map_err(|e| wasm_err("linking", e))?;
+        Ok(PluginModule {
+            name: name.into(),
+            hash: super::short_hash(wasm),
+            pre,
+            wasi_reactor: report.wasi_reactor,
+        })
+    }
+}
+
+/// What [`check_abi`] found.
+#[derive(Debug, Default)]
+pub struct AbiReport {
+    /// Human-readable problems; empty when the module conforms.
+    pub problems: Vec<String>,
+    pub imports: Vec<String>,
+    pub exports: Vec<String>,
+    /// Exports `_initialize` (a WASI reactor).
+    pub wasi_reactor: bool,
+}
+
+/// Checks a module's imports and exports against ABI v1.
+pub fn check_abi(module: &Module) -> AbiReport {
+    use ValType::I32;
+    let mut r = AbiReport::default();
+    for imp in module.imports() {
+        let full = format!("{}.{}", imp.module(), imp.name());
+        let known = match imp.module() {
+            abi::IMPORT_MODULE => matches!(imp.name(), abi::IMPORT_LOG | abi::IMPORT_SET_ERROR),
+            "wasi_snapshot_preview1" => true,
+            _ => false,
+        };
+        if !known {
+            r.problems.push(format!(
+                "imports `{full}`, which the host does not provide (ABI v1 offers collector.log, \
+                 collector.set_error and WASI preview 1)"
+            ));
+        }
+        r.imports.push(full);
+    }
+    let required: [(&str, &[ValType], &[ValType]); 4] = [
+        (abi::VERSION_MARKER, &[], &[]),
+        (abi::ALLOC, &[I32], &[I32]),
+        (abi::INIT, &[I32, I32], &[I32]),
+        (abi::DISPATCH, &[I32, I32], &[I32]),
+    ];
+    for exp in module.exports() {
+        r.exports.push(exp.name().to_owned());
+    }
+    r.wasi_reactor = r.exports.iter().any(|e| e == abi::WASI_INITIALIZE);
+    match module.get_export(abi::MEMORY) {
+        Some(ExternType::Memory(_)) => {}
+        _ => r.problems.push(format!(
+            "does not export `{}` (a linear memory), required by ABI v1",
+            abi::MEMORY
+        )),
+    }
+    for (name, params, results) in required {
+        let sig = format!("(func{}{})", fmt_types("param", params), fmt_types("result", results));
+        match module.get_export(name) {
+            None if name == abi::VERSION_MARKER => r.problems.push(format!(
+                "does not export `{name}` {sig}: not an ABI v1 plugin (or built for another ABI version)"
+            )),
+            None => r.problems.push(format!("does not export `{name}` {sig}, required by ABI v1")),
+            Some(ExternType::Func(f)) => {
+                let p: Vec<ValType> = f.params().collect();
+                let res: Vec<ValType> = f.results().collect();
+                let same = |a: &[ValType], b: &[ValType]| {
+                    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| ValType::eq(x, y))
+                };
+                if !same(&p, params) || !same(&res, results) {
+                    r.problems.push(format!("exports `{name}` with the wrong type: ABI v1 wants {sig}"));
+                }
+            }
+            Some(_) => r.problems.push(format!("exports `{name}` but it is not a function {sig}")),
+        }
+    }
+    r
+}
+
+fn fmt_types(kind: &str, tys: &[ValType]) -> String {
+    if tys.is_empty() {
+        return String::new();
+    }
+    let names: Vec<String> = tys.iter().map(|t| t.to_string()).collect();
+    format!(" ({kind} {})", names.join(" "))
+}
+
+/// Reads `len` bytes the guest passed at `ptr`.
+fn guest_bytes(caller: &mut Caller<'_, HostState>, ptr: i32, len: i32) -> wasmtime::Result<Vec<u8>> {
+    let mem = caller
+        .get_export(abi::MEMORY)
+        .and_then(|e| e.into_memory())
+        .ok_or_else(|| wasmtime::format_err!("plugin has no `memory` export"))?;
+    let (start, len) = (ptr as u32 as usize, (len as u32 as usize).min(1 << 20));
+    let bytes = mem
+        .data(&caller)
+        .get(start..start + len)
+        .ok_or_else(|| wasmtime::format_err!("plugin passed a buffer outside its memory"))?;
+    Ok(bytes.to_vec())
+}
+
+fn host_log(mut caller: Caller<'_, HostState>, level: i32, ptr: i32, len: i32) -> wasmtime::Result<()> {
+    let bytes = guest_bytes(&mut caller, ptr, len)?;
+    let msg = String::from_utf8_lossy(&bytes);
+    let plugin = &*caller.data().plugin;
+    match level {
+        abi::LOG_ERROR => tracing::error!(target: "plugin", plugin, "{msg}"),
+        abi::LOG_WARN => tracing::warn!(target: "plugin", plugin, "{msg}"),
+        abi::LOG_INFO => tracing::info!(target: "plugin", plugin, "{msg}"),
+        abi::LOG_DEBUG => tracing::debug!(target: "plugin", plugin, "{msg}"),
+        _ => tracing::trace!(target: "plugin", plugin, "{msg}"),
+    }
+    Ok(())
+}
+
+fn host_set_error(mut caller: Caller<'_, HostState>, ptr: i32, len: i32) -> wasmtime::Result<()> {
+    let bytes = guest_bytes(&mut caller, ptr, len)?;
+    caller.data_mut().error = Some(String::from_utf8_lossy(&bytes).into_owned());
+    Ok(())
+}
+
+/// A compiled plugin version, ready to instantiate many times.
+#[derive(Clone)]
+pub struct PluginModule {
+    pub name: Arc<str>,
+    /// First 16 hex digits of the wasm's SHA-256: names the version in logs.
+    pub hash: String,
+    pre: InstancePre<HostState>,
+    wasi_reactor: bool,
+}
+
+/// What one instance may do.
+#[derive(Clone, Debug)]
+pub struct InstanceSettings {
+    pub timeout: Duration,
+    pub memory_limit_bytes: usize,
+    /// (host directory, guest path, writable)
+    pub dirs: Vec<(PathBuf, String, bool)>,
+    /// The plugin's config, as JSON.
+    pub config_json: String,
+}
+
+/// What a plugin call came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallOutcome {
+    Ok,
+    Retry(String),
+    Reject(String),
+    /// The instance is unusable (trap, timeout, memory refusal); make a new one.
+    Failed(Failure),
+}
+
+/// Why an instance failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    Timeout(String),
+    Memory(String),
+    Trap(String),
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Timeout(m) => write!(f, "timed out: {m}"),
+            Failure::Memory(m) => write!(f, "memory refused: {m}"),
+            Failure::Trap(m) => write!(f, "trapped: {m}"),
+        }
+    }
+}
+
+/// One live instance: a Store with its own memory. Not shared between threads.
+pub struct Instance {
+    store: Store<HostState>,
+    memory: Memory,
+    alloc: TypedFunc<i32, i32>,
+    dispatch: TypedFunc<(i32, i32), i32>,
+    deadline_ticks: u64,
+}
+
+impl Instance {
+    /// Instantiates the module, runs `_initialize` if present, then `collector_init`.
+    ///
+    /// # Errors
+    /// [`PluginError::Init`] with the plugin's own message, or the failure that stopped it.
+    pub fn new(module: &PluginModule, settings: &InstanceSettings) -> Result<Instance, PluginError> {
+        let mut wasi = WasiCtxBuilder::new();
+        for (host, guest, writable) in &settings.dirs {
+            let perms = if *writable { FsPerms::ReadWrite } else { FsPerms::ReadOnly };
+            wasi.preopened_dir(host, guest, perms).map_err(|e| {
+                PluginError::Init(format!("cannot grant directory {} as {guest}: {e:#}", host.display()))
+            })?;
+        }
+        let state = HostState {
+            wasi: wasi.build_p1(),
+            limiter: MemoryCap { limit_bytes: settings.memory_limit_bytes, refused: None },
+            error: None,
+            plugin: module.name.clone(),
+        };
+        let mut store = Store::new(module.pre.module().engine(), state);
+        store.limiter(|s| &mut s.limiter);
+        let deadline_ticks = (settings.timeout.as_millis() as u64).div_ceil(EPOCH_TICK.as_millis() as u64) + 1;
+        store.set_epoch_deadline(deadline_ticks);
+        store.epoch_deadline_trap();
+
+        let instance = module
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| PluginError::Init(classify(&store, e, settings.timeout).to_string()))?;
+        let memory = instance
+            .get_memory(&mut store, abi::MEMORY)
+            .ok_or_else(|| PluginError::Abi("does not export `memory`".into()))?;
+        let typed = |e: wasmtime::Error| PluginError::Abi(format!("{e:#}"));
+        let alloc = instance.get_typed_func::<i32, i32>(&mut store, abi::ALLOC).map_err(typed)?;
+        let init = instance.get_typed_func::<(i32, i32), i32>(&mut store, abi::INIT).map_err(typed)?;
+        let dispatch =
+            instance.get_typed_func::<(i32, i32), i32>(&mut store, abi::DISPATCH).map_err(typed)?;
+        let mut inst = Instance { store, memory, alloc, dispatch, deadline_ticks };
+
+        if module.wasi_reactor
+            && let Ok(f) = instance.get_typed_func::<(), ()>(&mut inst.store, abi::WASI_INITIALIZE)
+        {
+            inst.store.set_epoch_deadline(deadline_ticks);
+            f.call(&mut inst.store, ())
+                .map_err(|e| PluginError::Init(format!("_initialize {}", classify(&inst.store, e, settings.timeout))))?;
+        }
+        match inst.call(&init, settings.config_json.as_bytes(), settings.timeout) {
+            CallOutcome::Ok => Ok(inst),
+            CallOutcome::Retry(m) | CallOutcome::Reject(m) => Err(PluginError::Init(m)),
+            CallOutcome::Failed(f) => Err(PluginError::Init(f.to_string())),
+        }
+    }
+
+    /// Hands one batch (ABI v1 bytes) to the plugin.
+    pub fn dispatch(&mut self, batch: &[u8], timeout: Duration) -> CallOutcome {
+        let f = self.dispatch.clone();
+        self.call(&f, batch, timeout)
+    }
+
+    /// Copies `bytes` into a guest buffer and calls `f(ptr, len)`.
+    fn call(&mut self, f: &TypedFunc<(i32, i32), i32>, bytes: &[u8], timeout: Duration) -> CallOutcome {
+        self.store.data_mut().error = None;
+        self.store.set_epoch_deadline(self.deadline_ticks);
+        let Ok(len) = i32::try_from(bytes.len()) else {
+            return CallOutcome::Reject(format!("{} bytes do not fit a 32-bit wasm address", bytes.len()));
+        };
+        let ptr = match self.alloc.call(&mut self.store, len) {
+            Ok(0) if len > 0 => {
+                return CallOutcome::Failed(Failure::Memory(format!(
+                    "collector_alloc returned 0 for {len} bytes"
+                )));
+            }
+            Ok(p) => p,
+            Err(e) => return CallOutcome::Failed(classify(&self.store, e, timeout)),
+        };
+        if let Err(e) = self.memory.write(&mut self.store, ptr as u32 as usize, bytes) {
+            return CallOutcome::Failed(Failure::Trap(format!(
+                "collector_alloc returned a buffer outside memory: {e}"
+            )));
+        }
+        let status = match f.call(&mut self.store, (ptr, len)) {
+            Ok(s) => s,
+            Err(e) => return CallOutcome::Failed(classify(&self.store, e, timeout)),
+        };
+        let msg = || self.store.data_mut().error.take().unwrap_or_else(|| "(no message)".into());
+        match status {
+            abi::STATUS_OK => CallOutcome::Ok,
+            abi::STATUS_RETRY => CallOutcome::Retry(msg()),
+            abi::STATUS_REJECT => CallOutcome::Reject(msg()),
+            other => CallOutcome::Reject(format!("unknown status {other}: {}", msg())),
+        }
+    }
+
+    /// Bytes of linear memory the instance holds now.
+    pub fn memory_bytes(&self) -> usize {
+        self.memory.data_size(&self.store)
+    }
+}
+
+/// Turns a wasmtime error into a [`Failure`] an operator understands.
+fn classify(store: &Store<HostState>, e: wasmtime::Error, timeout: Duration) -> Failure {
+    if let Some((desired, limit)) = store.data().limiter.refused {
+        return Failure::Memory(format!(
+            "the plugin asked for {desired} bytes of linear memory, memory_limit_bytes is {limit}"
+        ));
+    }
+    match e.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => {
+            Failure::Timeout(format!("the call ran past timeout_ms ({} ms)", timeout.as_millis()))
+        }
+        _ => Failure::Trap(format!("{e:#}")),
+    }
+}

@@ -1,0 +1,4 @@
+//! Where samples come from. Each source owns its batcher and hands sealed batches
+//! to the [`Fanout`](crate::dispatch::Fanout).
+
+pub mod udp;

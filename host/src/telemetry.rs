@@ -1,0 +1,135 @@
+//! Counters of what the daemon did, and rate-limited warnings for bad input.
+//!
+//! Counters are plain atomics shared by `Arc`; the shutdown summary and (later)
+//! the metrics endpoint read them.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// A monotonically increasing counter.
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    pub fn inc(&self) {
+        self.add(1);
+    }
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// What a source received and refused.
+#[derive(Debug, Default)]
+pub struct SourceStats {
+    /// Datagrams or messages read.
+    pub received: Counter,
+    /// Samples accepted into batches.
+    pub samples: Counter,
+    /// Undecodable input (bad msgpack/JSON, not a map, wrong schema).
+    pub malformed: Counter,
+    /// Samples whose signature did not verify.
+    pub bad_signature: Counter,
+}
+
+impl SourceStats {
+    pub fn summary(&self) -> String {
+        format!(
+            "received={} samples={} malformed={} bad_signature={}",
+            self.received.get(),
+            self.samples.get(),
+            self.malformed.get(),
+            self.bad_signature.get()
+        )
+    }
+}
+
+/// What happened to the batches of one dispatcher.
+#[derive(Debug, Default)]
+pub struct DispatcherStats {
+    pub batches_ok: Counter,
+    pub batches_failed: Counter,
+    pub samples_ok: Counter,
+    pub samples_failed: Counter,
+    /// Batches not queued because the dispatcher's queue was full.
+    pub batches_dropped: Counter,
+    pub retries: Counter,
+    pub timeouts: Counter,
+    pub traps: Counter,
+    pub memory_refusals: Counter,
+}
+
+impl DispatcherStats {
+    pub fn summary(&self) -> String {
+        format!(
+            "batches_ok={} batches_failed={} batches_dropped={} samples_ok={} samples_failed={} \
+             retries={} timeouts={} traps={} memory_refusals={}",
+            self.batches_ok.get(),
+            self.batches_failed.get(),
+            self.batches_dropped.get(),
+            self.samples_ok.get(),
+            self.samples_failed.get(),
+            self.retries.get(),
+            self.timeouts.get(),
+            self.traps.get(),
+            self.memory_refusals.get()
+        )
+    }
+}
+
+/// Lets through at most `burst` events per `period`, then counts the rest.
+#[derive(Debug)]
+pub struct RateLimit {
+    period: Duration,
+    burst: u32,
+    state: Mutex<(Instant, u32, u64)>,
+}
+
+impl RateLimit {
+    pub fn new(burst: u32, period: Duration) -> Self {
+        RateLimit { period, burst, state: Mutex::new((Instant::now(), 0, 0)) }
+    }
+
+    /// `Some(suppressed_since_last)` when this event may be logged.
+    pub fn allow(&self) -> Option<u64> {
+        let Ok(mut s) = self.state.lock() else { return None };
+        let now = Instant::now();
+        if now.duration_since(s.0) >= self.period {
+            *s = (now, 0, s.2);
+        }
+        if s.1 < self.burst {
+            s.1 += 1;
+            let suppressed = std::mem::take(&mut s.2);
+            Some(suppressed)
+        } else {
+            s.2 += 1;
+            None
+        }
+    }
+}
+
+impl Default for RateLimit {
+    fn default() -> Self {
+        RateLimit::new(10, Duration::from_secs(10))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_limit_counts_what_it_suppresses() {
+        let r = RateLimit::new(2, Duration::from_secs(3600));
+        assert_eq!(r.allow(), Some(0));
+        assert_eq!(r.allow(), Some(0));
+        assert_eq!(r.allow(), None);
+        assert_eq!(r.allow(), None);
+        let s = r.state.lock().map(|s| s.2).unwrap_or(0);
+        assert_eq!(s, 2);
+    }
+}

@@ -1,0 +1,4 @@
+//! Wire formats of Ceilometer's publishers, decoded into the lossless sample model.
+
+pub mod json;
+pub mod msgpack;
