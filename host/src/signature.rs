@@ -9,6 +9,11 @@ use std::fmt::Write as _;
 
 type HmacSha256 = Hmac<Sha256>;
 
+/// Nesting (maps and lists) beyond which a sample is not verified. Python would
+/// hit its recursion limit somewhat deeper; no real metadata comes close, and the
+/// limit keeps a hostile datagram from overflowing the stack here.
+const MAX_DEPTH: usize = 128;
+
 /// A secret prepared once, for signing or verifying many samples.
 ///
 /// Keying HMAC costs two SHA-256 blocks; cloning the keyed state per sample avoids that.
@@ -160,7 +165,8 @@ struct Walker<'a, S> {
     stack: Vec<(&'a str, Item<'a>)>,
     /// Reused for number, bytes and list text.
     scratch: String,
-    /// False once a value was met that Python's `decode_unicode` would raise on.
+    /// False once a value was met that Python would raise on (undecodable bytes
+    /// in a list) or that is nested deeper than [`MAX_DEPTH`].
     exact: bool,
 }
 
@@ -211,11 +217,11 @@ impl<'a, S: Sink> Walker<'a, S> {
         for (k, v) in &s.extra {
             st.push((k, Item::Value(v)));
         }
-        self.level(None, 0);
+        self.level(None, 0, 0);
     }
 
     /// Emits the pairs of the level `stack[start..]` in sorted order, then pops it.
-    fn level(&mut self, parent: Option<&Path<'_>>, start: usize) {
+    fn level(&mut self, parent: Option<&Path<'_>>, start: usize, depth: usize) {
         // Stable, so that of two equal keys the later one is last: a Python dict
         // built from the same entries keeps only the last value.
         self.stack[start..].sort_by(|a, b| a.0.cmp(b.0));
@@ -230,11 +236,12 @@ impl<'a, S: Sink> Walker<'a, S> {
                 continue;
             }
             match item {
+                Item::Value(Value::Map(_)) if depth >= MAX_DEPTH => self.exact = false,
                 Item::Value(Value::Map(entries)) => {
                     let child = self.stack.len();
                     self.stack
                         .extend(entries.iter().map(|(k, v)| (k.as_str(), Item::Value(v))));
-                    self.level(Some(&path), child);
+                    self.level(Some(&path), child, depth + 1);
                 }
                 Item::Str(s) => self.sink.pair(&path, s.as_bytes()),
                 Item::Value(Value::Str(s)) => self.sink.pair(&path, s.as_bytes()),
@@ -248,7 +255,7 @@ impl<'a, S: Sink> Walker<'a, S> {
                 }
                 Item::Value(v) => {
                     self.scratch.clear();
-                    if !push_repr(&mut self.scratch, &mut self.stack, v, false) {
+                    if !push_repr(&mut self.scratch, &mut self.stack, v, false, depth) {
                         self.exact = false;
                     }
                     self.sink.pair(&path, self.scratch.as_bytes());
@@ -277,8 +284,13 @@ fn push_repr<'a>(
     stack: &mut Vec<(&'a str, Item<'a>)>,
     v: &'a Value,
     in_list: bool,
+    depth: usize,
 ) -> bool {
     match v {
+        Value::List(_) | Value::Map(_) if depth >= MAX_DEPTH => {
+            out.push_str("...");
+            return false;
+        }
         Value::Null => out.push_str("None"),
         Value::Bool(true) => out.push_str("True"),
         Value::Bool(false) => out.push_str("False"),
@@ -302,7 +314,7 @@ fn push_repr<'a>(
                 if i > 0 {
                     out.push_str(", ");
                 }
-                ok &= push_repr(out, stack, item, true);
+                ok &= push_repr(out, stack, item, true, depth + 1);
             }
             out.push(']');
             return ok;
@@ -328,7 +340,7 @@ fn push_repr<'a>(
                 push_bytes_repr(out, key.as_bytes());
                 out.push_str(": ");
                 if let Item::Value(v) = item {
-                    ok &= push_repr(out, stack, v, true);
+                    ok &= push_repr(out, stack, v, true, depth + 1);
                 }
             }
             out.push('}');
@@ -488,16 +500,17 @@ pub fn python_float_repr(f: f64, out: &mut String) {
     };
     let e_at = text.iter().position(|&b| b == b'e').unwrap_or(text.len());
     let (mantissa, exp_text) = text.split_at(e_at);
-    let mut digits = [0u8; 24];
+    let mut buf = [0u8; 24];
     let mut n = 0;
     for &b in mantissa.iter().filter(|b| b.is_ascii_digit()) {
-        if n < digits.len() {
-            digits[n] = b;
+        if n < buf.len() {
+            buf[n] = b;
             n += 1;
         }
     }
-    let digits = &digits[..n.max(1)];
     let exp = parse_exp(exp_text.get(1..).unwrap_or_default());
+    let n = round_half_even(f, &mut buf[..n.max(1)], exp);
+    let digits = &buf[..n];
 
     if negative {
         out.push('-');
@@ -540,14 +553,106 @@ pub fn python_float_repr(f: f64, out: &mut String) {
     }
 }
 
+/// Python's repr (David Gay's dtoa) breaks an exact tie between two shortest
+/// candidates towards the even last digit, while Rust's `{:e}` rounds it up:
+/// 1690060720831323.25 is `...23.2` in Python and `...23.3` in Rust. Fixes
+/// `digits` (the shortest digits, scientific exponent `exp`) in place and
+/// returns how many digits remain.
+fn round_half_even(f: f64, digits: &mut [u8], exp: i32) -> usize {
+    let n = digits.len();
+    if n > 17 {
+        return n;
+    }
+    let d = digits
+        .iter()
+        .fold(0u64, |acc, &b| acc * 10 + u64::from(b - b'0'));
+    // An even last digit is what Python picks in a tie too.
+    if d % 2 == 0 {
+        return n;
+    }
+    let Some((m, k)) = odd_mantissa(f) else {
+        return n;
+    };
+    // The candidates are d·10^(q+1) and its neighbours; their midpoints are
+    // (10d ± 5)·10^q.
+    let q = exp - n as i32;
+    let candidate = if is_exactly(m, k, 10 * d - 5, q) {
+        d - 1
+    } else if is_exactly(m, k, 10 * d + 5, q) {
+        d + 1
+    } else {
+        return n;
+    };
+    // Same length, and a string that reads back as `f` (near a power of two the
+    // lower neighbour can fall outside the rounding interval).
+    if candidate < 10u64.pow(n as u32 - 1) || candidate >= 10u64.pow(n as u32) {
+        return n;
+    }
+    let mut text = StackBuf::default();
+    if write!(text, "{candidate}e{q}", q = q + 1).is_err()
+        || std::str::from_utf8(text.as_bytes())
+            .ok()
+            .and_then(|t| t.parse::<f64>().ok())
+            != Some(f.abs())
+    {
+        return n;
+    }
+    let mut rest = candidate;
+    for slot in digits.iter_mut().rev() {
+        *slot = b'0' + (rest % 10) as u8;
+        rest /= 10;
+    }
+    // A trailing zero would mean a shorter string existed; drop it regardless.
+    let mut len = n;
+    while len > 1 && digits[len - 1] == b'0' {
+        len -= 1;
+    }
+    len
+}
+
+/// `|f|` as `m·2^k` with `m` odd; `None` for zero.
+fn odd_mantissa(f: f64) -> Option<(u64, i32)> {
+    let bits = f.abs().to_bits();
+    let biased = (bits >> 52) as i32;
+    let frac = bits & ((1 << 52) - 1);
+    let (m, k) = if biased == 0 {
+        (frac, -1074)
+    } else {
+        (frac | (1 << 52), biased - 1075)
+    };
+    if m == 0 {
+        return None;
+    }
+    let tz = m.trailing_zeros();
+    Some((m >> tz, k + tz as i32))
+}
+
+/// Whether `m·2^k` (`m` odd) equals `t·10^q` (`t` odd) exactly: both sides must
+/// have the same power of two, and the odd parts `m` and `t·5^q` must agree.
+fn is_exactly(m: u64, k: i32, t: u64, q: i32) -> bool {
+    if k != q {
+        return false;
+    }
+    let five = |e: u32, x: u64| {
+        5u128
+            .checked_pow(e)
+            .and_then(|p| p.checked_mul(u128::from(x)))
+    };
+    if q >= 0 {
+        five(q.unsigned_abs(), t) == Some(u128::from(m))
+    } else {
+        five(q.unsigned_abs(), m) == Some(u128::from(t))
+    }
+}
+
 fn parse_exp(text: &[u8]) -> i32 {
     let (negative, digits) = match text.split_first() {
         Some((b'-', rest)) => (true, rest),
         _ => (false, text),
     };
-    let magnitude = digits
-        .iter()
-        .fold(0i32, |acc, &b| acc * 10 + i32::from(b.wrapping_sub(b'0') % 10));
+    let magnitude = digits.iter().fold(0i32, |acc, &b| {
+        acc * 10 + i32::from(b.wrapping_sub(b'0') % 10)
+    });
     if negative { -magnitude } else { magnitude }
 }
 
@@ -621,7 +726,9 @@ mod tests {
     }
 
     fn text<'j>(j: &'j Json, key: &str) -> &'j str {
-        j[key].as_str().unwrap_or_else(|| panic!("`{key}` is not a string"))
+        j[key]
+            .as_str()
+            .unwrap_or_else(|| panic!("`{key}` is not a string"))
     }
 
     struct Vector {
@@ -676,6 +783,13 @@ mod tests {
             (-2.5e-7, "-2.5e-07"),
             (1.25e100, "1.25e+100"),
             (f64::MIN_POSITIVE, "2.2250738585072014e-308"),
+            // Exact ties between two shortest candidates go to the even digit
+            // (written as sums: the literals are exactly the ties).
+            (1_690_060_720_831_323.0 + 0.25, "1690060720831323.2"),
+            (-1_006_567_402_717_677.0 - 0.25, "-1006567402717677.2"),
+            (233_115_890_514_796.0 + 0.125, "233115890514796.12"),
+            (-163_559_682_789_802.0 - 0.625, "-163559682789802.62"),
+            (2.5, "2.5"),
             (f64::INFINITY, "inf"),
             (f64::NEG_INFINITY, "-inf"),
             (f64::NAN, "nan"),
@@ -798,7 +912,10 @@ mod tests {
     fn other_signed_sets_verify_and_unsigned_fails() {
         let signer = Signer::new(b"fixture-secret");
         for set in ["notification", "rpc"] {
-            for (i, line) in jsonl(&format!("{set}/expected.jsonl")).into_iter().enumerate() {
+            for (i, line) in jsonl(&format!("{set}/expected.jsonl"))
+                .into_iter()
+                .enumerate()
+            {
                 let s = sample_from_json(line).expect("sample");
                 assert!(signer.verify(&s), "{set} line {}", i + 1);
             }
@@ -903,7 +1020,8 @@ mod tests {
     fn non_map_metadata_and_extra_keys() {
         let secret = b"k";
         let mut s = with_metadata(Value::List(vec![Value::Str("a".into())]));
-        s.extra.push(("publisher_id".into(), Value::Str("vm".into())));
+        s.extra
+            .push(("publisher_id".into(), Value::Str("vm".into())));
         s.extra
             .push(("zz".into(), Value::Map(vec![("q".into(), Value::Null)])));
         let got = pairs(&s);
@@ -912,6 +1030,30 @@ mod tests {
         assert_eq!(got.last(), Some(&p("zz:q", "None")));
         s.message_signature = Some(compute(&s, secret));
         assert!(verify(&s, secret));
+    }
+
+    #[test]
+    fn too_deep_never_verifies() {
+        let secret = b"fixture-secret";
+        let nest = |levels: usize, wrap: fn(Value) -> Value| {
+            (0..levels).fold(Value::Int(1), |v, _| wrap(v))
+        };
+        let as_map: fn(Value) -> Value = |v| Value::Map(vec![("k".into(), v)]);
+        let as_list: fn(Value) -> Value = |v| Value::List(vec![v]);
+        for (levels, ok) in [(MAX_DEPTH, true), (MAX_DEPTH + 1, false)] {
+            for wrap in [as_map, as_list] {
+                let mut s = with_metadata(nest(levels, wrap));
+                s.message_signature = Some(compute(&s, secret));
+                assert_eq!(verify(&s, secret), ok, "{levels} levels");
+            }
+        }
+        // Far beyond the limit: no stack overflow.
+        let mut s = with_metadata(nest(100_000, as_list));
+        s.message_signature = Some(compute(&s, secret));
+        assert!(!verify(&s, secret));
+        // Dropping a deeply nested Value recurses too; leak it to keep the test
+        // about this module.
+        std::mem::forget(s);
     }
 
     #[test]

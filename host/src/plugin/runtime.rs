@@ -120,6 +120,11 @@ impl Runtime {
         Ok(Arc::new(Runtime { engine, linker, stop_ticker }))
     }
 
+    /// The process-wide engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
     /// Compiles a plugin and checks it against ABI v1. Slow (JIT): run it off the receive path.
     ///
     /// # Errors
@@ -395,7 +400,7 @@ impl Instance {
             Ok(s) => s,
             Err(e) => return CallOutcome::Failed(classify(&self.store, e, timeout)),
         };
-        let msg = || self.store.data_mut().error.take().unwrap_or_else(|| "(no message)".into());
+        let mut msg = || self.store.data_mut().error.take().unwrap_or_else(|| "(no message)".into());
         match status {
             abi::STATUS_OK => CallOutcome::Ok,
             abi::STATUS_RETRY => CallOutcome::Retry(msg()),

@@ -2,7 +2,7 @@
 //!
 //! Integers and floats stay apart (`512` vs `512.0`) so that signatures survive the trip.
 
-use collector_sdk::model::{Field, Number, SchemaError, Sample, Value};
+use collector_sdk::model::{Field, Number, Sample, SchemaError, Value};
 use serde_json::Value as Json;
 
 /// Why a JSON value is not a sample.
@@ -196,7 +196,10 @@ mod tests {
             .iter()
             .filter(|s| matches!(s.counter_volume, Some(Number::Float(_))))
             .count();
-        assert_eq!(floats, 8, "README: 32 volumes are integers and 8 are floats");
+        assert_eq!(
+            floats, 8,
+            "README: 32 volumes are integers and 8 are floats"
+        );
     }
 
     #[test]
@@ -214,7 +217,10 @@ mod tests {
         let back = value_to_json(&v);
         assert!(back["a"].is_i64());
         assert!(back["b"].is_f64());
-        assert_eq!(back.to_string(), r#"{"a":512,"b":512.0,"c":-3,"d":0.00001}"#);
+        assert_eq!(
+            back.to_string(),
+            r#"{"a":512,"b":512.0,"c":-3,"d":0.00001}"#
+        );
     }
 
     #[test]
@@ -288,7 +294,9 @@ mod tests {
         j.as_object_mut().expect("object").remove("counter_name");
         assert_eq!(
             sample_from_json(j),
-            Err(SampleJsonError::Schema(SchemaError::Missing("counter_name")))
+            Err(SampleJsonError::Schema(SchemaError::Missing(
+                "counter_name"
+            )))
         );
         let mut j = minimal();
         j["counter_volume"] = json!("12");
@@ -300,7 +308,10 @@ mod tests {
 
     #[test]
     fn bytes_and_non_finite_floats() {
-        assert_eq!(value_to_json(&Value::Bytes(b"ab\xff".to_vec())), json!("ab\u{fffd}"));
+        assert_eq!(
+            value_to_json(&Value::Bytes(b"ab\xff".to_vec())),
+            json!("ab\u{fffd}")
+        );
         assert_eq!(value_to_json(&Value::Float(f64::NAN)), Json::Null);
         assert_eq!(value_to_json(&Value::Float(f64::INFINITY)), Json::Null);
     }

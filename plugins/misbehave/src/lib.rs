@@ -1,1 +1,69 @@
+//! A test fixture that misbehaves on purpose, for the daemon's sandboxing tests.
+//!
+//! Batches holding a sample whose `counter_name` equals `trigger_meter` make it
+//! misbehave as `mode` says: `loop` (never returns), `trap`, `hog` (grows memory
+//! without bound), `reject`. `fail_first = N` answers `retry` to its first N calls.
+//! Other batches are accepted.
 
+use collector_sdk::{Batch, Config, Dispatcher, Outcome};
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Settings {
+    #[serde(default)]
+    mode: String,
+    #[serde(default = "default_trigger")]
+    trigger_meter: String,
+    #[serde(default)]
+    fail_first: u64,
+}
+
+fn default_trigger() -> String {
+    "poison".into()
+}
+
+struct Misbehave {
+    settings: Settings,
+    calls: u64,
+    hoard: Vec<Vec<u8>>,
+}
+
+impl Dispatcher for Misbehave {
+    fn init(config: Config<'_>) -> Result<Self, String> {
+        let settings: Settings = config.parse()?;
+        if !matches!(settings.mode.as_str(), "" | "loop" | "trap" | "hog" | "reject") {
+            return Err(format!("unknown mode {:?}", settings.mode));
+        }
+        Ok(Misbehave { settings, calls: 0, hoard: Vec::new() })
+    }
+
+    fn dispatch(&mut self, batch: Batch<'_>) -> Outcome {
+        self.calls += 1;
+        if self.calls <= self.settings.fail_first {
+            return Outcome::Retry(format!("failing call {} of the first {}", self.calls, self.settings.fail_first));
+        }
+        let triggered = batch.samples().any(|s| s.is_ok_and(|s| s.counter_name == self.settings.trigger_meter));
+        if !triggered {
+            return Outcome::Ok;
+        }
+        match self.settings.mode.as_str() {
+            "loop" => {
+                let mut n: u64 = 0;
+                loop {
+                    n = core::hint::black_box(n.wrapping_add(1));
+                }
+            }
+            "trap" => panic!("poison sample"),
+            "hog" => loop {
+                let mut chunk = vec![0u8; 4 << 20];
+                chunk[0] = 1;
+                self.hoard.push(core::hint::black_box(chunk));
+            },
+            "reject" => Outcome::Reject("poison sample".into()),
+            _ => Outcome::Ok,
+        }
+    }
+}
+
+collector_sdk::export_dispatcher!(Misbehave);

@@ -1,0 +1,59 @@
+# collector: build, run, test, bench. `make help` lists the targets.
+#
+#   make run    build everything (installing the wasm targets if missing) and run
+#               the daemon on its embedded default config
+#   make test   everything CI runs: fmt, clippy, plugin builds, all tests
+
+SHELL := /bin/bash
+CARGO ?= cargo
+PLUGIN_DIR := target/plugins
+WASM_PROFILE := wasm
+RUST_PLUGINS_WASI := file
+RUST_PLUGINS_PURE := noop misbehave
+
+.PHONY: help run build plugins toolchain test lint bench clean
+
+help:
+	@grep -E '^[a-z-]+:.*' Makefile | sed 's/:.*//' | sort -u | tr '\n' ' '; echo
+
+## toolchain: wasm targets for the Rust plugins (no-op when present)
+toolchain:
+	@installed=$$(rustup target list --installed); \
+	for t in wasm32-unknown-unknown wasm32-wasip1; do \
+	  grep -qx $$t <<<"$$installed" || rustup target add $$t; \
+	done
+
+## plugins: every plugin of plugins/, copied to target/plugins/NAME.wasm
+plugins: toolchain
+	$(CARGO) build --target wasm32-wasip1 --profile $(WASM_PROFILE) $(foreach p,$(RUST_PLUGINS_WASI),-p collector-plugin-$(p))
+	$(CARGO) build --target wasm32-unknown-unknown --profile $(WASM_PROFILE) $(foreach p,$(RUST_PLUGINS_PURE),-p collector-plugin-$(p))
+	@mkdir -p $(PLUGIN_DIR)
+	@for p in $(RUST_PLUGINS_WASI); do cp target/wasm32-wasip1/$(WASM_PROFILE)/collector_plugin_$$p.wasm $(PLUGIN_DIR)/$$p.wasm; done
+	@for p in $(RUST_PLUGINS_PURE); do cp target/wasm32-unknown-unknown/$(WASM_PROFILE)/collector_plugin_$$p.wasm $(PLUGIN_DIR)/$$p.wasm; done
+	@cp plugins/fixtures/*.wat $(PLUGIN_DIR)/
+	@ls -l $(PLUGIN_DIR)
+
+## build: plugins first (the binary embeds file and noop), then the daemon
+build: plugins
+	$(CARGO) build -p collector
+
+## run: the daemon on its embedded default config (UDP 127.0.0.1:4952 -> ./collector-data/samples.jsonl)
+run: build
+	./target/debug/collector run
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+## test: what CI runs
+test: build lint
+	$(CARGO) test --workspace
+
+## bench: dispatch-path and end-to-end figures (release build)
+bench: plugins
+	$(CARGO) build --release -p collector
+	$(CARGO) bench -p collector --bench dispatch
+	./scripts/bench-e2e.sh
+
+clean:
+	$(CARGO) clean
