@@ -1,0 +1,8 @@
+//! Integration tests of the plugin runtime against real wasm plugins built from
+//! `plugins/` (run `make plugins` first; `make test` does).
+//!
+//! One test binary, so wasmtime is linked once; each plugin is compiled once per
+//! binary and shared.
+
+mod common;
+mod plugins;
