@@ -97,7 +97,19 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<Summ
     let join = tokio::task::spawn_blocking(move || workers.join());
     let drained = tokio::time::timeout(grace, join).await.is_ok();
     for (name, s) in &stats {
-        tracing::info!(dispatcher = %name, stats = %s.summary(), "Dispatcher summary");
+        tracing::info!(
+            dispatcher = %name,
+            batches_ok = s.batches_ok.get(),
+            batches_failed = s.batches_failed.get(),
+            batches_dropped = s.batches_dropped.get(),
+            samples_ok = s.samples_ok.get(),
+            samples_failed = s.samples_failed.get(),
+            retries = s.retries.get(),
+            timeouts = s.timeouts.get(),
+            traps = s.traps.get(),
+            memory_refusals = s.memory_refusals.get(),
+            "Dispatcher summary"
+        );
     }
     if !drained {
         tracing::error!(

@@ -36,17 +36,6 @@ pub struct SourceStats {
     pub bad_signature: Counter,
 }
 
-impl SourceStats {
-    pub fn summary(&self) -> String {
-        format!(
-            "received={} samples={} malformed={} bad_signature={}",
-            self.received.get(),
-            self.samples.get(),
-            self.malformed.get(),
-            self.bad_signature.get()
-        )
-    }
-}
 
 /// What happened to the batches of one dispatcher.
 #[derive(Debug, Default)]
@@ -63,23 +52,6 @@ pub struct DispatcherStats {
     pub memory_refusals: Counter,
 }
 
-impl DispatcherStats {
-    pub fn summary(&self) -> String {
-        format!(
-            "batches_ok={} batches_failed={} batches_dropped={} samples_ok={} samples_failed={} \
-             retries={} timeouts={} traps={} memory_refusals={}",
-            self.batches_ok.get(),
-            self.batches_failed.get(),
-            self.batches_dropped.get(),
-            self.samples_ok.get(),
-            self.samples_failed.get(),
-            self.retries.get(),
-            self.timeouts.get(),
-            self.traps.get(),
-            self.memory_refusals.get()
-        )
-    }
-}
 
 /// Lets through at most `burst` events per `period`, then counts the rest.
 #[derive(Debug)]

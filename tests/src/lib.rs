@@ -1,1 +1,214 @@
+//! Harness for end-to-end tests: runs the real `collector` binary (built by
+//! `make build`) on a config of the test's own, with UDP on an ephemeral port of
+//! 127.0.0.1, and reads back what its dispatchers wrote and what it logged.
 
+use std::io::Read;
+use std::net::{SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// Repository root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The daemon binary; fails clearly when it was not built.
+pub fn binary() -> PathBuf {
+    let p = root().join("target/debug/collector");
+    assert!(p.exists(), "{} is missing: run `make build` (or `make test`) first", p.display());
+    p
+}
+
+/// A plugin built by `make plugins`.
+pub fn plugin(file: &str) -> String {
+    let p = root().join("target/plugins").join(file);
+    assert!(p.exists(), "{} is missing: run `make plugins` (or `make test`) first", p.display());
+    p.display().to_string()
+}
+
+/// Ceilometer's captured fixtures (../shared/fixtures/ceilometer beside the repo).
+pub fn fixtures() -> PathBuf {
+    let p = root().join("../shared/fixtures/ceilometer");
+    assert!(p.exists(), "fixtures not found at {}", p.display());
+    p
+}
+
+/// Runs `collector` with arguments and returns (status, stdout, stderr).
+pub fn collector(args: &[&str], cwd: &Path) -> (ExitStatus, String, String) {
+    let out = Command::new(binary()).args(args).current_dir(cwd).output().expect("run collector");
+    (out.status, String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// A running daemon.
+pub struct Daemon {
+    child: Option<Child>,
+    pub dir: tempfile::TempDir,
+    log_path: PathBuf,
+    pub udp: Option<SocketAddr>,
+}
+
+/// What a stopped daemon left.
+pub struct Stopped {
+    pub status: ExitStatus,
+    pub log: String,
+    pub dir: tempfile::TempDir,
+}
+
+impl Daemon {
+    /// Starts `collector run --config` with `toml` (write `{DIR}` for the test's
+    /// directory) and waits until it says it is ready.
+    pub fn start(toml: &str) -> Daemon {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = dir.path().join("collector.toml");
+        std::fs::write(&cfg, toml.replace("{DIR}", &dir.path().display().to_string())).expect("write config");
+        let args = ["run".to_string(), "--config".into(), cfg.display().to_string()];
+        Self::spawn(dir, &args)
+    }
+
+    /// Starts `collector run` with no config, in a fresh directory.
+    pub fn start_default() -> Daemon {
+        let dir = tempfile::tempdir().expect("tempdir");
+        Self::spawn(dir, &["run".to_string()])
+    }
+
+    fn spawn(dir: tempfile::TempDir, args: &[String]) -> Daemon {
+        let log_path = dir.path().join("collector.log");
+        let log = std::fs::File::create(&log_path).expect("log file");
+        let child = Command::new(binary())
+            .args(args)
+            .current_dir(dir.path())
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn collector");
+        let mut d = Daemon { child: Some(child), dir, log_path, udp: None };
+        d.wait_ready();
+        d
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let log = self.log();
+            if log.contains("collector ready") {
+                self.udp = log
+                    .lines()
+                    .find(|l| l.contains("UDP source listening"))
+                    .and_then(|l| field(l, "address"))
+                    .and_then(|a| a.parse().ok());
+                return;
+            }
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+                panic!("collector exited ({status}) before it was ready:\n{log}");
+            }
+            assert!(Instant::now() < deadline, "collector not ready after 120 s:\n{log}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The UDP address the daemon listens on.
+    pub fn udp_addr(&self) -> SocketAddr {
+        self.udp.expect("the daemon has a UDP source")
+    }
+
+    /// Sends each datagram, pausing a little every 50 so the socket buffer never overflows.
+    pub fn send_udp(&self, datagrams: &[Vec<u8>]) {
+        let sock = UdpSocket::bind("127.0.0.1:0").expect("bind sender");
+        for (i, d) in datagrams.iter().enumerate() {
+            sock.send_to(d, self.udp_addr()).expect("send datagram");
+            if i % 50 == 49 {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+    }
+
+    /// Path inside the test's directory.
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// Waits until `rel` has at least `n` lines; returns them.
+    pub fn wait_lines(&self, rel: &str, n: usize, timeout: Duration) -> Vec<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let lines = read_lines(&self.path(rel));
+            if lines.len() >= n || Instant::now() >= deadline {
+                return lines;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGTERM, then waits for the exit (at most 60 s).
+    pub fn stop(mut self) -> Stopped {
+        let mut child = self.child.take().expect("running");
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let status = loop {
+            if let Ok(Some(s)) = child.try_wait() {
+                break s;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("collector did not exit within 60 s of SIGTERM:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut log = String::new();
+        if let Ok(mut f) = std::fs::File::open(&self.log_path) {
+            let _ = f.read_to_string(&mut log);
+        }
+        let dir = tempfile::tempdir().expect("placeholder");
+        let dir = std::mem::replace(&mut self.dir, dir);
+        Stopped { status, log, dir }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Lines of a file (none if it does not exist yet).
+pub fn read_lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path).map(|t| t.lines().map(str::to_owned).collect()).unwrap_or_default()
+}
+
+/// The value of `key=value` in a log line (values end at a space).
+pub fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    let pat = format!("{key}=");
+    line.split_whitespace().find_map(|w| w.strip_prefix(pat.as_str())).map(|v| v.trim_matches('"'))
+}
+
+/// A counter from the last log line containing `marker` (e.g. "UDP source stopped").
+pub fn stat(log: &str, marker: &str, key: &str) -> u64 {
+    log.lines()
+        .filter(|l| l.contains(marker))
+        .last()
+        .and_then(|l| field(l, key))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {key} in a `{marker}` line of:\n{log}"))
+}
+
+/// A counter from the summary line of dispatcher `name`.
+pub fn dispatcher_stat(log: &str, name: &str, key: &str) -> u64 {
+    let marker = format!("dispatcher={name} ");
+    log.lines()
+        .filter(|l| l.contains("Dispatcher summary") && l.contains(&marker))
+        .last()
+        .and_then(|l| field(l, key))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {key} for dispatcher {name} in:\n{log}"))
+}

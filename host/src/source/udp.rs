@@ -13,7 +13,7 @@ use tokio::sync::watch;
 use crate::batch::Batcher;
 use crate::config::{BatchConfig, UdpConfig};
 use crate::dispatch::Fanout;
-use crate::signature;
+use crate::signature::Signer;
 use crate::telemetry::{RateLimit, SourceStats};
 use crate::wire::msgpack;
 
@@ -55,6 +55,7 @@ impl UdpSource {
         stats: Arc<SourceStats>,
         mut shutdown: watch::Receiver<bool>,
     ) {
+        let signer = Signer::new(&secret);
         let mut batcher = Batcher::new(&batch);
         let mut buf = vec![0u8; MAX_DATAGRAM];
         let bad_input = RateLimit::default();
@@ -80,7 +81,7 @@ impl UdpSource {
                         match self.socket.try_recv_from(&mut buf) {
                             Ok((n, peer)) => {
                                 let Some(datagram) = buf.get(..n) else { continue };
-                                handle(datagram, peer, &secret, &mut batcher, &fanout, &stats, &bad_input);
+                                handle(datagram, peer, &signer, &mut batcher, &fanout, &stats, &bad_input);
                             }
                             Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                             Err(e) => {
@@ -95,14 +96,20 @@ impl UdpSource {
         if let Some(b) = batcher.flush() {
             fanout.send_or_drop(b);
         }
-        tracing::info!(stats = %stats.summary(), "UDP source stopped");
+        tracing::info!(
+            received = stats.received.get(),
+            samples = stats.samples.get(),
+            malformed = stats.malformed.get(),
+            bad_signature = stats.bad_signature.get(),
+            "UDP source stopped"
+        );
     }
 }
 
 fn handle(
     datagram: &[u8],
     peer: SocketAddr,
-    secret: &[u8],
+    signer: &Signer,
     batcher: &mut Batcher,
     fanout: &Fanout,
     stats: &SourceStats,
@@ -119,7 +126,7 @@ fn handle(
             return;
         }
     };
-    if !signature::verify(&sample, secret) {
+    if !signer.verify(&sample) {
         stats.bad_signature.inc();
         if let Some(suppressed) = bad_input.allow() {
             tracing::warn!(%peer, message_id = %sample.message_id, suppressed, "UDP: sample signature invalid, discarding");

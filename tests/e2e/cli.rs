@@ -1,0 +1,65 @@
+//! The command line: `check` as the conformance test, configuration errors (exit
+//! 64, naming the field) and plugins that cannot start.
+
+use collector_e2e::{collector, plugin, root};
+
+fn write_config(dir: &std::path::Path, toml: &str) -> String {
+    let p = dir.join("c.toml");
+    std::fs::write(&p, toml).expect("write config");
+    p.display().to_string()
+}
+
+#[test]
+fn check_passes_the_bundled_plugins() {
+    for p in ["file.wasm", "noop.wasm", "misbehave.wasm"] {
+        let (status, out, err) = collector(&["check", &plugin(p)], &root());
+        assert!(status.success(), "{p}:\n{out}{err}");
+        assert!(out.contains("PASS"), "{out}");
+        assert!(out.contains("memory stable"), "{out}");
+    }
+}
+
+#[test]
+fn check_names_a_missing_export() {
+    let (status, out, _) = collector(&["check", &plugin("missing-export.wat")], &root());
+    assert!(!status.success());
+    assert!(out.contains("does not export `collector_dispatch`"), "{out}");
+}
+
+#[test]
+fn check_fails_a_plugin_that_traps_on_a_golden_batch() {
+    let cfg = r#"{"mode":"trap","trigger_meter":"cpu"}"#;
+    let (status, out, _) = collector(&["check", &plugin("misbehave.wasm"), "--config", cfg], &root());
+    assert!(!status.success(), "{out}");
+    assert!(out.contains("FAIL") && out.contains("trapped"), "{out}");
+}
+
+#[test]
+fn startup_names_the_missing_export() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = write_config(
+        dir.path(),
+        &format!("[[dispatchers]]\nname = 'broken'\nplugin = '{}'\n", plugin("missing-export.wat")),
+    );
+    let (status, _, err) = collector(&["run", "--config", &cfg], dir.path());
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(err.contains("broken") && err.contains("`collector_dispatch`"), "{err}");
+}
+
+#[test]
+fn bad_config_exits_64_and_names_the_field() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cases = [
+        ("[[dispatchers]]\nname='a'\nplugin='builtin:noop'\ntimeout_ms = 0\n", "dispatchers[0].timeout_ms"),
+        ("[batch]\nmax_delay = 3\n[[dispatchers]]\nname='a'\nplugin='builtin:noop'\n", "max_delay"),
+        ("[sources.udp]\naddress = 'localhost'\n[[dispatchers]]\nname='a'\nplugin='builtin:noop'\n", "address"),
+    ];
+    for (toml, field) in cases {
+        let cfg = write_config(dir.path(), toml);
+        let (status, _, err) = collector(&["run", "--config", &cfg], dir.path());
+        assert_eq!(status.code(), Some(64), "{toml}\n{err}");
+        assert!(err.contains(field), "{field} not named in: {err}");
+    }
+    let (status, _, err) = collector(&["run", "--config", "/nonexistent/c.toml"], dir.path());
+    assert_eq!(status.code(), Some(64), "{err}");
+}

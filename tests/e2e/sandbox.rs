@@ -1,0 +1,104 @@
+//! Misbehaving dispatchers (infinite loop, trap, memory hog, retries) run beside
+//! the file dispatcher, which receives every batch all along.
+
+use std::time::Duration;
+
+use collector::cli::samples::{Rng, realistic};
+use collector::signature;
+use collector::wire::msgpack;
+use collector_e2e::{Daemon, dispatcher_stat, plugin, stat};
+
+const SECRET: &[u8] = b"sandbox-secret";
+
+/// `n` signed datagrams; those at `poison` carry the misbehave fixture's trigger meter.
+fn datagrams(n: u64, poison: &[u64]) -> Vec<Vec<u8>> {
+    let mut rng = Rng::new(99);
+    (0..n)
+        .map(|i| {
+            let mut s = realistic(i, &mut rng, SECRET);
+            if poison.contains(&i) {
+                s.counter_name = "poison".into();
+                s.message_signature = Some(signature::compute(&s, SECRET));
+            }
+            let mut out = Vec::new();
+            msgpack::encode_sample(&s, &mut out);
+            out
+        })
+        .collect()
+}
+
+fn misbehaving(name: &str, mode: &str, extra: &str) -> String {
+    format!(
+        r#"
+[[dispatchers]]
+name = "{name}"
+plugin = "{p}"
+{extra}
+[dispatchers.config]
+mode = "{mode}"
+"#,
+        p = plugin("misbehave.wasm")
+    )
+}
+
+#[test]
+fn misbehaving_plugins_fail_only_their_batches_and_the_file_dispatcher_gets_everything() {
+    let toml = format!(
+        r#"
+telemetry_secret = "sandbox-secret"
+[batch]
+max_samples = 20
+max_delay_ms = 50
+[sources.udp]
+address = "127.0.0.1:0"
+[[dispatchers]]
+name = "file"
+plugin = "{file}"
+dirs = [{{ host = "out", guest = "/data", writable = true }}]
+[dispatchers.config]
+path = "/data/samples.jsonl"
+{looping}{trap}{hog}{flaky}"#,
+        file = plugin("file.wasm"),
+        looping = misbehaving("looping", "loop", "timeout_ms = 300\nqueue_batches = 64"),
+        trap = misbehaving("trapping", "trap", ""),
+        hog = misbehaving("hog", "hog", "memory_limit_bytes = 16777216"),
+        flaky = misbehaving("flaky", "", "retry_backoff_ms = 10\nmax_retries = 5"),
+    );
+    // `flaky` answers retry to its first 3 calls; the TOML above leaves fail_first
+    // to this line so that the other dispatchers stay simple.
+    let toml = toml.replace("mode = \"\"", "mode = \"\"\nfail_first = 3");
+    let d = Daemon::start(&toml);
+    let poison = [5, 70, 150];
+    let n = 200;
+    // Send in 10 groups so that batches are cut by count and time alike.
+    let grams = datagrams(n, &poison);
+    for chunk in grams.chunks(20) {
+        d.send_udp(chunk);
+        std::thread::sleep(Duration::from_millis(120));
+    }
+    let lines = d.wait_lines("out/samples.jsonl", n as usize, Duration::from_secs(60));
+    assert_eq!(lines.len(), n as usize, "the file dispatcher lost samples:\n{}", d.log());
+    // The slow one needs 3 × 300 ms for its poisoned batches; give it time to finish.
+    std::thread::sleep(Duration::from_secs(2));
+    let stopped = d.stop();
+    let log = &stopped.log;
+    assert!(stopped.status.success(), "{log}");
+    assert_eq!(stat(log, "UDP source stopped", "samples"), n);
+
+    for (name, counter) in [("looping", "timeouts"), ("trapping", "traps"), ("hog", "memory_refusals")] {
+        assert_eq!(dispatcher_stat(log, name, counter), 3, "{name}: {log}");
+        assert_eq!(dispatcher_stat(log, name, "batches_failed"), 3, "{name}");
+        assert!(dispatcher_stat(log, name, "batches_ok") >= 7, "{name} did not serve the batches after the poison ones");
+        assert_eq!(
+            dispatcher_stat(log, name, "samples_ok") + dispatcher_stat(log, name, "samples_failed"),
+            n,
+            "{name}"
+        );
+    }
+    assert_eq!(dispatcher_stat(log, "file", "samples_ok"), n);
+    assert_eq!(dispatcher_stat(log, "file", "batches_failed"), 0);
+    assert_eq!(dispatcher_stat(log, "flaky", "retries"), 3);
+    assert_eq!(dispatcher_stat(log, "flaky", "samples_ok"), n, "retries lost nothing");
+    assert!(log.contains("memory_limit_bytes is 16777216"), "the memory refusal is explained:\n{log}");
+    assert!(log.contains("timeout_ms (300 ms)"), "the timeout is explained:\n{log}");
+}
