@@ -18,7 +18,11 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn encode(samples: &[Sample]) -> Vec<u8> {
-    let cfg = BatchConfig { max_samples: usize::MAX, max_bytes: usize::MAX, max_delay_ms: 1000 };
+    let cfg = BatchConfig {
+        max_samples: usize::MAX,
+        max_bytes: usize::MAX,
+        max_delay_ms: 1000,
+    };
     let mut b = Batcher::new(&cfg);
     for s in samples {
         let _ = b.push(s);
@@ -28,13 +32,16 @@ fn encode(samples: &[Sample]) -> Vec<u8> {
 
 fn main() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/plugins/noop.wasm");
-    let wasm = std::fs::read(&root).unwrap_or_else(|e| panic!("{}: {e} (run `make plugins`)", root.display()));
+    let wasm = std::fs::read(&root)
+        .unwrap_or_else(|e| panic!("{}: {e} (run `make plugins`)", root.display()));
     let rt = Runtime::new().expect("runtime");
     let module = rt.compile("noop", &wasm).expect("noop compiles");
     let mut rng = Rng::new(42);
-    let pool: Vec<Sample> = (0..1000).map(|i| realistic(i, &mut rng, b"bench-secret")).collect();
+    let pool: Vec<Sample> = (0..1000)
+        .map(|i| realistic(i, &mut rng, b"bench-secret"))
+        .collect();
     let timeout = Duration::from_secs(5);
-    let mut inst = |view: &str| {
+    let inst = |view: &str| {
         let s = InstanceSettings {
             timeout,
             memory_limit_bytes: 256 << 20,
@@ -46,8 +53,13 @@ fn main() {
     let mut owned = inst("owned");
     let mut borrowed = inst("borrowed");
     let mut none = inst("none");
-    println!("dispatch path, ns per sample (median of 25 runs; realistic Ceilometer samples, deadline on)");
-    println!("{:>6} {:>10} {:>10} {:>12} {:>14} {:>14}", "batch", "bytes/smp", "encode", "copy only", "enc+owned", "enc+borrowed");
+    println!(
+        "dispatch path, ns per sample (median of 25 runs; realistic Ceilometer samples, deadline on)"
+    );
+    println!(
+        "{:>6} {:>10} {:>10} {:>12} {:>14} {:>14}",
+        "batch", "bytes/smp", "encode", "copy only", "enc+owned", "enc+borrowed"
+    );
     for n in [1usize, 100, 1000] {
         let samples = &pool[..n];
         let bytes = encode(samples);
@@ -59,7 +71,11 @@ fn main() {
                 std::hint::black_box(encode(samples));
             }
             e.push(t.elapsed().as_nanos() as f64 / (iters * n) as f64);
-            for (inst, out) in [(&mut none, &mut c), (&mut owned, &mut o), (&mut borrowed, &mut b)] {
+            for (inst, out) in [
+                (&mut none, &mut c),
+                (&mut owned, &mut o),
+                (&mut borrowed, &mut b),
+            ] {
                 let t = Instant::now();
                 for _ in 0..iters {
                     let r = inst.dispatch(&bytes, timeout);

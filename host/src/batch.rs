@@ -126,7 +126,11 @@ mod tests {
     }
 
     fn cfg(max_samples: usize, max_bytes: usize) -> BatchConfig {
-        BatchConfig { max_samples, max_bytes, max_delay_ms: 50 }
+        BatchConfig {
+            max_samples,
+            max_bytes,
+            max_delay_ms: 50,
+        }
     }
 
     #[test]
@@ -156,7 +160,10 @@ mod tests {
         assert!(s.bytes.len() <= 8 + 2 * one + 10);
         assert_eq!(BatchView::new(&s.bytes).map(|v| v.len()).ok(), Some(2));
         let rest = b.flush().expect("third is open");
-        assert_eq!(decode_batch(&rest.bytes).expect("decodes"), vec![sample(2, 1000)]);
+        assert_eq!(
+            decode_batch(&rest.bytes).expect("decodes"),
+            vec![sample(2, 1000)]
+        );
     }
 
     #[test]
@@ -169,7 +176,11 @@ mod tests {
         assert!(d >= t0 + Duration::from_millis(50));
         std::thread::sleep(Duration::from_millis(5));
         b.push(&sample(1, 1));
-        assert_eq!(b.deadline(), Some(d), "later samples do not move the deadline");
+        assert_eq!(
+            b.deadline(),
+            Some(d),
+            "later samples do not move the deadline"
+        );
         assert_eq!(b.flush().map(|s| s.samples), Some(2));
         assert!(b.flush().is_none());
     }

@@ -51,7 +51,9 @@ fn default_level() -> String {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        LogConfig { level: default_level() }
+        LogConfig {
+            level: default_level(),
+        }
     }
 }
 
@@ -103,7 +105,9 @@ fn default_grace_ms() -> u64 {
 
 impl Default for ShutdownConfig {
     fn default() -> Self {
-        ShutdownConfig { grace_period_ms: default_grace_ms() }
+        ShutdownConfig {
+            grace_period_ms: default_grace_ms(),
+        }
     }
 }
 
@@ -223,7 +227,11 @@ pub enum ConfigError {
     #[error("invalid config {origin}: {message}")]
     Parse { origin: String, message: String },
     #[error("invalid config {origin}: `{field}` {problem}")]
-    Invalid { origin: String, field: String, problem: String },
+    Invalid {
+        origin: String,
+        field: String,
+        problem: String,
+    },
 }
 
 impl Config {
@@ -232,8 +240,10 @@ impl Config {
     /// # Errors
     /// [`ConfigError`] naming the file and the field.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         Self::parse(&text, &path.display().to_string(), &base)
     }
@@ -251,8 +261,10 @@ impl Config {
     /// # Errors
     /// [`ConfigError`] naming `origin` and the field.
     pub fn parse(text: &str, origin: &str, base: &Path) -> Result<Config, ConfigError> {
-        let mut cfg: Config = toml::from_str(text)
-            .map_err(|e| ConfigError::Parse { origin: origin.to_owned(), message: e.to_string() })?;
+        let mut cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            origin: origin.to_owned(),
+            message: e.to_string(),
+        })?;
         cfg.validate(origin)?;
         for d in &mut cfg.dispatchers {
             if let PluginSource::File(p) = d.plugin_source() {
@@ -272,7 +284,10 @@ impl Config {
             problem: problem.to_owned(),
         };
         if tracing_level(&self.log.level).is_none() {
-            return Err(bad("log.level".into(), "must be one of error, warn, info, debug, trace"));
+            return Err(bad(
+                "log.level".into(),
+                "must be one of error, warn, info, debug, trace",
+            ));
         }
         if self.batch.max_samples == 0 {
             return Err(bad("batch.max_samples".into(), "must be at least 1"));
@@ -286,15 +301,29 @@ impl Config {
         if let Some(u) = &self.sources.udp
             && u.max_datagrams_per_wake == 0
         {
-            return Err(bad("sources.udp.max_datagrams_per_wake".into(), "must be at least 1"));
+            return Err(bad(
+                "sources.udp.max_datagrams_per_wake".into(),
+                "must be at least 1",
+            ));
         }
         if self.dispatchers.is_empty() {
-            return Err(bad("dispatchers".into(), "must list at least one dispatcher"));
+            return Err(bad(
+                "dispatchers".into(),
+                "must list at least one dispatcher",
+            ));
         }
         for (i, d) in self.dispatchers.iter().enumerate() {
             let f = |name: &str| format!("dispatchers[{i}].{name}");
-            if d.name.is_empty() || !d.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-                return Err(bad(f("name"), "must be non-empty letters, digits, `-` or `_`"));
+            if d.name.is_empty()
+                || !d
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                return Err(bad(
+                    f("name"),
+                    "must be non-empty letters, digits, `-` or `_`",
+                ));
             }
             if self.dispatchers[..i].iter().any(|o| o.name == d.name) {
                 return Err(bad(f("name"), "is used by another dispatcher"));
@@ -308,7 +337,10 @@ impl Config {
                 return Err(bad(f("timeout_ms"), "must be at least 1"));
             }
             if d.memory_limit_bytes < 65536 {
-                return Err(bad(f("memory_limit_bytes"), "must be at least 65536 (one wasm page)"));
+                return Err(bad(
+                    f("memory_limit_bytes"),
+                    "must be at least 65536 (one wasm page)",
+                ));
             }
             if d.queue_batches == 0 {
                 return Err(bad(f("queue_batches"), "must be at least 1"));
@@ -318,7 +350,10 @@ impl Config {
             }
             for (j, g) in d.dirs.iter().enumerate() {
                 if !g.guest.starts_with('/') {
-                    return Err(bad(format!("dispatchers[{i}].dirs[{j}].guest"), "must be an absolute path like /data"));
+                    return Err(bad(
+                        format!("dispatchers[{i}].dirs[{j}].guest"),
+                        "must be an absolute path like /data",
+                    ));
                 }
             }
         }
@@ -389,7 +424,10 @@ mod tests {
         assert!(err(&format!("[batch]\nmax_samples = 0\n{d}")).contains("batch.max_samples"));
         assert!(err(&format!("{d}timeout_ms = 0\n")).contains("dispatchers[0].timeout_ms"));
         assert!(err("[sources.udp]\naddress = 'nowhere'\n").contains("address"));
-        assert!(err("[[dispatchers]]\nname='a'\nplugin='builtin:nope'\n").contains("dispatchers[0].plugin"));
+        assert!(
+            err("[[dispatchers]]\nname='a'\nplugin='builtin:nope'\n")
+                .contains("dispatchers[0].plugin")
+        );
         assert!(err("").contains("dispatchers"));
     }
 
@@ -401,7 +439,8 @@ mod tests {
             Path::new(""),
         )
         .expect("valid");
-        let v: serde_json::Value = serde_json::from_str(&c.dispatchers[0].config_json()).expect("json");
+        let v: serde_json::Value =
+            serde_json::from_str(&c.dispatchers[0].config_json()).expect("json");
         assert_eq!(v["path"], "/data/x");
         assert_eq!(v["n"], 3);
     }

@@ -12,7 +12,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::batch::Sealed;
 use crate::config::DispatcherConfig;
-use crate::plugin::{CallOutcome, Failure, Instance, InstanceSettings, PluginError, PluginModule, Runtime};
+use crate::plugin::{
+    CallOutcome, Failure, Instance, InstanceSettings, PluginError, PluginModule, Runtime,
+};
 use crate::telemetry::{DispatcherStats, RateLimit};
 
 /// How a batch fared across all dispatchers.
@@ -45,9 +47,16 @@ impl Tracker {
             f.push((dispatcher.to_owned(), reason));
         }
         if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
-            let failures = self.failures.lock().map(|mut f| std::mem::take(&mut *f)).unwrap_or_default();
+            let failures = self
+                .failures
+                .lock()
+                .map(|mut f| std::mem::take(&mut *f))
+                .unwrap_or_default();
             if let Some(tx) = self.done.lock().ok().and_then(|mut d| d.take()) {
-                let _ = tx.send(BatchReport { samples: self.samples, failures });
+                let _ = tx.send(BatchReport {
+                    samples: self.samples,
+                    failures,
+                });
             }
         }
     }
@@ -88,7 +97,11 @@ impl Fanout {
             .handles
             .iter()
             .map(|h| {
-                let job = Job { bytes: bytes.clone(), samples: batch.samples, tracker: tracker.clone() };
+                let job = Job {
+                    bytes: bytes.clone(),
+                    samples: batch.samples,
+                    tracker: tracker.clone(),
+                };
                 (h.clone(), job)
             })
             .collect();
@@ -124,7 +137,8 @@ impl Fanout {
         let (jobs, rx) = self.jobs(batch);
         for (h, job) in jobs {
             if let Err(mpsc::error::SendError(job)) = h.tx.send(job).await {
-                job.tracker.report(&h.name, Err("dispatcher stopped".into()));
+                job.tracker
+                    .report(&h.name, Err("dispatcher stopped".into()));
             }
         }
         rx
@@ -132,7 +146,10 @@ impl Fanout {
 
     /// Names and counters of the dispatchers.
     pub fn stats(&self) -> Vec<(Arc<str>, Arc<DispatcherStats>)> {
-        self.handles.iter().map(|h| (h.name.clone(), h.stats.clone())).collect()
+        self.handles
+            .iter()
+            .map(|h| (h.name.clone(), h.stats.clone()))
+            .collect()
     }
 }
 
@@ -172,11 +189,18 @@ struct RetryPolicy {
 ///
 /// # Errors
 /// The first dispatcher that cannot start, naming it and why.
-pub fn start(runtime: &Arc<Runtime>, cfgs: &[DispatcherConfig]) -> Result<(Fanout, Workers), StartError> {
+pub fn start(
+    runtime: &Arc<Runtime>,
+    cfgs: &[DispatcherConfig],
+) -> Result<(Fanout, Workers), StartError> {
     let mut handles = Vec::new();
     let mut threads = Vec::new();
     for cfg in cfgs {
-        let fail = |source| StartError { name: cfg.name.clone(), plugin: cfg.plugin.clone(), source };
+        let fail = |source| StartError {
+            name: cfg.name.clone(),
+            plugin: cfg.plugin.clone(),
+            source,
+        };
         let wasm = crate::plugin::read_plugin(&cfg.plugin_source()).map_err(fail)?;
         let module = runtime.compile(&cfg.name, &wasm).map_err(fail)?;
         let settings = instance_settings(cfg).map_err(fail)?;
@@ -210,7 +234,10 @@ pub fn start(runtime: &Arc<Runtime>, cfgs: &[DispatcherConfig]) -> Result<(Fanou
         }
         handles.push(Handle { name, tx, stats });
     }
-    let fanout = Fanout { handles: handles.into(), full_warn: Arc::new(RateLimit::default()) };
+    let fanout = Fanout {
+        handles: handles.into(),
+        full_warn: Arc::new(RateLimit::default()),
+    };
     Ok((fanout, Workers { threads }))
 }
 
@@ -287,12 +314,16 @@ impl Worker {
                     Err(e) => return Err(format!("cannot re-create the plugin instance: {e}")),
                 }
             }
-            let Some(inst) = self.instance.as_mut() else { continue };
+            let Some(inst) = self.instance.as_mut() else {
+                continue;
+            };
             match inst.dispatch(bytes, self.settings.timeout) {
                 CallOutcome::Ok => return Ok(()),
                 CallOutcome::Reject(m) => return Err(format!("plugin rejected the batch: {m}")),
                 CallOutcome::Retry(m) if retries >= self.policy.max_retries => {
-                    return Err(format!("plugin still asks to retry after {retries} retries: {m}"));
+                    return Err(format!(
+                        "plugin still asks to retry after {retries} retries: {m}"
+                    ));
                 }
                 CallOutcome::Retry(m) => {
                     retries += 1;

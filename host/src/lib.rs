@@ -76,11 +76,22 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<Summ
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut sources = Vec::new();
     if let Some(u) = &cfg.sources.udp {
-        let src = UdpSource::bind(u).map_err(|source| RunError::Bind { address: u.address, source })?;
-        let addr = src.local_addr().map_err(|e| RunError::Internal(e.to_string()))?;
+        let src = UdpSource::bind(u).map_err(|source| RunError::Bind {
+            address: u.address,
+            source,
+        })?;
+        let addr = src
+            .local_addr()
+            .map_err(|e| RunError::Internal(e.to_string()))?;
         tracing::info!(address = %addr, "UDP source listening");
         let stats = Arc::new(SourceStats::default());
-        sources.push(tokio::spawn(src.run(cfg.batch, secret.clone(), fanout.clone(), stats, stop_rx.clone())));
+        sources.push(tokio::spawn(src.run(
+            cfg.batch,
+            secret.clone(),
+            fanout.clone(),
+            stats,
+            stop_rx.clone(),
+        )));
     }
     tracing::info!(dispatchers = cfg.dispatchers.len(), "collector ready");
 

@@ -51,7 +51,9 @@ fn main() -> ExitCode {
             init_tracing("warn");
             cli::check::main(&args)
         }
-        Command::Send { transport: SendTransport::Udp(args) } => cli::send::main(&args),
+        Command::Send {
+            transport: SendTransport::Udp(args),
+        } => cli::send::main(&args),
         Command::DefaultConfig => {
             print!("{}", config::DEFAULT_TOML);
             ExitCode::SUCCESS
@@ -78,7 +80,10 @@ fn run(path: Option<PathBuf>) -> ExitCode {
              samples go to ./collector-data/samples.jsonl"
         );
     }
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("collector: cannot start the async runtime: {e}");
@@ -116,5 +121,9 @@ fn init_tracing(level: &str) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr)
+        .init();
 }

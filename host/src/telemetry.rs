@@ -36,7 +36,6 @@ pub struct SourceStats {
     pub bad_signature: Counter,
 }
 
-
 /// What happened to the batches of one dispatcher.
 #[derive(Debug, Default)]
 pub struct DispatcherStats {
@@ -52,7 +51,6 @@ pub struct DispatcherStats {
     pub memory_refusals: Counter,
 }
 
-
 /// Lets through at most `burst` events per `period`, then counts the rest.
 #[derive(Debug)]
 pub struct RateLimit {
@@ -63,12 +61,18 @@ pub struct RateLimit {
 
 impl RateLimit {
     pub fn new(burst: u32, period: Duration) -> Self {
-        RateLimit { period, burst, state: Mutex::new((Instant::now(), 0, 0)) }
+        RateLimit {
+            period,
+            burst,
+            state: Mutex::new((Instant::now(), 0, 0)),
+        }
     }
 
     /// `Some(suppressed_since_last)` when this event may be logged.
     pub fn allow(&self) -> Option<u64> {
-        let Ok(mut s) = self.state.lock() else { return None };
+        let Ok(mut s) = self.state.lock() else {
+            return None;
+        };
         let now = Instant::now();
         if now.duration_since(s.0) >= self.period {
             *s = (now, 0, s.2);

@@ -35,7 +35,11 @@ pub struct DecodeError {
 
 impl core::fmt::Display for DecodeError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "batch decode error at byte {}: {}", self.offset, self.reason)
+        write!(
+            f,
+            "batch decode error at byte {}: {}",
+            self.offset, self.reason
+        )
     }
 }
 
@@ -232,10 +236,16 @@ pub fn encode_batch(samples: &[Sample]) -> Vec<u8> {
 pub fn decode_batch(bytes: &[u8]) -> Result<Vec<Sample>, DecodeError> {
     let (samples, used): (Vec<Sample>, usize) =
         bincode::serde::decode_from_slice(bytes, bincode::config::legacy()).map_err(|_| {
-            DecodeError { offset: 0, reason: "not a valid ABI v1 batch" }
+            DecodeError {
+                offset: 0,
+                reason: "not a valid ABI v1 batch",
+            }
         })?;
     if used != bytes.len() {
-        return Err(DecodeError { offset: used, reason: "trailing bytes after the batch" });
+        return Err(DecodeError {
+            offset: used,
+            reason: "trailing bytes after the batch",
+        });
     }
     Ok(samples)
 }
@@ -251,12 +261,21 @@ struct Cursor<'a> {
 
 impl<'a> Cursor<'a> {
     fn err(&self, reason: &'static str) -> DecodeError {
-        DecodeError { offset: self.pos, reason }
+        DecodeError {
+            offset: self.pos,
+            reason,
+        }
     }
 
     fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
-        let end = self.pos.checked_add(n).ok_or_else(|| self.err("length overflows"))?;
-        let s = self.buf.get(self.pos..end).ok_or_else(|| self.err("unexpected end of batch"))?;
+        let end = self
+            .pos
+            .checked_add(n)
+            .ok_or_else(|| self.err("length overflows"))?;
+        let s = self
+            .buf
+            .get(self.pos..end)
+            .ok_or_else(|| self.err("unexpected end of batch"))?;
         self.pos = end;
         Ok(s)
     }
@@ -290,7 +309,10 @@ impl<'a> Cursor<'a> {
     fn str(&mut self) -> Result<&'a str, DecodeError> {
         let start = self.pos;
         let b = self.bytes()?;
-        core::str::from_utf8(b).map_err(|_| DecodeError { offset: start, reason: "string is not UTF-8" })
+        core::str::from_utf8(b).map_err(|_| DecodeError {
+            offset: start,
+            reason: "string is not UTF-8",
+        })
     }
 
     fn option(&mut self) -> Result<bool, DecodeError> {
@@ -344,7 +366,11 @@ impl<'a> Cursor<'a> {
                 for _ in 0..count {
                     self.value(depth + 1)?;
                 }
-                ValueView::List(ListView { count, bytes: &self.buf[start..self.pos], depth })
+                ValueView::List(ListView {
+                    count,
+                    bytes: &self.buf[start..self.pos],
+                    depth,
+                })
             }
             tag::MAP => ValueView::Map(self.map(depth)?),
             _ => return Err(self.err("unknown value tag")),
@@ -358,7 +384,11 @@ impl<'a> Cursor<'a> {
             self.str()?;
             self.value(depth + 1)?;
         }
-        Ok(MapView { count, bytes: &self.buf[start..self.pos], depth })
+        Ok(MapView {
+            count,
+            bytes: &self.buf[start..self.pos],
+            depth,
+        })
     }
 }
 
@@ -440,7 +470,10 @@ impl<'a> ListView<'a> {
     }
 
     pub fn iter(&self) -> impl Iterator<Item = ValueView<'a>> + 'a {
-        let mut c = Cursor { buf: self.bytes, pos: 0 };
+        let mut c = Cursor {
+            buf: self.bytes,
+            pos: 0,
+        };
         let depth = self.depth;
         (0..self.count).map_while(move |_| c.value(depth + 1).ok())
     }
@@ -464,7 +497,10 @@ impl<'a> MapView<'a> {
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&'a str, ValueView<'a>)> + 'a {
-        let mut c = Cursor { buf: self.bytes, pos: 0 };
+        let mut c = Cursor {
+            buf: self.bytes,
+            pos: 0,
+        };
         let depth = self.depth;
         (0..self.count).map_while(move |_| Some((c.str().ok()?, c.value(depth + 1).ok()?)))
     }
@@ -474,7 +510,9 @@ impl<'a> MapView<'a> {
     }
 
     pub fn to_owned_entries(&self) -> Vec<(String, Value)> {
-        self.iter().map(|(k, v)| (k.to_owned(), v.to_owned_value())).collect()
+        self.iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned_value()))
+            .collect()
     }
 }
 
@@ -566,7 +604,10 @@ impl<'a> BatchView<'a> {
     pub fn new(bytes: &'a [u8]) -> Result<Self, DecodeError> {
         let mut c = Cursor { buf: bytes, pos: 0 };
         let count = c.u64()?;
-        Ok(BatchView { count, body: &bytes[8..] })
+        Ok(BatchView {
+            count,
+            body: &bytes[8..],
+        })
     }
 
     /// Number of samples the header announces.
@@ -580,7 +621,14 @@ impl<'a> BatchView<'a> {
 
     /// The samples, each decoded as it is reached. After an error the iterator ends.
     pub fn iter(&self) -> SampleIter<'a> {
-        SampleIter { cursor: Cursor { buf: self.body, pos: 0 }, left: self.count, failed: false }
+        SampleIter {
+            cursor: Cursor {
+                buf: self.body,
+                pos: 0,
+            },
+            left: self.count,
+            failed: false,
+        }
     }
 
     /// Decodes every sample, checking that no byte is left over.

@@ -55,7 +55,9 @@ fn layout(len: usize) -> Option<Layout> {
 
 /// `collector_alloc`: a guest-owned buffer of `len` bytes, or 0.
 pub fn alloc(len: i32) -> i32 {
-    let Ok(len) = usize::try_from(len) else { return 0 };
+    let Ok(len) = usize::try_from(len) else {
+        return 0;
+    };
     if len == 0 {
         return 8; // a dangling, aligned, never-dereferenced address
     }
@@ -92,7 +94,10 @@ impl Drop for Owned {
 }
 
 fn owned(ptr: i32, len: i32) -> Owned {
-    Owned { ptr: ptr as u32 as usize as *mut u8, len: len as u32 as usize }
+    Owned {
+        ptr: ptr as u32 as usize as *mut u8,
+        len: len as u32 as usize,
+    }
 }
 
 /// `collector_init`.

@@ -140,7 +140,9 @@ impl<'a> Batch<'a> {
             Ok(v) => (Some(v), None),
             Err(e) => (None, Some(Err(e))),
         };
-        header_err.into_iter().chain(view.into_iter().flat_map(|v| v.iter()))
+        header_err
+            .into_iter()
+            .chain(view.into_iter().flat_map(|v| v.iter()))
     }
 
     /// The samples as owned values (serde + bincode).

@@ -271,7 +271,10 @@ impl Sample {
 }
 
 fn wrong(key: &str, expected: &'static str) -> SchemaError {
-    SchemaError::WrongType { key: key.to_owned(), expected }
+    SchemaError::WrongType {
+        key: key.to_owned(),
+        expected,
+    }
 }
 
 fn required_str(key: &'static str, v: Option<Value>) -> Result<String, SchemaError> {

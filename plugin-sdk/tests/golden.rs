@@ -21,7 +21,11 @@ fn golden() -> Vec<(String, Vec<u8>, serde_json::Value)> {
         out.push((path.display().to_string(), bin, json));
     }
     out.sort_by(|a, b| a.0.cmp(&b.0));
-    assert!(out.len() >= 4, "expected the golden vectors in {}", dir.display());
+    assert!(
+        out.len() >= 4,
+        "expected the golden vectors in {}",
+        dir.display()
+    );
     out
 }
 
@@ -36,7 +40,8 @@ fn borrowed_view_gives_back_the_json() {
             let s = s.unwrap_or_else(|e| panic!("{name} sample {i}: {e}"));
             let mut line = Vec::new();
             write_sample(&mut line, &s);
-            let got: serde_json::Value = serde_json::from_slice(&line).expect("writer makes valid JSON");
+            let got: serde_json::Value =
+                serde_json::from_slice(&line).expect("writer makes valid JSON");
             assert_eq!(&got, &expected[i], "{name} sample {i}");
         }
         it.finish().unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -47,7 +52,9 @@ fn borrowed_view_gives_back_the_json() {
 fn owned_decoder_agrees_and_reencodes_byte_for_byte() {
     for (name, bin, _) in golden() {
         let owned = decode_batch(&bin).unwrap_or_else(|e| panic!("{name}: {e}"));
-        let via_view = BatchView::new(&bin).and_then(|v| v.to_owned_samples()).expect("view");
+        let via_view = BatchView::new(&bin)
+            .and_then(|v| v.to_owned_samples())
+            .expect("view");
         assert_eq!(owned, via_view, "{name}");
         assert_eq!(encode_batch(&owned), bin, "{name}");
     }

@@ -23,13 +23,19 @@ fn check_passes_the_bundled_plugins() {
 fn check_names_a_missing_export() {
     let (status, out, _) = collector(&["check", &plugin("missing-export.wat")], &root());
     assert!(!status.success());
-    assert!(out.contains("does not export `collector_dispatch`"), "{out}");
+    assert!(
+        out.contains("does not export `collector_dispatch`"),
+        "{out}"
+    );
 }
 
 #[test]
 fn check_fails_a_plugin_that_traps_on_a_golden_batch() {
     let cfg = r#"{"mode":"trap","trigger_meter":"cpu"}"#;
-    let (status, out, _) = collector(&["check", &plugin("misbehave.wasm"), "--config", cfg], &root());
+    let (status, out, _) = collector(
+        &["check", &plugin("misbehave.wasm"), "--config", cfg],
+        &root(),
+    );
     assert!(!status.success(), "{out}");
     assert!(out.contains("FAIL") && out.contains("trapped"), "{out}");
 }
@@ -39,20 +45,35 @@ fn startup_names_the_missing_export() {
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = write_config(
         dir.path(),
-        &format!("[[dispatchers]]\nname = 'broken'\nplugin = '{}'\n", plugin("missing-export.wat")),
+        &format!(
+            "[[dispatchers]]\nname = 'broken'\nplugin = '{}'\n",
+            plugin("missing-export.wat")
+        ),
     );
     let (status, _, err) = collector(&["run", "--config", &cfg], dir.path());
     assert_eq!(status.code(), Some(1), "{err}");
-    assert!(err.contains("broken") && err.contains("`collector_dispatch`"), "{err}");
+    assert!(
+        err.contains("broken") && err.contains("`collector_dispatch`"),
+        "{err}"
+    );
 }
 
 #[test]
 fn bad_config_exits_64_and_names_the_field() {
     let dir = tempfile::tempdir().expect("tempdir");
     let cases = [
-        ("[[dispatchers]]\nname='a'\nplugin='builtin:noop'\ntimeout_ms = 0\n", "dispatchers[0].timeout_ms"),
-        ("[batch]\nmax_delay = 3\n[[dispatchers]]\nname='a'\nplugin='builtin:noop'\n", "max_delay"),
-        ("[sources.udp]\naddress = 'localhost'\n[[dispatchers]]\nname='a'\nplugin='builtin:noop'\n", "address"),
+        (
+            "[[dispatchers]]\nname='a'\nplugin='builtin:noop'\ntimeout_ms = 0\n",
+            "dispatchers[0].timeout_ms",
+        ),
+        (
+            "[batch]\nmax_delay = 3\n[[dispatchers]]\nname='a'\nplugin='builtin:noop'\n",
+            "max_delay",
+        ),
+        (
+            "[sources.udp]\naddress = 'localhost'\n[[dispatchers]]\nname='a'\nplugin='builtin:noop'\n",
+            "address",
+        ),
     ];
     for (toml, field) in cases {
         let cfg = write_config(dir.path(), toml);

@@ -77,7 +77,12 @@ path = "/data/samples.jsonl"
         std::thread::sleep(Duration::from_millis(120));
     }
     let lines = d.wait_lines("out/samples.jsonl", n as usize, Duration::from_secs(60));
-    assert_eq!(lines.len(), n as usize, "the file dispatcher lost samples:\n{}", d.log());
+    assert_eq!(
+        lines.len(),
+        n as usize,
+        "the file dispatcher lost samples:\n{}",
+        d.log()
+    );
     // The slow one needs 3 × 300 ms for its poisoned batches; give it time to finish.
     std::thread::sleep(Duration::from_secs(2));
     let stopped = d.stop();
@@ -85,10 +90,17 @@ path = "/data/samples.jsonl"
     assert!(stopped.status.success(), "{log}");
     assert_eq!(stat(log, "UDP source stopped", "samples"), n);
 
-    for (name, counter) in [("looping", "timeouts"), ("trapping", "traps"), ("hog", "memory_refusals")] {
+    for (name, counter) in [
+        ("looping", "timeouts"),
+        ("trapping", "traps"),
+        ("hog", "memory_refusals"),
+    ] {
         assert_eq!(dispatcher_stat(log, name, counter), 3, "{name}: {log}");
         assert_eq!(dispatcher_stat(log, name, "batches_failed"), 3, "{name}");
-        assert!(dispatcher_stat(log, name, "batches_ok") >= 7, "{name} did not serve the batches after the poison ones");
+        assert!(
+            dispatcher_stat(log, name, "batches_ok") >= 7,
+            "{name} did not serve the batches after the poison ones"
+        );
         assert_eq!(
             dispatcher_stat(log, name, "samples_ok") + dispatcher_stat(log, name, "samples_failed"),
             n,
@@ -98,7 +110,17 @@ path = "/data/samples.jsonl"
     assert_eq!(dispatcher_stat(log, "file", "samples_ok"), n);
     assert_eq!(dispatcher_stat(log, "file", "batches_failed"), 0);
     assert_eq!(dispatcher_stat(log, "flaky", "retries"), 3);
-    assert_eq!(dispatcher_stat(log, "flaky", "samples_ok"), n, "retries lost nothing");
-    assert!(log.contains("memory_limit_bytes is 16777216"), "the memory refusal is explained:\n{log}");
-    assert!(log.contains("timeout_ms (300 ms)"), "the timeout is explained:\n{log}");
+    assert_eq!(
+        dispatcher_stat(log, "flaky", "samples_ok"),
+        n,
+        "retries lost nothing"
+    );
+    assert!(
+        log.contains("memory_limit_bytes is 16777216"),
+        "the memory refusal is explained:\n{log}"
+    );
+    assert!(
+        log.contains("timeout_ms (300 ms)"),
+        "the timeout is explained:\n{log}"
+    );
 }

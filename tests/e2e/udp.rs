@@ -26,13 +26,18 @@ path = "/data/samples.jsonl"
 }
 
 fn json_lines(text: &str) -> Vec<serde_json::Value> {
-    text.lines().map(|l| serde_json::from_str(l).expect("a JSON line")).collect()
+    text.lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect()
 }
 
 #[test]
 fn fixtures_come_out_equal_and_bad_datagrams_are_dropped_and_counted() {
     let fx = fixtures();
-    let d = Daemon::start(&file_config("fixture-secret", "max_samples = 7\nmax_delay_ms = 100"));
+    let d = Daemon::start(&file_config(
+        "fixture-secret",
+        "max_samples = 7\nmax_delay_ms = 100",
+    ));
     let bad_names = [
         "udp-truncated.msgpack",
         "udp-not-map-array.msgpack",
@@ -42,19 +47,29 @@ fn fixtures_come_out_equal_and_bad_datagrams_are_dropped_and_counted() {
         "udp-random-65507.bin",
         "udp-tampered-volume.msgpack",
     ];
-    let bad: Vec<Vec<u8>> = bad_names.iter().map(|n| std::fs::read(fx.join("bad").join(n)).expect("bad fixture")).collect();
+    let bad: Vec<Vec<u8>> = bad_names
+        .iter()
+        .map(|n| std::fs::read(fx.join("bad").join(n)).expect("bad fixture"))
+        .collect();
     let mut grams = Vec::new();
     let (mut malformed, mut bad_sig) = (0, 0);
     for i in 1..=40 {
         // A bad datagram before every good one: the good one must still arrive.
         let b = (i - 1) % bad.len();
         grams.push(bad[b].clone());
-        if bad_names[b] == "udp-tampered-volume.msgpack" { bad_sig += 1 } else { malformed += 1 }
+        if bad_names[b] == "udp-tampered-volume.msgpack" {
+            bad_sig += 1
+        } else {
+            malformed += 1
+        }
         grams.push(std::fs::read(fx.join(format!("udp/{i:03}.msgpack"))).expect("udp fixture"));
     }
     for i in 1..=5 {
         // Unsigned samples, while a secret is set: dropped as bad signatures.
-        grams.push(std::fs::read(fx.join(format!("udp-unsigned/{i:03}.msgpack"))).expect("unsigned fixture"));
+        grams.push(
+            std::fs::read(fx.join(format!("udp-unsigned/{i:03}.msgpack")))
+                .expect("unsigned fixture"),
+        );
         bad_sig += 1;
     }
     d.send_udp(&grams);
@@ -63,47 +78,85 @@ fn fixtures_come_out_equal_and_bad_datagrams_are_dropped_and_counted() {
     let stopped = d.stop();
     assert!(stopped.status.success(), "{}", stopped.log);
 
-    let expected = json_lines(&std::fs::read_to_string(fx.join("udp/expected.jsonl")).expect("expected"));
+    let expected =
+        json_lines(&std::fs::read_to_string(fx.join("udp/expected.jsonl")).expect("expected"));
     let got = json_lines(&lines.join("\n"));
     for (i, (g, e)) in got.iter().zip(&expected).enumerate() {
         assert_eq!(g, e, "sample {} differs", i + 1);
         // What we wrote still carries a valid Ceilometer signature.
         let s = sample_from_json(g.clone()).expect("a sample");
-        assert!(signature::verify(&s, b"fixture-secret"), "sample {} no longer verifies", i + 1);
+        assert!(
+            signature::verify(&s, b"fixture-secret"),
+            "sample {} no longer verifies",
+            i + 1
+        );
     }
-    assert_eq!(stat(&stopped.log, "UDP source stopped", "received"), grams.len() as u64);
+    assert_eq!(
+        stat(&stopped.log, "UDP source stopped", "received"),
+        grams.len() as u64
+    );
     assert_eq!(stat(&stopped.log, "UDP source stopped", "samples"), 40);
-    assert_eq!(stat(&stopped.log, "UDP source stopped", "malformed"), malformed);
-    assert_eq!(stat(&stopped.log, "UDP source stopped", "bad_signature"), bad_sig);
+    assert_eq!(
+        stat(&stopped.log, "UDP source stopped", "malformed"),
+        malformed
+    );
+    assert_eq!(
+        stat(&stopped.log, "UDP source stopped", "bad_signature"),
+        bad_sig
+    );
 }
 
 #[test]
 fn empty_secret_accepts_unsigned_samples() {
     let fx = fixtures();
     let d = Daemon::start(&file_config("", "max_delay_ms = 50"));
-    let grams: Vec<Vec<u8>> =
-        (1..=5).map(|i| std::fs::read(fx.join(format!("udp-unsigned/{i:03}.msgpack"))).expect("fixture")).collect();
+    let grams: Vec<Vec<u8>> = (1..=5)
+        .map(|i| std::fs::read(fx.join(format!("udp-unsigned/{i:03}.msgpack"))).expect("fixture"))
+        .collect();
     d.send_udp(&grams);
     let lines = d.wait_lines("out/samples.jsonl", 5, Duration::from_secs(30));
-    let expected = json_lines(&std::fs::read_to_string(fx.join("udp-unsigned/expected.jsonl")).expect("expected"));
+    let expected = json_lines(
+        &std::fs::read_to_string(fx.join("udp-unsigned/expected.jsonl")).expect("expected"),
+    );
     assert_eq!(json_lines(&lines.join("\n")), expected);
     assert!(d.stop().status.success());
 }
 
 #[test]
 fn sigterm_flushes_the_open_batch_and_exits_zero() {
-    let d = Daemon::start(&file_config("s3cret", "max_samples = 1000\nmax_delay_ms = 600000"));
+    let d = Daemon::start(&file_config(
+        "s3cret",
+        "max_samples = 1000\nmax_delay_ms = 600000",
+    ));
     let (status, out, err) = collector(
-        &["send", "udp", "--to", &d.udp_addr().to_string(), "--count", "37", "--secret", "s3cret"],
+        &[
+            "send",
+            "udp",
+            "--to",
+            &d.udp_addr().to_string(),
+            "--count",
+            "37",
+            "--secret",
+            "s3cret",
+        ],
         d.dir.path(),
     );
     assert!(status.success(), "{out}{err}");
     // Loopback delivery is immediate; the batch stays open (600 s delay) until SIGTERM.
     std::thread::sleep(Duration::from_secs(1));
-    assert_eq!(collector_e2e::read_lines(&d.path("out/samples.jsonl")).len(), 0, "flushed before shutdown");
+    assert_eq!(
+        collector_e2e::read_lines(&d.path("out/samples.jsonl")).len(),
+        0,
+        "flushed before shutdown"
+    );
     let stopped = d.stop();
     assert!(stopped.status.success(), "{}", stopped.log);
-    assert_eq!(collector_e2e::read_lines(&stopped.dir.path().join("out/samples.jsonl")).len(), 37, "{}", stopped.log);
+    assert_eq!(
+        collector_e2e::read_lines(&stopped.dir.path().join("out/samples.jsonl")).len(),
+        37,
+        "{}",
+        stopped.log
+    );
 }
 
 #[test]
@@ -112,11 +165,18 @@ fn default_config_listens_on_4952_and_writes_collector_data() {
     assert_eq!(d.udp_addr().to_string(), "127.0.0.1:4952");
     let (status, out, err) = collector(&["send", "udp", "--count", "1000"], d.dir.path());
     assert!(status.success(), "{out}{err}");
-    let lines = d.wait_lines("collector-data/samples.jsonl", 1000, Duration::from_secs(30));
+    let lines = d.wait_lines(
+        "collector-data/samples.jsonl",
+        1000,
+        Duration::from_secs(30),
+    );
     let stopped = d.stop();
     assert!(stopped.status.success(), "{}", stopped.log);
     assert_eq!(lines.len(), 1000, "{}", stopped.log);
-    assert!(stopped.log.contains("collector-data/samples.jsonl"), "the default output is printed at start-up");
+    assert!(
+        stopped.log.contains("collector-data/samples.jsonl"),
+        "the default output is printed at start-up"
+    );
     let ids: std::collections::HashSet<String> = json_lines(&lines.join("\n"))
         .iter()
         .map(|v| v["message_id"].as_str().expect("message_id").to_owned())

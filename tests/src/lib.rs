@@ -16,14 +16,22 @@ pub fn root() -> PathBuf {
 /// The daemon binary; fails clearly when it was not built.
 pub fn binary() -> PathBuf {
     let p = root().join("target/debug/collector");
-    assert!(p.exists(), "{} is missing: run `make build` (or `make test`) first", p.display());
+    assert!(
+        p.exists(),
+        "{} is missing: run `make build` (or `make test`) first",
+        p.display()
+    );
     p
 }
 
 /// A plugin built by `make plugins`.
 pub fn plugin(file: &str) -> String {
     let p = root().join("target/plugins").join(file);
-    assert!(p.exists(), "{} is missing: run `make plugins` (or `make test`) first", p.display());
+    assert!(
+        p.exists(),
+        "{} is missing: run `make plugins` (or `make test`) first",
+        p.display()
+    );
     p.display().to_string()
 }
 
@@ -36,8 +44,16 @@ pub fn fixtures() -> PathBuf {
 
 /// Runs `collector` with arguments and returns (status, stdout, stderr).
 pub fn collector(args: &[&str], cwd: &Path) -> (ExitStatus, String, String) {
-    let out = Command::new(binary()).args(args).current_dir(cwd).output().expect("run collector");
-    (out.status, String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    let out = Command::new(binary())
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .expect("run collector");
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// A running daemon.
@@ -61,8 +77,16 @@ impl Daemon {
     pub fn start(toml: &str) -> Daemon {
         let dir = tempfile::tempdir().expect("tempdir");
         let cfg = dir.path().join("collector.toml");
-        std::fs::write(&cfg, toml.replace("{DIR}", &dir.path().display().to_string())).expect("write config");
-        let args = ["run".to_string(), "--config".into(), cfg.display().to_string()];
+        std::fs::write(
+            &cfg,
+            toml.replace("{DIR}", &dir.path().display().to_string()),
+        )
+        .expect("write config");
+        let args = [
+            "run".to_string(),
+            "--config".into(),
+            cfg.display().to_string(),
+        ];
         Self::spawn(dir, &args)
     }
 
@@ -84,7 +108,12 @@ impl Daemon {
             .stderr(log)
             .spawn()
             .expect("spawn collector");
-        let mut d = Daemon { child: Some(child), dir, log_path, udp: None };
+        let mut d = Daemon {
+            child: Some(child),
+            dir,
+            log_path,
+            udp: None,
+        };
         d.wait_ready();
         d
     }
@@ -108,7 +137,10 @@ impl Daemon {
             if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
                 panic!("collector exited ({status}) before it was ready:\n{log}");
             }
-            assert!(Instant::now() < deadline, "collector not ready after 120 s:\n{log}");
+            assert!(
+                Instant::now() < deadline,
+                "collector not ready after 120 s:\n{log}"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -158,7 +190,10 @@ impl Daemon {
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
-                panic!("collector did not exit within 60 s of SIGTERM:\n{}", self.log());
+                panic!(
+                    "collector did not exit within 60 s of SIGTERM:\n{}",
+                    self.log()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         };
@@ -183,20 +218,23 @@ impl Drop for Daemon {
 
 /// Lines of a file (none if it does not exist yet).
 pub fn read_lines(path: &Path) -> Vec<String> {
-    std::fs::read_to_string(path).map(|t| t.lines().map(str::to_owned).collect()).unwrap_or_default()
+    std::fs::read_to_string(path)
+        .map(|t| t.lines().map(str::to_owned).collect())
+        .unwrap_or_default()
 }
 
 /// The value of `key=value` in a log line (values end at a space).
 pub fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
     let pat = format!("{key}=");
-    line.split_whitespace().find_map(|w| w.strip_prefix(pat.as_str())).map(|v| v.trim_matches('"'))
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(pat.as_str()))
+        .map(|v| v.trim_matches('"'))
 }
 
 /// A counter from the last log line containing `marker` (e.g. "UDP source stopped").
 pub fn stat(log: &str, marker: &str, key: &str) -> u64 {
     log.lines()
-        .filter(|l| l.contains(marker))
-        .last()
+        .rfind(|l| l.contains(marker))
         .and_then(|l| field(l, key))
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("no {key} in a `{marker}` line of:\n{log}"))
@@ -206,8 +244,7 @@ pub fn stat(log: &str, marker: &str, key: &str) -> u64 {
 pub fn dispatcher_stat(log: &str, name: &str, key: &str) -> u64 {
     let marker = format!("dispatcher={name} ");
     log.lines()
-        .filter(|l| l.contains("Dispatcher summary") && l.contains(&marker))
-        .last()
+        .rfind(|l| l.contains("Dispatcher summary") && l.contains(&marker))
         .and_then(|l| field(l, key))
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("no {key} for dispatcher {name} in:\n{log}"))

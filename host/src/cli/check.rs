@@ -33,7 +33,11 @@ pub struct CheckArgs {
 
 /// Prints one line of the report; returns whether it passed.
 fn line(ok: bool, what: &str, detail: &str) -> bool {
-    println!("  [{}] {what}{}{detail}", if ok { " ok " } else { "FAIL" }, if detail.is_empty() { "" } else { ": " });
+    println!(
+        "  [{}] {what}{}{detail}",
+        if ok { " ok " } else { "FAIL" },
+        if detail.is_empty() { "" } else { ": " }
+    );
     ok
 }
 
@@ -56,8 +60,17 @@ pub fn main(args: &CheckArgs) -> ExitCode {
 }
 
 fn check(args: &CheckArgs) -> Result<bool, String> {
-    let wasm = std::fs::read(&args.plugin).map_err(|e| format!("cannot read {}: {e}", args.plugin.display()))?;
-    line(true, "read", &format!("{} bytes, version {}", wasm.len(), crate::plugin::short_hash(&wasm)));
+    let wasm = std::fs::read(&args.plugin)
+        .map_err(|e| format!("cannot read {}: {e}", args.plugin.display()))?;
+    line(
+        true,
+        "read",
+        &format!(
+            "{} bytes, version {}",
+            wasm.len(),
+            crate::plugin::short_hash(&wasm)
+        ),
+    );
     let runtime = Runtime::new().map_err(|e| e.to_string())?;
     let t = Instant::now();
     let module = match wasmtime::Module::new(runtime_engine(&runtime), &wasm) {
@@ -67,9 +80,20 @@ fn check(args: &CheckArgs) -> Result<bool, String> {
             return Ok(false);
         }
     };
-    line(true, "compile", &format!("{:.0} ms", t.elapsed().as_secs_f64() * 1000.0));
+    line(
+        true,
+        "compile",
+        &format!("{:.0} ms", t.elapsed().as_secs_f64() * 1000.0),
+    );
     let report = check_abi(&module);
-    println!("  imports: {}", if report.imports.is_empty() { "(none)".into() } else { report.imports.join(", ") });
+    println!(
+        "  imports: {}",
+        if report.imports.is_empty() {
+            "(none)".into()
+        } else {
+            report.imports.join(", ")
+        }
+    );
     println!("  exports: {}", report.exports.join(", "));
     if !report.problems.is_empty() {
         for p in &report.problems {
@@ -79,15 +103,21 @@ fn check(args: &CheckArgs) -> Result<bool, String> {
     }
     line(true, "ABI v1 imports and exports", "");
 
-    let name = args.plugin.file_stem().map_or_else(|| "plugin".into(), |s| s.to_string_lossy().into_owned());
+    let name = args
+        .plugin
+        .file_stem()
+        .map_or_else(|| "plugin".into(), |s| s.to_string_lossy().into_owned());
     let compiled = runtime.compile(&name, &wasm).map_err(|e| e.to_string())?;
-    let scratch = tempfile::tempdir().map_err(|e| format!("cannot make a scratch directory: {e}"))?;
+    let scratch =
+        tempfile::tempdir().map_err(|e| format!("cannot make a scratch directory: {e}"))?;
     let mut dirs = Vec::new();
     if args.dir.is_empty() {
         dirs.push((scratch.path().to_path_buf(), "/data".to_owned(), true));
     }
     for d in &args.dir {
-        let (host, guest) = d.split_once(':').ok_or_else(|| format!("--dir {d}: expected HOST:GUEST"))?;
+        let (host, guest) = d
+            .split_once(':')
+            .ok_or_else(|| format!("--dir {d}: expected HOST:GUEST"))?;
         dirs.push((PathBuf::from(host), guest.to_owned(), true));
     }
     let settings = InstanceSettings {
@@ -103,7 +133,11 @@ fn check(args: &CheckArgs) -> Result<bool, String> {
             return Ok(false);
         }
     };
-    line(true, "instantiate and init", &format!("config {}", args.config));
+    line(
+        true,
+        "instantiate and init",
+        &format!("config {}", args.config),
+    );
 
     let mut ok = true;
     for (gname, bytes, _) in GOLDEN {
@@ -112,8 +146,16 @@ fn check(args: &CheckArgs) -> Result<bool, String> {
         let took = format!("{:.2} ms", t.elapsed().as_secs_f64() * 1000.0);
         ok &= match outcome {
             CallOutcome::Ok => line(true, &format!("dispatch {gname}"), &took),
-            CallOutcome::Retry(m) => line(true, &format!("dispatch {gname}"), &format!("answered retry ({m}), {took}")),
-            CallOutcome::Reject(m) => line(true, &format!("dispatch {gname}"), &format!("answered reject ({m}), {took}")),
+            CallOutcome::Retry(m) => line(
+                true,
+                &format!("dispatch {gname}"),
+                &format!("answered retry ({m}), {took}"),
+            ),
+            CallOutcome::Reject(m) => line(
+                true,
+                &format!("dispatch {gname}"),
+                &format!("answered reject ({m}), {took}"),
+            ),
             CallOutcome::Failed(f) => {
                 line(false, &format!("dispatch {gname}"), &f.to_string());
                 return Ok(false);
@@ -129,7 +171,11 @@ fn check(args: &CheckArgs) -> Result<bool, String> {
         }
         for (gname, bytes, _) in GOLDEN {
             if let CallOutcome::Failed(f) = inst.dispatch(bytes, settings.timeout) {
-                line(false, &format!("round {round}: dispatch {gname}"), &f.to_string());
+                line(
+                    false,
+                    &format!("round {round}: dispatch {gname}"),
+                    &f.to_string(),
+                );
                 return Ok(false);
             }
         }
@@ -137,7 +183,10 @@ fn check(args: &CheckArgs) -> Result<bool, String> {
     let end = inst.memory_bytes();
     ok &= line(
         end <= settled,
-        &format!("memory stable over {} rounds of the golden batches", args.rounds),
+        &format!(
+            "memory stable over {} rounds of the golden batches",
+            args.rounds
+        ),
         &format!("{settled} bytes after round {half}, {end} bytes at the end"),
     );
     Ok(ok)

@@ -57,8 +57,11 @@ fn s(v: &str) -> Value {
 pub fn realistic(i: u64, rng: &mut Rng, secret: &[u8]) -> Sample {
     let (name, kind, unit, float) = METERS[(i % METERS.len() as u64) as usize];
     let vm = rng.below(500);
-    let volume =
-        if float { Number::Float(rng.below(1_000_000) as f64 / 64.0) } else { Number::Int(rng.below(1 << 40) as i64) };
+    let volume = if float {
+        Number::Float(rng.below(1_000_000) as f64 / 64.0)
+    } else {
+        Number::Int(rng.below(1 << 40) as i64)
+    };
     let metadata = Value::Map(vec![
         ("display_name".into(), Value::Str(format!("web-{vm:03}"))),
         ("host".into(), Value::Str(format!("compute-{:02}", vm % 40))),
@@ -72,7 +75,10 @@ pub fn realistic(i: u64, rng: &mut Rng, secret: &[u8]) -> Sample {
                 ("disk".into(), Value::Int(20)),
             ]),
         ),
-        ("image_ref".into(), s("8a3c1b9e-6c41-4f8e-9d9a-7b0f3f7c2a11")),
+        (
+            "image_ref".into(),
+            s("8a3c1b9e-6c41-4f8e-9d9a-7b0f3f7c2a11"),
+        ),
         ("status".into(), s("active")),
         ("state".into(), s("running")),
     ]);
@@ -87,7 +93,12 @@ pub fn realistic(i: u64, rng: &mut Rng, secret: &[u8]) -> Sample {
         project_id: Field::Value(format!("{:032x}", vm % 17 + 1)),
         project_name: Field::Null,
         resource_id: format!("{:08x}-0000-4000-8000-{:012x}", vm, vm),
-        timestamp: format!("2025-06-01T12:{:02}:{:02}.{:06}", (i / 60) % 60, i % 60, i % 1_000_000),
+        timestamp: format!(
+            "2025-06-01T12:{:02}:{:02}.{:06}",
+            (i / 60) % 60,
+            i % 60,
+            i % 1_000_000
+        ),
         resource_metadata: Some(metadata),
         message_id: uuid(rng),
         monotonic_time: Field::Value(Number::Float(1000.0 + i as f64 / 1000.0)),

@@ -56,8 +56,12 @@ pub fn datagrams(count: u64, seed: u64, secret: &[u8]) -> Vec<Vec<u8>> {
 /// # Errors
 /// When no local socket can be opened.
 pub fn send(to: SocketAddr, grams: &[Vec<u8>], rate: Option<u64>) -> std::io::Result<SendReport> {
-    let bind: SocketAddr = if to.is_ipv6() { "[::]:0".parse() } else { "0.0.0.0:0".parse() }
-        .map_err(std::io::Error::other)?;
+    let bind: SocketAddr = if to.is_ipv6() {
+        "[::]:0".parse()
+    } else {
+        "0.0.0.0:0".parse()
+    }
+    .map_err(std::io::Error::other)?;
     let sock = UdpSocket::bind(bind)?;
     let start = Instant::now();
     let (mut sent, mut errors, mut bytes) = (0u64, 0u64, 0u64);
@@ -78,7 +82,12 @@ pub fn send(to: SocketAddr, grams: &[Vec<u8>], rate: Option<u64>) -> std::io::Re
             Err(_) => errors += 1,
         }
     }
-    Ok(SendReport { sent, errors, bytes, elapsed: start.elapsed() })
+    Ok(SendReport {
+        sent,
+        errors,
+        bytes,
+        elapsed: start.elapsed(),
+    })
 }
 
 pub fn main(args: &UdpArgs) -> ExitCode {
@@ -98,7 +107,11 @@ pub fn main(args: &UdpArgs) -> ExitCode {
                 r.errors,
                 gen_time.as_secs_f64()
             );
-            if r.errors > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+            if r.errors > 0 {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            }
         }
         Err(e) => {
             eprintln!("collector send: {e}");

@@ -23,6 +23,9 @@ pub fn bytes(name: &str) -> Result<&'static [u8], PluginError> {
                      (it builds the plugins, then the daemon)"
                 .into(),
         }),
-        None => Err(PluginError::Read { path: format!("builtin:{name}"), reason: "no such builtin plugin".into() }),
+        None => Err(PluginError::Read {
+            path: format!("builtin:{name}"),
+            reason: "no such builtin plugin".into(),
+        }),
     }
 }

@@ -45,5 +45,8 @@ pub fn read_plugin(source: &PluginSource) -> Result<Vec<u8>, PluginError> {
 }
 
 fn read_file(path: &Path) -> Result<Vec<u8>, PluginError> {
-    std::fs::read(path).map_err(|e| PluginError::Read { path: path.display().to_string(), reason: e.to_string() })
+    std::fs::read(path).map_err(|e| PluginError::Read {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    })
 }

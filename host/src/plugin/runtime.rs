@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use collector_sdk::abi;
 use wasmtime::{
-    Caller, Engine, ExternType, InstancePre, Linker, Memory, Module, ResourceLimiter, Store,
-    Trap, TypedFunc, ValType,
+    Caller, Engine, ExternType, InstancePre, Linker, Memory, Module, ResourceLimiter, Store, Trap,
+    TypedFunc, ValType,
 };
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
@@ -117,7 +117,11 @@ impl Runtime {
                 }
             })
             .map_err(|e| PluginError::Wasm(format!("starting the epoch thread: {e}")))?;
-        Ok(Arc::new(Runtime { engine, linker, stop_ticker }))
+        Ok(Arc::new(Runtime {
+            engine,
+            linker,
+            stop_ticker,
+        }))
     }
 
     /// The process-wide engine.
@@ -130,13 +134,16 @@ impl Runtime {
     /// # Errors
     /// [`PluginError::Abi`] naming a missing or mistyped export or an unknown import.
     pub fn compile(&self, name: &str, wasm: &[u8]) -> Result<PluginModule, PluginError> {
-        let module = Module::new(&self.engine, wasm)
-            .map_err(|e| PluginError::Compile(format!("{e:#}")))?;
+        let module =
+            Module::new(&self.engine, wasm).map_err(|e| PluginError::Compile(format!("{e:#}")))?;
         let report = check_abi(&module);
         if let Some(problem) = report.problems.first() {
             return Err(PluginError::Abi(problem.clone()));
         }
-        let pre = self.linker.instantiate_pre(&module).map_err(|e| wasm_err("linking", e))?;
+        let pre = self
+            .linker
+            .instantiate_pre(&module)
+            .map_err(|e| wasm_err("linking", e))?;
         Ok(PluginModule {
             name: name.into(),
             hash: super::short_hash(wasm),
@@ -194,7 +201,11 @@ pub fn check_abi(module: &Module) -> AbiReport {
         )),
     }
     for (name, params, results) in required {
-        let sig = format!("(func{}{})", fmt_types("param", params), fmt_types("result", results));
+        let sig = format!(
+            "(func{}{})",
+            fmt_types("param", params),
+            fmt_types("result", results)
+        );
         match module.get_export(name) {
             None if name == abi::VERSION_MARKER => r.problems.push(format!(
                 "does not export `{name}` {sig}: not an ABI v1 plugin (or built for another ABI version)"
@@ -225,7 +236,11 @@ fn fmt_types(kind: &str, tys: &[ValType]) -> String {
 }
 
 /// Reads `len` bytes the guest passed at `ptr`.
-fn guest_bytes(caller: &mut Caller<'_, HostState>, ptr: i32, len: i32) -> wasmtime::Result<Vec<u8>> {
+fn guest_bytes(
+    caller: &mut Caller<'_, HostState>,
+    ptr: i32,
+    len: i32,
+) -> wasmtime::Result<Vec<u8>> {
     let mem = caller
         .get_export(abi::MEMORY)
         .and_then(|e| e.into_memory())
@@ -238,7 +253,12 @@ fn guest_bytes(caller: &mut Caller<'_, HostState>, ptr: i32, len: i32) -> wasmti
     Ok(bytes.to_vec())
 }
 
-fn host_log(mut caller: Caller<'_, HostState>, level: i32, ptr: i32, len: i32) -> wasmtime::Result<()> {
+fn host_log(
+    mut caller: Caller<'_, HostState>,
+    level: i32,
+    ptr: i32,
+    len: i32,
+) -> wasmtime::Result<()> {
     let bytes = guest_bytes(&mut caller, ptr, len)?;
     let msg = String::from_utf8_lossy(&bytes);
     let plugin = &*caller.data().plugin;
@@ -321,23 +341,37 @@ impl Instance {
     ///
     /// # Errors
     /// [`PluginError::Init`] with the plugin's own message, or the failure that stopped it.
-    pub fn new(module: &PluginModule, settings: &InstanceSettings) -> Result<Instance, PluginError> {
+    pub fn new(
+        module: &PluginModule,
+        settings: &InstanceSettings,
+    ) -> Result<Instance, PluginError> {
         let mut wasi = WasiCtxBuilder::new();
         for (host, guest, writable) in &settings.dirs {
-            let perms = if *writable { FsPerms::ReadWrite } else { FsPerms::ReadOnly };
+            let perms = if *writable {
+                FsPerms::ReadWrite
+            } else {
+                FsPerms::ReadOnly
+            };
             wasi.preopened_dir(host, guest, perms).map_err(|e| {
-                PluginError::Init(format!("cannot grant directory {} as {guest}: {e:#}", host.display()))
+                PluginError::Init(format!(
+                    "cannot grant directory {} as {guest}: {e:#}",
+                    host.display()
+                ))
             })?;
         }
         let state = HostState {
             wasi: wasi.build_p1(),
-            limiter: MemoryCap { limit_bytes: settings.memory_limit_bytes, refused: None },
+            limiter: MemoryCap {
+                limit_bytes: settings.memory_limit_bytes,
+                refused: None,
+            },
             error: None,
             plugin: module.name.clone(),
         };
         let mut store = Store::new(module.pre.module().engine(), state);
         store.limiter(|s| &mut s.limiter);
-        let deadline_ticks = (settings.timeout.as_millis() as u64).div_ceil(EPOCH_TICK.as_millis() as u64) + 1;
+        let deadline_ticks =
+            (settings.timeout.as_millis() as u64).div_ceil(EPOCH_TICK.as_millis() as u64) + 1;
         store.set_epoch_deadline(deadline_ticks);
         store.epoch_deadline_trap();
 
@@ -349,18 +383,33 @@ impl Instance {
             .get_memory(&mut store, abi::MEMORY)
             .ok_or_else(|| PluginError::Abi("does not export `memory`".into()))?;
         let typed = |e: wasmtime::Error| PluginError::Abi(format!("{e:#}"));
-        let alloc = instance.get_typed_func::<i32, i32>(&mut store, abi::ALLOC).map_err(typed)?;
-        let init = instance.get_typed_func::<(i32, i32), i32>(&mut store, abi::INIT).map_err(typed)?;
-        let dispatch =
-            instance.get_typed_func::<(i32, i32), i32>(&mut store, abi::DISPATCH).map_err(typed)?;
-        let mut inst = Instance { store, memory, alloc, dispatch, deadline_ticks };
+        let alloc = instance
+            .get_typed_func::<i32, i32>(&mut store, abi::ALLOC)
+            .map_err(typed)?;
+        let init = instance
+            .get_typed_func::<(i32, i32), i32>(&mut store, abi::INIT)
+            .map_err(typed)?;
+        let dispatch = instance
+            .get_typed_func::<(i32, i32), i32>(&mut store, abi::DISPATCH)
+            .map_err(typed)?;
+        let mut inst = Instance {
+            store,
+            memory,
+            alloc,
+            dispatch,
+            deadline_ticks,
+        };
 
         if module.wasi_reactor
             && let Ok(f) = instance.get_typed_func::<(), ()>(&mut inst.store, abi::WASI_INITIALIZE)
         {
             inst.store.set_epoch_deadline(deadline_ticks);
-            f.call(&mut inst.store, ())
-                .map_err(|e| PluginError::Init(format!("_initialize {}", classify(&inst.store, e, settings.timeout))))?;
+            f.call(&mut inst.store, ()).map_err(|e| {
+                PluginError::Init(format!(
+                    "_initialize {}",
+                    classify(&inst.store, e, settings.timeout)
+                ))
+            })?;
         }
         match inst.call(&init, settings.config_json.as_bytes(), settings.timeout) {
             CallOutcome::Ok => Ok(inst),
@@ -376,11 +425,19 @@ impl Instance {
     }
 
     /// Copies `bytes` into a guest buffer and calls `f(ptr, len)`.
-    fn call(&mut self, f: &TypedFunc<(i32, i32), i32>, bytes: &[u8], timeout: Duration) -> CallOutcome {
+    fn call(
+        &mut self,
+        f: &TypedFunc<(i32, i32), i32>,
+        bytes: &[u8],
+        timeout: Duration,
+    ) -> CallOutcome {
         self.store.data_mut().error = None;
         self.store.set_epoch_deadline(self.deadline_ticks);
         let Ok(len) = i32::try_from(bytes.len()) else {
-            return CallOutcome::Reject(format!("{} bytes do not fit a 32-bit wasm address", bytes.len()));
+            return CallOutcome::Reject(format!(
+                "{} bytes do not fit a 32-bit wasm address",
+                bytes.len()
+            ));
         };
         let ptr = match self.alloc.call(&mut self.store, len) {
             Ok(0) if len > 0 => {
@@ -391,7 +448,10 @@ impl Instance {
             Ok(p) => p,
             Err(e) => return CallOutcome::Failed(classify(&self.store, e, timeout)),
         };
-        if let Err(e) = self.memory.write(&mut self.store, ptr as u32 as usize, bytes) {
+        if let Err(e) = self
+            .memory
+            .write(&mut self.store, ptr as u32 as usize, bytes)
+        {
             return CallOutcome::Failed(Failure::Trap(format!(
                 "collector_alloc returned a buffer outside memory: {e}"
             )));
@@ -400,7 +460,13 @@ impl Instance {
             Ok(s) => s,
             Err(e) => return CallOutcome::Failed(classify(&self.store, e, timeout)),
         };
-        let mut msg = || self.store.data_mut().error.take().unwrap_or_else(|| "(no message)".into());
+        let mut msg = || {
+            self.store
+                .data_mut()
+                .error
+                .take()
+                .unwrap_or_else(|| "(no message)".into())
+        };
         match status {
             abi::STATUS_OK => CallOutcome::Ok,
             abi::STATUS_RETRY => CallOutcome::Retry(msg()),
@@ -423,9 +489,10 @@ fn classify(store: &Store<HostState>, e: wasmtime::Error, timeout: Duration) -> 
         ));
     }
     match e.downcast_ref::<Trap>() {
-        Some(Trap::Interrupt) => {
-            Failure::Timeout(format!("the call ran past timeout_ms ({} ms)", timeout.as_millis()))
-        }
+        Some(Trap::Interrupt) => Failure::Timeout(format!(
+            "the call ran past timeout_ms ({} ms)",
+            timeout.as_millis()
+        )),
         _ => Failure::Trap(format!("{e:#}")),
     }
 }

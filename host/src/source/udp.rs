@@ -32,14 +32,21 @@ impl UdpSource {
     /// # Errors
     /// When the address cannot be bound.
     pub fn bind(cfg: &UdpConfig) -> io::Result<UdpSource> {
-        let domain = if cfg.address.is_ipv6() { Domain::IPV6 } else { Domain::IPV4 };
+        let domain = if cfg.address.is_ipv6() {
+            Domain::IPV6
+        } else {
+            Domain::IPV4
+        };
         let sock = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
         sock.set_reuse_address(true)?;
         set_receive_buffer(&sock, cfg.receive_buffer_bytes);
         sock.bind(&cfg.address.into())?;
         sock.set_nonblocking(true)?;
         let socket = UdpSocket::from_std(sock.into())?;
-        Ok(UdpSource { socket, cfg: cfg.clone() })
+        Ok(UdpSource {
+            socket,
+            cfg: cfg.clone(),
+        })
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
@@ -60,6 +67,8 @@ impl UdpSource {
         let mut buf = vec![0u8; MAX_DATAGRAM];
         let bad_input = RateLimit::default();
         let far = Duration::from_secs(3600);
+        // First and last datagram: the active span, for throughput figures.
+        let mut span: Option<(std::time::Instant, std::time::Instant)> = None;
         loop {
             let deadline = batcher.deadline();
             let sleep_until = deadline.unwrap_or_else(|| std::time::Instant::now() + far);
@@ -80,6 +89,8 @@ impl UdpSource {
                     for _ in 0..self.cfg.max_datagrams_per_wake {
                         match self.socket.try_recv_from(&mut buf) {
                             Ok((n, peer)) => {
+                                let now = std::time::Instant::now();
+                                span = Some(span.map_or((now, now), |(first, _)| (first, now)));
                                 let Some(datagram) = buf.get(..n) else { continue };
                                 handle(datagram, peer, &signer, &mut batcher, &fanout, &stats, &bad_input);
                             }
@@ -101,6 +112,7 @@ impl UdpSource {
             samples = stats.samples.get(),
             malformed = stats.malformed.get(),
             bad_signature = stats.bad_signature.get(),
+            active_ms = span.map_or(0, |(a, b)| b.duration_since(a).as_millis() as u64),
             "UDP source stopped"
         );
     }

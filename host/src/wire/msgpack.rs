@@ -255,7 +255,6 @@ impl<'a> Reader<'a> {
     }
 
     /// Reads one value's header (and a str or bin body).
-    #[inline(always)]
     fn head(&mut self) -> Result<Head<'a>, Bad> {
         // Starting this value pays the byte its container owed for it.
         self.owed = self.owed.saturating_sub(1);

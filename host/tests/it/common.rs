@@ -9,14 +9,21 @@ use collector::plugin::{InstanceSettings, PluginModule, Runtime};
 use collector_sdk::codec::encode_batch;
 
 pub fn plugin_path(file: &str) -> PathBuf {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/plugins").join(file);
-    assert!(p.exists(), "{} is missing: run `make plugins` (or `make test`) first", p.display());
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/plugins")
+        .join(file);
+    assert!(
+        p.exists(),
+        "{} is missing: run `make plugins` (or `make test`) first",
+        p.display()
+    );
     p
 }
 
 pub fn runtime() -> Arc<Runtime> {
     static RT: OnceLock<Arc<Runtime>> = OnceLock::new();
-    RT.get_or_init(|| Runtime::new().expect("wasm runtime")).clone()
+    RT.get_or_init(|| Runtime::new().expect("wasm runtime"))
+        .clone()
 }
 
 /// Compiles each plugin once per test binary (a debug host JITs slowly).
@@ -28,7 +35,9 @@ pub fn module(file: &'static str) -> PluginModule {
         return m.clone();
     }
     let bytes = std::fs::read(plugin_path(file)).expect("plugin file");
-    let m = runtime().compile(file, &bytes).unwrap_or_else(|e| panic!("{file}: {e}"));
+    let m = runtime()
+        .compile(file, &bytes)
+        .unwrap_or_else(|e| panic!("{file}: {e}"));
     c.push((file, m.clone()));
     m
 }

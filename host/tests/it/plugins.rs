@@ -9,23 +9,39 @@ use collector::plugin::{CallOutcome, Failure, Instance, PluginError};
 use crate::common::{batch, module, plugin_path, runtime, settings};
 
 fn fresh(file: &'static str, config: &str, timeout_ms: u64) -> Instance {
-    Instance::new(&module(file), &settings(config, timeout_ms)).unwrap_or_else(|e| panic!("{file}: {e}"))
+    Instance::new(&module(file), &settings(config, timeout_ms))
+        .unwrap_or_else(|e| panic!("{file}: {e}"))
 }
 
 #[test]
 fn infinite_loop_times_out_within_the_deadline_then_a_new_instance_serves() {
     let timeout_ms = 200;
     let mut inst = fresh("misbehave.wasm", r#"{"mode":"loop"}"#, timeout_ms);
-    assert_eq!(inst.dispatch(&batch(10, false), Duration::from_millis(timeout_ms)), CallOutcome::Ok);
+    assert_eq!(
+        inst.dispatch(&batch(10, false), Duration::from_millis(timeout_ms)),
+        CallOutcome::Ok
+    );
     let t = Instant::now();
     let out = inst.dispatch(&batch(10, true), Duration::from_millis(timeout_ms));
     let took = t.elapsed();
-    assert!(matches!(out, CallOutcome::Failed(Failure::Timeout(_))), "{out:?}");
+    assert!(
+        matches!(out, CallOutcome::Failed(Failure::Timeout(_))),
+        "{out:?}"
+    );
     // Slack: one epoch tick of rounding plus scheduling on a busy 2-core machine.
-    assert!(took >= Duration::from_millis(timeout_ms), "stopped early: {took:?}");
-    assert!(took < Duration::from_millis(timeout_ms + 150), "stopped late: {took:?}");
+    assert!(
+        took >= Duration::from_millis(timeout_ms),
+        "stopped early: {took:?}"
+    );
+    assert!(
+        took < Duration::from_millis(timeout_ms + 150),
+        "stopped late: {took:?}"
+    );
     let mut next = fresh("misbehave.wasm", r#"{"mode":"loop"}"#, timeout_ms);
-    assert_eq!(next.dispatch(&batch(10, false), Duration::from_millis(timeout_ms)), CallOutcome::Ok);
+    assert_eq!(
+        next.dispatch(&batch(10, false), Duration::from_millis(timeout_ms)),
+        CallOutcome::Ok
+    );
 }
 
 #[test]
@@ -40,7 +56,10 @@ fn memory_hog_is_refused_with_a_clear_error() {
     }
     assert!(inst.memory_bytes() <= 16 << 20);
     let mut next = fresh("misbehave.wasm", r#"{"mode":"hog"}"#, 5000);
-    assert_eq!(next.dispatch(&batch(10, false), Duration::from_secs(5)), CallOutcome::Ok);
+    assert_eq!(
+        next.dispatch(&batch(10, false), Duration::from_secs(5)),
+        CallOutcome::Ok
+    );
 }
 
 #[test]
@@ -51,17 +70,27 @@ fn trap_fails_the_batch_and_names_the_trap() {
         other => panic!("expected a trap, got {other:?}"),
     }
     let mut next = fresh("misbehave.wasm", r#"{"mode":"trap"}"#, 5000);
-    assert_eq!(next.dispatch(&batch(3, false), Duration::from_secs(5)), CallOutcome::Ok);
+    assert_eq!(
+        next.dispatch(&batch(3, false), Duration::from_secs(5)),
+        CallOutcome::Ok
+    );
 }
 
 #[test]
 fn retry_and_reject_carry_the_plugin_message() {
-    let mut inst = fresh("misbehave.wasm", r#"{"fail_first":1,"mode":"reject"}"#, 5000);
+    let mut inst = fresh(
+        "misbehave.wasm",
+        r#"{"fail_first":1,"mode":"reject"}"#,
+        5000,
+    );
     match inst.dispatch(&batch(1, false), Duration::from_secs(5)) {
         CallOutcome::Retry(m) => assert!(m.contains("failing call 1"), "{m}"),
         other => panic!("expected retry, got {other:?}"),
     }
-    assert_eq!(inst.dispatch(&batch(1, true), Duration::from_secs(5)), CallOutcome::Reject("poison sample".into()));
+    assert_eq!(
+        inst.dispatch(&batch(1, true), Duration::from_secs(5)),
+        CallOutcome::Reject("poison sample".into())
+    );
 }
 
 #[test]
@@ -76,7 +105,10 @@ fn missing_export_is_named() {
 
 #[test]
 fn bad_plugin_config_fails_init_with_the_plugin_message() {
-    match Instance::new(&module("noop.wasm"), &settings(r#"{"view":"sideways"}"#, 5000)) {
+    match Instance::new(
+        &module("noop.wasm"),
+        &settings(r#"{"view":"sideways"}"#, 5000),
+    ) {
         Err(PluginError::Init(m)) => assert!(m.contains("view must be"), "{m}"),
         Err(e) => panic!("wrong error: {e}"),
         Ok(_) => panic!("bad config accepted"),
@@ -88,7 +120,11 @@ fn noop_takes_every_golden_batch_in_both_views() {
     for view in ["borrowed", "owned"] {
         let mut inst = fresh("noop.wasm", &format!(r#"{{"view":"{view}"}}"#), 5000);
         for (name, bytes, _) in GOLDEN {
-            assert_eq!(inst.dispatch(bytes, Duration::from_secs(5)), CallOutcome::Ok, "{view} {name}");
+            assert_eq!(
+                inst.dispatch(bytes, Duration::from_secs(5)),
+                CallOutcome::Ok,
+                "{view} {name}"
+            );
         }
     }
 }
@@ -96,7 +132,10 @@ fn noop_takes_every_golden_batch_in_both_views() {
 #[test]
 fn file_plugin_writes_the_golden_json_and_rotates() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut s = settings(r#"{"path":"/data/out.jsonl","max_bytes":2500,"backup_count":2}"#, 5000);
+    let mut s = settings(
+        r#"{"path":"/data/out.jsonl","max_bytes":2500,"backup_count":2}"#,
+        5000,
+    );
     s.dirs = vec![(dir.path().to_path_buf(), "/data".into(), true)];
     let mut inst = Instance::new(&module("file.wasm"), &s).expect("file plugin");
     let mut expected = Vec::new();
@@ -110,11 +149,24 @@ fn file_plugin_writes_the_golden_json_and_rotates() {
     for f in ["out.jsonl.2", "out.jsonl.1", "out.jsonl"] {
         let p = dir.path().join(f);
         let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-        assert!(text.len() < 2500 || text.lines().count() == 1, "{f} is {} bytes", text.len());
-        lines.extend(text.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json line")));
+        assert!(
+            text.len() < 2500 || text.lines().count() == 1,
+            "{f} is {} bytes",
+            text.len()
+        );
+        lines.extend(
+            text.lines()
+                .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json line")),
+        );
     }
     assert!(!dir.path().join("out.jsonl.3").exists());
-    assert!(lines.len() < expected.len(), "rotation dropped nothing: backup_count is 2");
+    assert!(
+        lines.len() < expected.len(),
+        "rotation dropped nothing: backup_count is 2"
+    );
     let tail = &expected[expected.len() - lines.len()..];
-    assert_eq!(lines, tail, "the newest samples are kept, in order, equal to the input");
+    assert_eq!(
+        lines, tail,
+        "the newest samples are kept, in order, equal to the input"
+    );
 }

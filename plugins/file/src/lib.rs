@@ -40,7 +40,11 @@ fn open(path: &str) -> Result<(File, u64), String> {
         .create(true)
         .append(true)
         .open(path)
-        .map_err(|e| format!("cannot open {path}: {e} (is its directory granted in the dispatcher's `dirs`?)"))?;
+        .map_err(|e| {
+            format!(
+                "cannot open {path}: {e} (is its directory granted in the dispatcher's `dirs`?)"
+            )
+        })?;
     let size = file.metadata().map(|m| m.len()).unwrap_or(0);
     Ok((file, size))
 }
@@ -80,7 +84,12 @@ impl Dispatcher for FileDispatcher {
         let settings: Settings = config.parse()?;
         let (file, size) = open(&settings.path)?;
         collector_sdk::info!("writing samples to {}", settings.path);
-        Ok(FileDispatcher { settings, file, size, pending: Vec::with_capacity(1 << 16) })
+        Ok(FileDispatcher {
+            settings,
+            file,
+            size,
+            pending: Vec::with_capacity(1 << 16),
+        })
     }
 
     fn dispatch(&mut self, batch: Batch<'_>) -> Outcome {
@@ -94,7 +103,10 @@ impl Dispatcher for FileDispatcher {
             collector_sdk::json::write_sample(&mut self.pending, &sample);
             self.pending.push(b'\n');
             let line = (self.pending.len() - start) as u64;
-            if rotating && self.size + line >= self.settings.max_bytes && self.size + start as u64 > 0 {
+            if rotating
+                && self.size + line >= self.settings.max_bytes
+                && self.size + start as u64 > 0
+            {
                 let tail = self.pending.split_off(start);
                 if let Err(e) = self.rotate() {
                     return Outcome::Retry(e);

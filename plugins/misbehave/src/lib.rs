@@ -32,18 +32,30 @@ struct Misbehave {
 impl Dispatcher for Misbehave {
     fn init(config: Config<'_>) -> Result<Self, String> {
         let settings: Settings = config.parse()?;
-        if !matches!(settings.mode.as_str(), "" | "loop" | "trap" | "hog" | "reject") {
+        if !matches!(
+            settings.mode.as_str(),
+            "" | "loop" | "trap" | "hog" | "reject"
+        ) {
             return Err(format!("unknown mode {:?}", settings.mode));
         }
-        Ok(Misbehave { settings, calls: 0, hoard: Vec::new() })
+        Ok(Misbehave {
+            settings,
+            calls: 0,
+            hoard: Vec::new(),
+        })
     }
 
     fn dispatch(&mut self, batch: Batch<'_>) -> Outcome {
         self.calls += 1;
         if self.calls <= self.settings.fail_first {
-            return Outcome::Retry(format!("failing call {} of the first {}", self.calls, self.settings.fail_first));
+            return Outcome::Retry(format!(
+                "failing call {} of the first {}",
+                self.calls, self.settings.fail_first
+            ));
         }
-        let triggered = batch.samples().any(|s| s.is_ok_and(|s| s.counter_name == self.settings.trigger_meter));
+        let triggered = batch
+            .samples()
+            .any(|s| s.is_ok_and(|s| s.counter_name == self.settings.trigger_meter));
         if !triggered {
             return Outcome::Ok;
         }

@@ -21,7 +21,11 @@ impl Dispatcher for Noop {
             None | Some("borrowed") => View::Borrowed,
             Some("owned") => View::Owned,
             Some("none") => View::None,
-            Some(other) => return Err(format!("view must be borrowed, owned or none, not {other:?}")),
+            Some(other) => {
+                return Err(format!(
+                    "view must be borrowed, owned or none, not {other:?}"
+                ));
+            }
         };
         Ok(Noop { view, checksum: 0 })
     }
