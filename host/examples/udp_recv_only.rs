@@ -8,7 +8,9 @@ use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
 fn main() -> std::io::Result<()> {
-    let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:49521".into());
+    let addr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:49521".into());
     let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None)?;
     sock.set_recv_buffer_size(16 << 20)?;
     let parsed: std::net::SocketAddr = addr.parse().map_err(std::io::Error::other)?;

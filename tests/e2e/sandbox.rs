@@ -6,7 +6,7 @@ use std::time::Duration;
 use collector::cli::samples::{Rng, realistic};
 use collector::signature;
 use collector::wire::msgpack;
-use collector_e2e::{Daemon, dispatcher_stat, plugin, stat};
+use collector_e2e::{Daemon, dispatcher_stat, plugin, stat, udp_to_file_config};
 
 const SECRET: &[u8] = b"sandbox-secret";
 
@@ -27,7 +27,8 @@ fn datagrams(n: u64, poison: &[u64]) -> Vec<Vec<u8>> {
         .collect()
 }
 
-fn misbehaving(name: &str, mode: &str, extra: &str) -> String {
+/// A misbehave dispatcher with `extra` dispatcher keys and `config` plugin keys.
+fn misbehaving(name: &str, config: &str, extra: &str) -> String {
     format!(
         r#"
 [[dispatchers]]
@@ -35,7 +36,7 @@ name = "{name}"
 plugin = "{p}"
 {extra}
 [dispatchers.config]
-mode = "{mode}"
+{config}
 "#,
         p = plugin("misbehave.wasm")
     )
@@ -43,30 +44,22 @@ mode = "{mode}"
 
 #[test]
 fn misbehaving_plugins_fail_only_their_batches_and_the_file_dispatcher_gets_everything() {
-    let toml = format!(
-        r#"
-telemetry_secret = "sandbox-secret"
-[batch]
-max_samples = 20
-max_delay_ms = 50
-[sources.udp]
-address = "127.0.0.1:0"
-[[dispatchers]]
-name = "file"
-plugin = "{file}"
-dirs = [{{ host = "out", guest = "/data", writable = true }}]
-[dispatchers.config]
-path = "/data/samples.jsonl"
-{looping}{trap}{hog}{flaky}"#,
-        file = plugin("file.wasm"),
-        looping = misbehaving("looping", "loop", "timeout_ms = 300\nqueue_batches = 64"),
-        trap = misbehaving("trapping", "trap", ""),
-        hog = misbehaving("hog", "hog", "memory_limit_bytes = 16777216"),
-        flaky = misbehaving("flaky", "", "retry_backoff_ms = 10\nmax_retries = 5"),
-    );
-    // `flaky` answers retry to its first 3 calls; the TOML above leaves fail_first
-    // to this line so that the other dispatchers stay simple.
-    let toml = toml.replace("mode = \"\"", "mode = \"\"\nfail_first = 3");
+    let toml = [
+        udp_to_file_config("sandbox-secret", "max_samples = 20\nmax_delay_ms = 50"),
+        misbehaving(
+            "looping",
+            "mode = 'loop'",
+            "timeout_ms = 300\nqueue_batches = 64",
+        ),
+        misbehaving("trapping", "mode = 'trap'", ""),
+        misbehaving("hog", "mode = 'hog'", "memory_limit_bytes = 16777216"),
+        misbehaving(
+            "flaky",
+            "fail_first = 3",
+            "retry_backoff_ms = 10\nmax_retries = 5",
+        ),
+    ]
+    .concat();
     let d = Daemon::start(&toml);
     let poison = [5, 70, 150];
     let n = 200;

@@ -4,26 +4,7 @@ use std::time::Duration;
 
 use collector::signature;
 use collector::wire::json::sample_from_json;
-use collector_e2e::{Daemon, collector, fixtures, plugin, stat};
-
-fn file_config(secret: &str, batch: &str) -> String {
-    format!(
-        r#"
-telemetry_secret = "{secret}"
-[batch]
-{batch}
-[sources.udp]
-address = "127.0.0.1:0"
-[[dispatchers]]
-name = "file"
-plugin = "{file}"
-dirs = [{{ host = "out", guest = "/data", writable = true }}]
-[dispatchers.config]
-path = "/data/samples.jsonl"
-"#,
-        file = plugin("file.wasm")
-    )
-}
+use collector_e2e::{Daemon, collector, fixtures, stat, udp_to_file_config};
 
 fn json_lines(text: &str) -> Vec<serde_json::Value> {
     text.lines()
@@ -34,7 +15,7 @@ fn json_lines(text: &str) -> Vec<serde_json::Value> {
 #[test]
 fn fixtures_come_out_equal_and_bad_datagrams_are_dropped_and_counted() {
     let fx = fixtures();
-    let d = Daemon::start(&file_config(
+    let d = Daemon::start(&udp_to_file_config(
         "fixture-secret",
         "max_samples = 7\nmax_delay_ms = 100",
     ));
@@ -109,7 +90,7 @@ fn fixtures_come_out_equal_and_bad_datagrams_are_dropped_and_counted() {
 #[test]
 fn empty_secret_accepts_unsigned_samples() {
     let fx = fixtures();
-    let d = Daemon::start(&file_config("", "max_delay_ms = 50"));
+    let d = Daemon::start(&udp_to_file_config("", "max_delay_ms = 50"));
     let grams: Vec<Vec<u8>> = (1..=5)
         .map(|i| std::fs::read(fx.join(format!("udp-unsigned/{i:03}.msgpack"))).expect("fixture"))
         .collect();
@@ -124,7 +105,7 @@ fn empty_secret_accepts_unsigned_samples() {
 
 #[test]
 fn sigterm_flushes_the_open_batch_and_exits_zero() {
-    let d = Daemon::start(&file_config(
+    let d = Daemon::start(&udp_to_file_config(
         "s3cret",
         "max_samples = 1000\nmax_delay_ms = 600000",
     ));

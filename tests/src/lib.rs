@@ -35,6 +35,27 @@ pub fn plugin(file: &str) -> String {
     p.display().to_string()
 }
 
+/// A config with the UDP source on an ephemeral port and the file dispatcher
+/// writing `out/samples.jsonl` in the test's directory; append more dispatchers.
+pub fn udp_to_file_config(secret: &str, batch: &str) -> String {
+    format!(
+        r#"
+telemetry_secret = "{secret}"
+[batch]
+{batch}
+[sources.udp]
+address = "127.0.0.1:0"
+[[dispatchers]]
+name = "file"
+plugin = "{file}"
+dirs = [{{ host = "out", guest = "/data", writable = true }}]
+[dispatchers.config]
+path = "/data/samples.jsonl"
+"#,
+        file = plugin("file.wasm")
+    )
+}
+
 /// Ceilometer's captured fixtures (../shared/fixtures/ceilometer beside the repo).
 pub fn fixtures() -> PathBuf {
     let p = root().join("../shared/fixtures/ceilometer");
