@@ -42,7 +42,8 @@ impl Batcher {
     }
 
     fn reset(&mut self) {
-        self.bytes = Vec::with_capacity(self.max_bytes.min(1 << 20));
+        // Start small and let it grow: a large fresh buffer per batch costs page faults.
+        self.bytes = Vec::with_capacity(self.max_bytes.min(64 << 10));
         self.bytes.extend_from_slice(&[0; 8]);
         self.count = 0;
         self.started = None;

@@ -128,6 +128,13 @@ pub struct UdpConfig {
     /// Datagrams read per wake-up before yielding.
     #[serde(default = "default_per_wake")]
     pub max_datagrams_per_wake: usize,
+    /// Threads that decode, verify and batch datagrams (the receive task only reads).
+    #[serde(default = "default_decode_threads")]
+    pub decode_threads: usize,
+}
+
+fn default_decode_threads() -> usize {
+    2
 }
 
 fn default_rcvbuf() -> usize {
@@ -298,13 +305,19 @@ impl Config {
         if self.batch.max_delay_ms == 0 {
             return Err(bad("batch.max_delay_ms".into(), "must be at least 1"));
         }
-        if let Some(u) = &self.sources.udp
-            && u.max_datagrams_per_wake == 0
-        {
-            return Err(bad(
-                "sources.udp.max_datagrams_per_wake".into(),
-                "must be at least 1",
-            ));
+        if let Some(u) = &self.sources.udp {
+            if u.max_datagrams_per_wake == 0 {
+                return Err(bad(
+                    "sources.udp.max_datagrams_per_wake".into(),
+                    "must be at least 1",
+                ));
+            }
+            if u.decode_threads == 0 || u.decode_threads > 64 {
+                return Err(bad(
+                    "sources.udp.decode_threads".into(),
+                    "must be between 1 and 64",
+                ));
+            }
         }
         if self.dispatchers.is_empty() {
             return Err(bad(

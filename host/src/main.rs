@@ -7,6 +7,11 @@ use clap::{Parser, Subcommand};
 use collector::cli;
 use collector::config::{self, Config};
 
+/// mimalloc: the receive path allocates and frees many small strings per sample,
+/// and glibc's per-thread arenas hand freed pages back to the kernel too eagerly.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Receives OpenStack Ceilometer samples and hands them in batches to wasm dispatcher plugins.
 #[derive(Parser)]
 #[command(version, about)]

@@ -34,6 +34,8 @@ pub struct SourceStats {
     pub malformed: Counter,
     /// Samples whose signature did not verify.
     pub bad_signature: Counter,
+    /// Read but dropped before decoding because every decoder was saturated.
+    pub dropped: Counter,
 }
 
 /// What happened to the batches of one dispatcher.

@@ -309,6 +309,11 @@ impl<'a> Cursor<'a> {
     fn str(&mut self) -> Result<&'a str, DecodeError> {
         let start = self.pos;
         let b = self.bytes()?;
+        // Most strings are ASCII; checking that word by word is cheaper than from_utf8.
+        if b.is_ascii() {
+            // SAFETY: every byte is ASCII, which is valid UTF-8.
+            return Ok(unsafe { core::str::from_utf8_unchecked(b) });
+        }
         core::str::from_utf8(b).map_err(|_| DecodeError {
             offset: start,
             reason: "string is not UTF-8",
@@ -364,7 +369,7 @@ impl<'a> Cursor<'a> {
                 let count = self.len()?;
                 let start = self.pos;
                 for _ in 0..count {
-                    self.value(depth + 1)?;
+                    self.skip(depth + 1)?;
                 }
                 ValueView::List(ListView {
                     count,
@@ -381,14 +386,50 @@ impl<'a> Cursor<'a> {
         let count = self.len()?;
         let start = self.pos;
         for _ in 0..count {
-            self.str()?;
-            self.value(depth + 1)?;
+            self.bytes()?;
+            self.skip(depth + 1)?;
         }
         Ok(MapView {
             count,
             bytes: &self.buf[start..self.pos],
             depth,
         })
+    }
+
+    /// Steps over one value, checking its structure and bounds but not the UTF-8
+    /// of its strings (checked when they are read): nested metadata costs
+    /// nothing until a plugin looks at it.
+    fn skip(&mut self, depth: u32) -> Result<(), DecodeError> {
+        if depth > MAX_DEPTH {
+            return Err(self.err("values nested too deeply"));
+        }
+        match self.u32()? {
+            tag::NULL => {}
+            tag::BOOL => {
+                if self.u8()? > 1 {
+                    return Err(self.err("bool is not 0 or 1"));
+                }
+            }
+            tag::INT | tag::UINT | tag::FLOAT => {
+                self.take(8)?;
+            }
+            tag::STR | tag::BYTES => {
+                self.bytes()?;
+            }
+            tag::LIST => {
+                for _ in 0..self.len()? {
+                    self.skip(depth + 1)?;
+                }
+            }
+            tag::MAP => {
+                for _ in 0..self.len()? {
+                    self.bytes()?;
+                    self.skip(depth + 1)?;
+                }
+            }
+            _ => return Err(self.err("unknown value tag")),
+        }
+        Ok(())
     }
 }
 
@@ -479,7 +520,9 @@ impl<'a> ListView<'a> {
     }
 }
 
-/// A borrowed map (keys in the order received), already checked when its sample was decoded.
+/// A borrowed map (keys in the order received). Its structure was checked when its
+/// sample was decoded; the UTF-8 of its strings is checked as they are read, and
+/// iteration stops at the first that is not (the host never sends one).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct MapView<'a> {
     count: usize,

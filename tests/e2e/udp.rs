@@ -6,6 +6,12 @@ use collector::signature;
 use collector::wire::json::sample_from_json;
 use collector_e2e::{Daemon, collector, fixtures, stat, udp_to_file_config};
 
+/// Sorted by message_id (decoder threads do not keep arrival order).
+fn by_id(mut v: Vec<serde_json::Value>) -> Vec<serde_json::Value> {
+    v.sort_by_key(|s| s["message_id"].as_str().unwrap_or_default().to_owned());
+    v
+}
+
 fn json_lines(text: &str) -> Vec<serde_json::Value> {
     text.lines()
         .map(|l| serde_json::from_str(l).expect("a JSON line"))
@@ -59,17 +65,20 @@ fn fixtures_come_out_equal_and_bad_datagrams_are_dropped_and_counted() {
     let stopped = d.stop();
     assert!(stopped.status.success(), "{}", stopped.log);
 
-    let expected =
-        json_lines(&std::fs::read_to_string(fx.join("udp/expected.jsonl")).expect("expected"));
-    let got = json_lines(&lines.join("\n"));
-    for (i, (g, e)) in got.iter().zip(&expected).enumerate() {
-        assert_eq!(g, e, "sample {} differs", i + 1);
+    // Datagrams are decoded on several threads: compare by message_id, not by line order.
+    let expected = by_id(json_lines(
+        &std::fs::read_to_string(fx.join("udp/expected.jsonl")).expect("expected"),
+    ));
+    let got = by_id(json_lines(&lines.join("\n")));
+    assert_eq!(got.len(), expected.len());
+    for (g, e) in got.iter().zip(&expected) {
+        assert_eq!(g, e, "sample {} differs", e["message_id"]);
         // What we wrote still carries a valid Ceilometer signature.
         let s = sample_from_json(g.clone()).expect("a sample");
         assert!(
             signature::verify(&s, b"fixture-secret"),
-            "sample {} no longer verifies",
-            i + 1
+            "{} no longer verifies",
+            e["message_id"]
         );
     }
     assert_eq!(
@@ -96,10 +105,10 @@ fn empty_secret_accepts_unsigned_samples() {
         .collect();
     d.send_udp(&grams);
     let lines = d.wait_lines("out/samples.jsonl", 5, Duration::from_secs(30));
-    let expected = json_lines(
+    let expected = by_id(json_lines(
         &std::fs::read_to_string(fx.join("udp-unsigned/expected.jsonl")).expect("expected"),
-    );
-    assert_eq!(json_lines(&lines.join("\n")), expected);
+    ));
+    assert_eq!(by_id(json_lines(&lines.join("\n"))), expected);
     assert!(d.stop().status.success());
 }
 

@@ -1,10 +1,16 @@
 //! The UDP source: Ceilometer's `udp://` publisher sends one msgpack map per
 //! datagram, unsigned by the transport, signed by `telemetry_secret`.
+//!
+//! The async task only reads datagrams, in chunks, and hands each chunk to one of
+//! `decode_threads` threads; each decodes, verifies and batches on its own, so
+//! the CPU work runs on every core and never on the async runtime.
 
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::UdpSocket;
@@ -19,11 +25,29 @@ use crate::wire::msgpack;
 
 /// Largest UDP payload over IPv4; Ceilometer's collector read 64 KiB.
 const MAX_DATAGRAM: usize = 65_536;
+/// Chunks queued per decoder thread before datagrams are dropped (and counted).
+const CHUNKS_PER_DECODER: usize = 64;
+
+/// Datagrams read in one wake-up: their bytes back to back, and where each ends.
+struct Chunk {
+    data: Vec<u8>,
+    ends: Vec<(usize, SocketAddr)>,
+}
 
 /// A bound UDP source, not yet receiving.
 pub struct UdpSource {
     socket: UdpSocket,
     cfg: UdpConfig,
+}
+
+/// What each decoder thread needs.
+#[derive(Clone)]
+struct Decoding {
+    batch: BatchConfig,
+    secret: Arc<[u8]>,
+    fanout: Fanout,
+    stats: Arc<SourceStats>,
+    bad_input: Arc<RateLimit>,
 }
 
 impl UdpSource {
@@ -53,7 +77,7 @@ impl UdpSource {
         self.socket.local_addr()
     }
 
-    /// Receives until `shutdown` turns true, then flushes the open batch.
+    /// Receives until `shutdown` turns true, then lets the decoders flush their batches.
     pub async fn run(
         self,
         batch: BatchConfig,
@@ -62,92 +86,176 @@ impl UdpSource {
         stats: Arc<SourceStats>,
         mut shutdown: watch::Receiver<bool>,
     ) {
-        let signer = Signer::new(&secret);
-        let mut batcher = Batcher::new(&batch);
+        let decoding = Decoding {
+            batch,
+            secret,
+            fanout,
+            stats: stats.clone(),
+            bad_input: Arc::default(),
+        };
+        let mut senders = Vec::new();
+        let mut threads = Vec::new();
+        for i in 0..self.cfg.decode_threads {
+            let (tx, rx) = sync_channel::<Chunk>(CHUNKS_PER_DECODER);
+            let d = decoding.clone();
+            match std::thread::Builder::new()
+                .name(format!("udp-decode-{i}"))
+                .spawn(move || decode_loop(&d, &rx))
+            {
+                Ok(t) => {
+                    senders.push(tx);
+                    threads.push(t);
+                }
+                Err(e) => tracing::error!(error = %e, "Cannot start a UDP decoder thread"),
+            }
+        }
+        if senders.is_empty() {
+            tracing::error!("UDP source has no decoder thread; not receiving");
+            return;
+        }
+        let busy = RateLimit::default();
         let mut buf = vec![0u8; MAX_DATAGRAM];
-        let bad_input = RateLimit::default();
-        let far = Duration::from_secs(3600);
+        let mut next = 0;
         // First and last datagram: the active span, for throughput figures.
-        let mut span: Option<(std::time::Instant, std::time::Instant)> = None;
+        let mut span: Option<(Instant, Instant)> = None;
         loop {
-            let deadline = batcher.deadline();
-            let sleep_until = deadline.unwrap_or_else(|| std::time::Instant::now() + far);
             tokio::select! {
                 biased;
                 _ = shutdown.changed() => break,
-                _ = tokio::time::sleep_until(sleep_until.into()), if deadline.is_some() => {
-                    if let Some(b) = batcher.flush() {
-                        fanout.send_or_drop(b);
-                    }
-                }
                 r = self.socket.readable() => {
                     if let Err(e) = r {
                         tracing::error!(error = %e, "UDP socket failed");
                         tokio::time::sleep(Duration::from_millis(100)).await;
                         continue;
                     }
-                    for _ in 0..self.cfg.max_datagrams_per_wake {
-                        match self.socket.try_recv_from(&mut buf) {
-                            Ok((n, peer)) => {
-                                let now = std::time::Instant::now();
-                                span = Some(span.map_or((now, now), |(first, _)| (first, now)));
-                                let Some(datagram) = buf.get(..n) else { continue };
-                                handle(datagram, peer, &signer, &mut batcher, &fanout, &stats, &bad_input);
-                            }
-                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                            Err(e) => {
-                                tracing::warn!(error = %e, "UDP receive error");
-                                break;
-                            }
+                    let chunk = self.read_chunk(&mut buf);
+                    if chunk.ends.is_empty() {
+                        continue;
+                    }
+                    let now = Instant::now();
+                    span = Some(span.map_or((now, now), |(first, _)| (first, now)));
+                    stats.received.add(chunk.ends.len() as u64);
+                    next = (next + 1) % senders.len();
+                    if let Some(dropped) = hand_over(&senders, next, chunk) {
+                        stats.dropped.add(dropped);
+                        if let Some(suppressed) = busy.allow() {
+                            tracing::warn!(dropped, suppressed, "UDP decoders are saturated: datagrams dropped");
                         }
                     }
                 }
             }
         }
-        if let Some(b) = batcher.flush() {
-            fanout.send_or_drop(b);
+        drop(senders);
+        let joined =
+            tokio::task::spawn_blocking(move || threads.into_iter().for_each(|t| join(t))).await;
+        if joined.is_err() {
+            tracing::error!("A UDP decoder thread panicked");
         }
         tracing::info!(
             received = stats.received.get(),
             samples = stats.samples.get(),
             malformed = stats.malformed.get(),
             bad_signature = stats.bad_signature.get(),
+            dropped = stats.dropped.get(),
             active_ms = span.map_or(0, |(a, b)| b.duration_since(a).as_millis() as u64),
             "UDP source stopped"
         );
     }
+
+    /// Reads the datagrams waiting now, up to `max_datagrams_per_wake`.
+    fn read_chunk(&self, buf: &mut [u8]) -> Chunk {
+        let mut chunk = Chunk {
+            data: Vec::with_capacity(64 << 10),
+            ends: Vec::new(),
+        };
+        for _ in 0..self.cfg.max_datagrams_per_wake {
+            match self.socket.try_recv_from(buf) {
+                Ok((n, peer)) => {
+                    chunk
+                        .data
+                        .extend_from_slice(buf.get(..n).unwrap_or_default());
+                    chunk.ends.push((chunk.data.len(), peer));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "UDP receive error");
+                    break;
+                }
+            }
+        }
+        chunk
+    }
 }
 
-fn handle(
-    datagram: &[u8],
-    peer: SocketAddr,
-    signer: &Signer,
-    batcher: &mut Batcher,
-    fanout: &Fanout,
-    stats: &SourceStats,
-    bad_input: &RateLimit,
-) {
-    stats.received.inc();
+fn join(t: JoinHandle<()>) {
+    let _ = t.join();
+}
+
+/// Gives the chunk to decoder `first`, or the next one with room. Never blocks;
+/// returns the number of datagrams dropped when every decoder is full.
+fn hand_over(senders: &[SyncSender<Chunk>], first: usize, mut chunk: Chunk) -> Option<u64> {
+    for i in 0..senders.len() {
+        match senders[(first + i) % senders.len()].try_send(chunk) {
+            Ok(()) => return None,
+            Err(TrySendError::Full(c) | TrySendError::Disconnected(c)) => chunk = c,
+        }
+    }
+    Some(chunk.ends.len() as u64)
+}
+
+/// One decoder thread: decode, verify, batch; flush on the batch deadline and at the end.
+fn decode_loop(d: &Decoding, rx: &Receiver<Chunk>) {
+    let signer = Signer::new(&d.secret);
+    let mut batcher = Batcher::new(&d.batch);
+    loop {
+        let next = match batcher.deadline() {
+            None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            Some(deadline) => rx.recv_timeout(deadline.saturating_duration_since(Instant::now())),
+        };
+        match next {
+            Ok(chunk) => {
+                let mut start = 0;
+                for &(end, peer) in &chunk.ends {
+                    if let Some(datagram) = chunk.data.get(start..end) {
+                        handle(datagram, peer, &signer, &mut batcher, d);
+                    }
+                    start = end;
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                if let Some(b) = batcher.flush() {
+                    d.fanout.send_or_drop(b);
+                }
+            }
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    if let Some(b) = batcher.flush() {
+        d.fanout.send_or_drop(b);
+    }
+}
+
+fn handle(datagram: &[u8], peer: SocketAddr, signer: &Signer, batcher: &mut Batcher, d: &Decoding) {
     let sample = match msgpack::decode_sample(datagram) {
         Ok(s) => s,
         Err(e) => {
-            stats.malformed.inc();
-            if let Some(suppressed) = bad_input.allow() {
+            d.stats.malformed.inc();
+            if let Some(suppressed) = d.bad_input.allow() {
                 tracing::warn!(%peer, bytes = datagram.len(), suppressed, "UDP: cannot decode datagram: {e}");
             }
             return;
         }
     };
     if !signer.verify(&sample) {
-        stats.bad_signature.inc();
-        if let Some(suppressed) = bad_input.allow() {
+        d.stats.bad_signature.inc();
+        if let Some(suppressed) = d.bad_input.allow() {
             tracing::warn!(%peer, message_id = %sample.message_id, suppressed, "UDP: sample signature invalid, discarding");
         }
         return;
     }
-    stats.samples.inc();
+    d.stats.samples.inc();
     if let Some(b) = batcher.push(&sample) {
-        fanout.send_or_drop(b);
+        d.fanout.send_or_drop(b);
     }
 }
 
