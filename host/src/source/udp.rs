@@ -146,8 +146,7 @@ impl UdpSource {
             }
         }
         drop(senders);
-        let joined =
-            tokio::task::spawn_blocking(move || threads.into_iter().for_each(|t| join(t))).await;
+        let joined = tokio::task::spawn_blocking(move || threads.into_iter().for_each(join)).await;
         if joined.is_err() {
             tracing::error!("A UDP decoder thread panicked");
         }
