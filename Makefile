@@ -11,7 +11,7 @@ WASM_PROFILE := wasm
 RUST_PLUGINS_WASI := file
 RUST_PLUGINS_PURE := noop misbehave
 
-.PHONY: help run build plugins toolchain test lint bench clean
+.PHONY: help run build plugins toolchain test test-deps rabbitmq lint bench clean
 
 help:
 	@grep -E '^[a-z-]+:.*' Makefile | sed 's/:.*//' | sort -u | tr '\n' ' '; echo
@@ -45,8 +45,15 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
+## test-deps: RabbitMQ (Debian) and a virtualenv with Ceilometer 27.0.0, for the AMQP tests
+test-deps:
+	./scripts/install-test-deps.sh
+
+rabbitmq:
+	SKIP_CEILOMETER_VENV=1 ./scripts/install-test-deps.sh
+
 ## test: what CI runs
-test: build lint
+test: test-deps build lint
 	$(CARGO) test --workspace
 
 ## bench: dispatch-path and end-to-end figures (release build)

@@ -115,6 +115,139 @@ impl Default for ShutdownConfig {
 #[serde(deny_unknown_fields)]
 pub struct SourcesConfig {
     pub udp: Option<UdpConfig>,
+    pub amqp: Option<AmqpConfig>,
+}
+
+/// RabbitMQ, as oslo.messaging lays it out for Ceilometer (REFERENCE.md §2).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AmqpConfig {
+    /// `amqp://user:password@host:port/vhost`. Never logged with its password.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Name of an environment variable holding the URL (keeps credentials out of the file).
+    #[serde(default)]
+    pub url_env: Option<String>,
+    /// oslo's `control_exchange`; Ceilometer sets `ceilometer`.
+    #[serde(default = "default_exchange")]
+    pub exchange: String,
+    /// `[publisher_notifier] metering_topic` / `[publisher_rpc] metering_topic`.
+    #[serde(default = "default_topic")]
+    pub topic: String,
+    /// Consume notifications from `<topic>.sample`.
+    #[serde(default = "yes")]
+    pub notifications: bool,
+    /// Consume RPC casts from `<topic>`, `<topic>.<host>` and the fanout queue.
+    #[serde(default = "yes")]
+    pub rpc: bool,
+    /// For the `<topic>.<host>` queue; default: this machine's name (oslo's `host`).
+    #[serde(default)]
+    pub host: Option<String>,
+    /// oslo's `amqp_durable_queues`.
+    #[serde(default)]
+    pub durable: bool,
+    /// oslo's `amqp_auto_delete`.
+    #[serde(default)]
+    pub auto_delete: bool,
+    /// Declare nothing; the exchanges and queues must exist.
+    #[serde(default)]
+    pub passive: bool,
+    /// `x-expires` of the fanout queue (oslo's `rabbit_transient_queues_ttl`).
+    #[serde(default = "default_fanout_expires_ms")]
+    pub fanout_queue_expires_ms: u32,
+    /// Unacknowledged messages per consumer (`basic.qos`); bounds memory.
+    #[serde(default = "default_prefetch")]
+    pub prefetch_count: u16,
+    /// Consumer channels per queue.
+    #[serde(default = "default_channels")]
+    pub channels: usize,
+    /// When a dispatcher still fails after its retries: requeue (true) or reject
+    /// to the queue's dead-letter exchange (false).
+    #[serde(default = "yes")]
+    pub requeue_on_dispatcher_error: bool,
+    /// Deliveries of a failing message before it is rejected for good (0 = no cap).
+    #[serde(default = "default_max_deliveries")]
+    pub max_deliveries: u32,
+    #[serde(default = "default_reconnect_ms")]
+    pub reconnect_backoff_ms: u64,
+    #[serde(default = "default_reconnect_max_ms")]
+    pub reconnect_backoff_max_ms: u64,
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_exchange() -> String {
+    "ceilometer".into()
+}
+fn default_topic() -> String {
+    "metering".into()
+}
+fn default_fanout_expires_ms() -> u32 {
+    1_800_000
+}
+fn default_prefetch() -> u16 {
+    100
+}
+fn default_channels() -> usize {
+    1
+}
+fn default_max_deliveries() -> u32 {
+    5
+}
+fn default_reconnect_ms() -> u64 {
+    500
+}
+fn default_reconnect_max_ms() -> u64 {
+    30_000
+}
+
+impl AmqpConfig {
+    /// The broker URL, from `url` or the variable named by `url_env`.
+    ///
+    /// # Errors
+    /// A message naming the missing setting.
+    pub fn resolve_url(&self) -> Result<String, String> {
+        if let Some(var) = &self.url_env {
+            return std::env::var(var).map_err(|_| {
+                format!("environment variable {var} (sources.amqp.url_env) is not set")
+            });
+        }
+        self.url
+            .clone()
+            .ok_or_else(|| "sources.amqp needs `url` or `url_env`".to_owned())
+    }
+
+    /// The host part of `<topic>.<host>`.
+    pub fn host_name(&self) -> String {
+        self.host.clone().unwrap_or_else(machine_name)
+    }
+}
+
+/// This machine's name, as Python's `socket.gethostname()` gives it.
+pub fn machine_name() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most buf.len() bytes into buf.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+    match (rc, std::str::from_utf8(&buf[..end])) {
+        (0, Ok(name)) if !name.is_empty() => name.to_owned(),
+        _ => "localhost".to_owned(),
+    }
+}
+
+/// The URL with its password replaced, for logs.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "(unparsable URL)".into();
+    };
+    match rest.split_once('@') {
+        Some((cred, host)) => {
+            let user = cred.split(':').next().unwrap_or("");
+            format!("{scheme}://{user}:***@{host}")
+        }
+        None => url.to_owned(),
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -319,6 +452,34 @@ impl Config {
                 ));
             }
         }
+        if let Some(a) = &self.sources.amqp {
+            if a.url.is_none() && a.url_env.is_none() {
+                return Err(bad("sources.amqp.url".into(), "or `url_env` must be set"));
+            }
+            if let Some(u) = &a.url
+                && !(u.starts_with("amqp://") || u.starts_with("amqps://"))
+            {
+                return Err(bad("sources.amqp.url".into(), "must start with amqp://"));
+            }
+            if !a.notifications && !a.rpc {
+                return Err(bad(
+                    "sources.amqp".into(),
+                    "has both `notifications` and `rpc` off",
+                ));
+            }
+            if a.channels == 0 || a.channels > 64 {
+                return Err(bad(
+                    "sources.amqp.channels".into(),
+                    "must be between 1 and 64",
+                ));
+            }
+            if a.prefetch_count == 0 {
+                return Err(bad(
+                    "sources.amqp.prefetch_count".into(),
+                    "must be at least 1",
+                ));
+            }
+        }
         if self.dispatchers.is_empty() {
             return Err(bad(
                 "dispatchers".into(),
@@ -442,6 +603,15 @@ mod tests {
                 .contains("dispatchers[0].plugin")
         );
         assert!(err("").contains("dispatchers"));
+    }
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(
+            redact_url("amqp://guest:s3cret@h:5672/%2f"),
+            "amqp://guest:***@h:5672/%2f"
+        );
+        assert_eq!(redact_url("amqp://h:5672/"), "amqp://h:5672/");
     }
 
     #[test]

@@ -4,8 +4,8 @@
 //! batches them and hands each batch to every configured WebAssembly dispatcher.
 //!
 //! Module map, in the order a sample travels:
-//! - [`source`]: where samples come from (UDP);
-//! - [`wire`]: Ceilometer's wire formats (msgpack, JSON) into the sample model;
+//! - [`source`]: where samples come from (UDP, AMQP);
+//! - [`wire`]: Ceilometer's wire formats (msgpack, oslo.messaging JSON) into the sample model;
 //! - [`signature`]: Ceilometer-compatible HMAC verification;
 //! - [`batch`]: flush on count, bytes or age;
 //! - [`dispatch`]: fan-out to every dispatcher, one bounded queue and thread each;
@@ -30,6 +30,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::config::Config;
+use crate::source::amqp::AmqpSource;
 use crate::source::udp::UdpSource;
 use crate::telemetry::SourceStats;
 
@@ -92,6 +93,21 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<Summ
             stats,
             stop_rx.clone(),
         )));
+    }
+    if let Some(a) = &cfg.sources.amqp {
+        let url = a.resolve_url().map_err(RunError::Internal)?;
+        let stats = Arc::new(SourceStats::default());
+        let grace = Duration::from_millis(cfg.shutdown.grace_period_ms);
+        let src = AmqpSource::new(
+            a.clone(),
+            url,
+            cfg.batch,
+            secret.clone(),
+            fanout.clone(),
+            stats,
+            grace,
+        );
+        sources.push(tokio::spawn(src.run(stop_rx.clone())));
     }
     tracing::info!(dispatchers = cfg.dispatchers.len(), "collector ready");
 

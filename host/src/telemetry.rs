@@ -36,6 +36,20 @@ pub struct SourceStats {
     pub bad_signature: Counter,
     /// Read but dropped before decoding because every decoder was saturated.
     pub dropped: Counter,
+    /// Dicts in a message that are not valid samples (AMQP; dropped, the rest go on).
+    pub invalid_samples: Counter,
+    /// Messages acked after every dispatcher took their samples (AMQP).
+    pub acked: Counter,
+    /// Messages requeued after a dispatcher failed them (AMQP).
+    pub requeued: Counter,
+    /// Messages rejected without requeue after dispatch failures (AMQP).
+    pub dead_lettered: Counter,
+    /// Deliveries the broker flagged as redelivered (AMQP duplicates come from these).
+    pub redelivered: Counter,
+    /// Connections lost or refused (AMQP).
+    pub reconnects: Counter,
+    /// Connected to the broker now (AMQP).
+    pub connected: std::sync::atomic::AtomicBool,
 }
 
 /// What happened to the batches of one dispatcher.

@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `collector` binary, real UDP sockets on 127.0.0.1,
 //! real wasm plugins from `plugins/`. Run by `make test` after `make build`.
 
+mod amqp;
 mod cli;
 mod sandbox;
 mod udp;

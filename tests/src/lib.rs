@@ -2,6 +2,9 @@
 //! `make build`) on a config of the test's own, with UDP on an ephemeral port of
 //! 127.0.0.1, and reads back what its dispatchers wrote and what it logged.
 
+pub mod amqp;
+pub mod rabbit;
+
 use std::io::Read;
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -166,6 +169,19 @@ impl Daemon {
         }
     }
 
+    /// Waits until the log contains `text` (panics after `timeout`).
+    pub fn wait_log(&self, text: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while !self.log().contains(text) {
+            assert!(
+                Instant::now() < deadline,
+                "`{text}` not logged within {timeout:?}:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// The UDP address the daemon listens on.
     pub fn udp_addr(&self) -> SocketAddr {
         self.udp.expect("the daemon has a UDP source")
@@ -196,6 +212,14 @@ impl Daemon {
                 return lines;
             }
             std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGKILL: the daemon dies at once, with whatever it had in flight.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
         }
     }
 

@@ -20,6 +20,11 @@
 //! private `.erlang.cookie`. `rabbitmqctl` runs the same way, so it always has
 //! the node's cookie.
 //!
+//! Drop stops the node, kills what is left of it and removes its directory.
+//! A test process killed before its Drop ran leaves its nodes running: the
+//! next `Broker::start()` of any test process ends them and removes their
+//! directories (the PID in `owner.pid` tells that their owner is gone).
+//!
 //! Set `COLLECTOR_RABBITMQ_BIN` to use another directory than
 //! `/usr/lib/rabbitmq/bin`, and `COLLECTOR_RABBITMQ_START_TIMEOUT` (seconds,
 //! default 60) on a very slow machine.
@@ -106,17 +111,16 @@ impl Broker {
 
         // The node runs as `rabbitmq`, which must reach its directory: under
         // root's own TMPDIR (say /root/tmp) it could not, so use /tmp there.
-        let builder = {
-            let mut b = tempfile::Builder::new();
-            b.prefix("collector-rabbit-");
-            b
-        };
-        let dir = if root {
-            builder.tempdir_in("/tmp")
+        let parent = if root {
+            PathBuf::from("/tmp")
         } else {
-            builder.tempdir()
-        }
-        .expect("cannot create a temporary directory for the broker");
+            std::env::temp_dir()
+        };
+        sweep_stale_brokers(&parent);
+        let dir = tempfile::Builder::new()
+            .prefix("collector-rabbit-")
+            .tempdir_in(&parent)
+            .expect("cannot create a temporary directory for the broker");
 
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let node = format!("collector-test-{}-{n}@localhost", std::process::id());
@@ -457,28 +461,7 @@ impl Broker {
             signal_group(child.id() as i32, libc::SIGKILL);
             let _ = child.wait();
         }
-        let mut needle = b"HOME=".to_vec();
-        needle.extend_from_slice(self.dir.path().as_os_str().as_encoded_bytes());
-        needle.push(0);
-        let Ok(entries) = fs::read_dir("/proc") else {
-            return;
-        };
-        for e in entries.flatten() {
-            let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
-                continue;
-            };
-            let comm = fs::read_to_string(e.path().join("comm")).unwrap_or_default();
-            if comm.trim() == "epmd" {
-                continue;
-            }
-            let Ok(env) = fs::read(e.path().join("environ")) else {
-                continue;
-            };
-            if env.windows(needle.len()).any(|w| w == needle.as_slice()) {
-                // SAFETY: kill has no memory-safety preconditions.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
-            }
-        }
+        kill_processes_with_home(self.dir.path());
     }
 
     /// Runs `rabbitmqctl ARGS` as the node's user, killing it after `timeout`.
@@ -584,6 +567,7 @@ fn write_node_files(d: &Path, user: Option<(u32, u32)>) {
     write("advanced.config", "[].\n");
     write("enabled_plugins", "[].\n");
     write("rabbitmq-env.conf", "");
+    write("owner.pid", &std::process::id().to_string());
     fs::create_dir(d.join("mnesia")).expect("mkdir mnesia");
     fs::create_dir(d.join("log")).expect("mkdir log");
 
@@ -674,6 +658,69 @@ fn free_port() -> u16 {
         }
     }
     panic!("no free port found");
+}
+
+/// SIGKILLs every process whose environment has HOME=`dir` (all that a
+/// broker and its CLI runs started), except epmd, which other nodes share.
+fn kill_processes_with_home(dir: &Path) {
+    let mut needle = b"HOME=".to_vec();
+    needle.extend_from_slice(dir.as_os_str().as_encoded_bytes());
+    needle.push(0);
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return;
+    };
+    for e in entries.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        let comm = fs::read_to_string(e.path().join("comm")).unwrap_or_default();
+        if comm.trim() == "epmd" {
+            continue;
+        }
+        let Ok(env) = fs::read(e.path().join("environ")) else {
+            continue;
+        };
+        if env.windows(needle.len()).any(|w| w == needle.as_slice()) {
+            // SAFETY: kill has no memory-safety preconditions.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+}
+
+/// Brokers of test processes that were killed (Ctrl-C, SIGKILL) never ran
+/// their Drop: end their nodes and remove their directories, once per process.
+/// A directory belongs to a dead process when the PID in its `owner.pid` is
+/// gone.
+fn sweep_stale_brokers(parent: &Path) {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let Ok(entries) = fs::read_dir(parent) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name();
+            if !name.to_string_lossy().starts_with("collector-rabbit-") {
+                continue;
+            }
+            let Some(owner) = fs::read_to_string(e.path().join("owner.pid"))
+                .ok()
+                .and_then(|s| s.trim().parse::<i32>().ok())
+            else {
+                continue; // being created, or not ours
+            };
+            // SAFETY: signal 0 only checks that the process exists.
+            let alive = unsafe { libc::kill(owner, 0) } == 0
+                || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+            if !alive {
+                eprintln!(
+                    "rabbit: removing {} left by killed test process {owner}",
+                    e.path().display()
+                );
+                kill_processes_with_home(&e.path());
+                let _ = fs::remove_dir_all(e.path());
+            }
+        }
+    });
 }
 
 fn signal_group(pgid: i32, sig: i32) {

@@ -1,0 +1,457 @@
+//! The AMQP source against a private RabbitMQ: Ceilometer's captured messages,
+//! at-least-once delivery through dispatcher failures, broker restarts and a
+//! killed collector, poison messages, and real Ceilometer as the client.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use collector_e2e::amqp::{Publisher, notifications};
+use collector_e2e::rabbit::Broker;
+use collector_e2e::{Daemon, dispatcher_stat, fixtures, plugin, read_lines, root, stat};
+
+const SECRET: &str = "fixture-secret";
+
+/// The daemon on `broker` with the file dispatcher (and `extra` TOML appended).
+fn amqp_config(broker: &Broker, amqp_extra: &str, batch: &str, extra: &str) -> String {
+    format!(
+        r#"
+telemetry_secret = "{SECRET}"
+[batch]
+{batch}
+[sources.amqp]
+url = "{url}"
+{amqp_extra}
+[[dispatchers]]
+name = "file"
+plugin = "{file}"
+dirs = [{{ host = "out", guest = "/data", writable = true }}]
+[dispatchers.config]
+path = "/data/samples.jsonl"
+{extra}"#,
+        url = broker.url(),
+        file = plugin("file.wasm")
+    )
+}
+
+/// Starts the daemon and waits until it consumes.
+fn start(cfg: &str) -> Daemon {
+    let d = Daemon::start(cfg);
+    d.wait_log("AMQP consuming", Duration::from_secs(60));
+    d
+}
+
+fn ids_of(lines: &[String]) -> Vec<String> {
+    lines
+        .iter()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("JSON line");
+            v["message_id"].as_str().expect("message_id").to_owned()
+        })
+        .collect()
+}
+
+/// Waits until the file holds every id in `want` (duplicates allowed).
+fn wait_ids(path: &Path, want: &HashSet<String>, timeout: Duration) -> Vec<String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let ids = ids_of(&read_lines(path));
+        let have: HashSet<&String> = ids.iter().collect();
+        if want.iter().all(|w| have.contains(w)) || Instant::now() > deadline {
+            return ids;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn queue_depth(broker: &Broker, name: &str) -> (u64, u64) {
+    broker
+        .queues()
+        .into_iter()
+        .find(|(n, _, _)| n == name)
+        .map_or((0, 0), |(_, r, u)| (r, u))
+}
+
+fn json_file(path: &Path) -> Vec<serde_json::Value> {
+    read_lines(path)
+        .iter()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect()
+}
+
+fn by_id(mut v: Vec<serde_json::Value>) -> Vec<serde_json::Value> {
+    v.sort_by_key(|s| s["message_id"].as_str().unwrap_or_default().to_owned());
+    v
+}
+
+#[test]
+fn captured_notifications_and_casts_come_out_equal_and_poison_is_rejected() {
+    let broker = Broker::start();
+    let d = start(&amqp_config(
+        &broker,
+        "host = \"vm\"",
+        "max_samples = 7\nmax_delay_ms = 100",
+        "",
+    ));
+    let fx = fixtures();
+    let publisher = Publisher::connect(&broker.url());
+    let mut expected = Vec::new();
+    for (dir, count) in [("notification", 6), ("rpc", 3)] {
+        for i in 1..=count {
+            let props: serde_json::Value = serde_json::from_str(
+                &std::fs::read_to_string(fx.join(format!("{dir}/{i:03}.properties.json")))
+                    .expect("properties"),
+            )
+            .expect("properties JSON");
+            let body = std::fs::read(fx.join(format!("{dir}/{i:03}.json"))).expect("body");
+            let (exchange, key) = (
+                props["exchange"].as_str().expect("exchange"),
+                props["routing_key"].as_str().expect("key"),
+            );
+            publisher.publish(exchange, key, &body);
+        }
+        expected.extend(json_file(&fx.join(format!("{dir}/expected.jsonl"))));
+    }
+    let bad = [
+        "amqp-body-not-json.bin",
+        "amqp-oslo-message-not-json.json",
+        "amqp-payload-not-list.json",
+        "amqp-oslo-version-3.0.json",
+    ];
+    for b in bad {
+        publisher.publish(
+            "ceilometer",
+            "metering.sample",
+            &std::fs::read(fx.join("bad").join(b)).expect("bad fixture"),
+        );
+    }
+    let lines = d.wait_lines("out/samples.jsonl", expected.len(), Duration::from_secs(60));
+    assert_eq!(lines.len(), expected.len(), "{}", d.log());
+    // Everything was acked or rejected: nothing is left for redelivery.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while (queue_depth(&broker, "metering.sample") != (0, 0)
+        || queue_depth(&broker, "metering") != (0, 0))
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(queue_depth(&broker, "metering.sample"), (0, 0));
+    assert_eq!(queue_depth(&broker, "metering"), (0, 0));
+    let stopped = d.stop();
+    assert!(stopped.status.success(), "{}", stopped.log);
+    let got = by_id(json_file(&stopped.dir.path().join("out/samples.jsonl")));
+    assert_eq!(got, by_id(expected));
+    assert_eq!(
+        stat(&stopped.log, "AMQP source stopped", "malformed"),
+        bad.len() as u64
+    );
+    assert_eq!(
+        stat(&stopped.log, "AMQP source stopped", "received"),
+        9 + bad.len() as u64
+    );
+    assert_eq!(stat(&stopped.log, "AMQP source stopped", "acked"), 9);
+    // The topology oslo.messaging declares, flags included.
+    let queues = broker.rabbitmqctl(&[
+        "list_queues",
+        "--no-table-headers",
+        "name",
+        "durable",
+        "auto_delete",
+        "arguments",
+    ]);
+    for q in [
+        "metering.sample\tfalse\tfalse\t[]",
+        "metering\tfalse\tfalse\t[]",
+        "metering.vm\tfalse\tfalse\t[]",
+    ] {
+        assert!(queues.contains(q), "{q} not in:\n{queues}");
+    }
+    assert!(
+        queues
+            .lines()
+            .any(|l| l.starts_with("metering_fanout_") && l.contains("x-expires")),
+        "{queues}"
+    );
+}
+
+#[test]
+fn failing_dispatcher_loses_nothing_and_dead_letters_when_requeue_is_off() {
+    let broker = Broker::start();
+    let (bodies, ids) = notifications(20, 5, SECRET.as_bytes(), 11);
+    // Requeue on: the first 3 batches fail (no retries), their messages come back.
+    let flaky = format!(
+        "[[dispatchers]]\nname = \"flaky\"\nplugin = \"{}\"\nmax_retries = 0\n[dispatchers.config]\nfail_first = 3\n",
+        plugin("misbehave.wasm")
+    );
+    let d = start(&amqp_config(
+        &broker,
+        "",
+        "max_samples = 5\nmax_delay_ms = 100",
+        &flaky,
+    ));
+    let publisher = Publisher::connect(&broker.url());
+    for b in &bodies {
+        publisher.publish("ceilometer", "metering.sample", b);
+    }
+    let want: HashSet<String> = ids.iter().cloned().collect();
+    let got = wait_ids(&d.path("out/samples.jsonl"), &want, Duration::from_secs(60));
+    let stopped = d.stop();
+    assert!(stopped.status.success(), "{}", stopped.log);
+    let have: HashSet<String> = got.into_iter().collect();
+    assert!(want.is_subset(&have), "samples lost:\n{}", stopped.log);
+    assert_eq!(stat(&stopped.log, "AMQP source stopped", "requeued"), 3);
+    assert_eq!(
+        dispatcher_stat(&stopped.log, "flaky", "samples_ok"),
+        100,
+        "every sample reached flaky too"
+    );
+    assert_eq!(queue_depth(&broker, "metering.sample"), (0, 0));
+
+    // Requeue off: the failed messages go to the queue's dead-letter exchange.
+    broker.rabbitmqctl(&[
+        "set_policy",
+        "dlx",
+        "^metering\\.sample$",
+        r#"{"dead-letter-exchange":"dlx"}"#,
+        "--apply-to",
+        "queues",
+    ]);
+    publisher.with_channel(|ch| async move {
+        use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+        use lapin::types::FieldTable;
+        ch.exchange_declare(
+            "dlx".into(),
+            lapin::ExchangeKind::Fanout,
+            ExchangeDeclareOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("dlx");
+        ch.queue_declare(
+            "dead".into(),
+            QueueDeclareOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("dead");
+        ch.queue_bind(
+            "dead".into(),
+            "dlx".into(),
+            "".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("bind");
+    });
+    let d = start(&amqp_config(
+        &broker,
+        "requeue_on_dispatcher_error = false",
+        "max_samples = 5\nmax_delay_ms = 100",
+        &flaky.replace("fail_first = 3", "fail_first = 2"),
+    ));
+    let (bodies, _) = notifications(10, 5, SECRET.as_bytes(), 12);
+    for b in &bodies {
+        publisher.publish("ceilometer", "metering.sample", b);
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while queue_depth(&broker, "dead").0 < 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let stopped = d.stop();
+    assert_eq!(queue_depth(&broker, "dead"), (2, 0), "{}", stopped.log);
+    assert_eq!(
+        stat(&stopped.log, "AMQP source stopped", "dead_lettered"),
+        2
+    );
+    assert_eq!(stat(&stopped.log, "AMQP source stopped", "acked"), 8);
+}
+
+/// Declares the notification queue as the daemon will (durable or not) and
+/// publishes every body, so that the messages wait for the consumer.
+fn prefill(broker: &Broker, durable: bool, bodies: &[Vec<u8>]) -> Publisher {
+    let publisher = Publisher::connect(&broker.url());
+    publisher.with_channel(|ch| async move {
+        use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+        use lapin::types::FieldTable;
+        let ex = ExchangeDeclareOptions {
+            durable,
+            ..Default::default()
+        };
+        ch.exchange_declare(
+            "ceilometer".into(),
+            lapin::ExchangeKind::Topic,
+            ex,
+            FieldTable::default(),
+        )
+        .await
+        .expect("exchange");
+        let q = QueueDeclareOptions {
+            durable,
+            ..Default::default()
+        };
+        ch.queue_declare("metering.sample".into(), q, FieldTable::default())
+            .await
+            .expect("queue");
+        ch.queue_bind(
+            "metering.sample".into(),
+            "ceilometer".into(),
+            "metering.sample".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("bind");
+    });
+    for b in bodies {
+        publisher.publish("ceilometer", "metering.sample", b);
+    }
+    publisher
+}
+
+#[test]
+fn broker_restart_in_the_middle_loses_nothing() {
+    let broker = Broker::start();
+    let (bodies, ids) = notifications(100, 100, SECRET.as_bytes(), 21);
+    // Durable queues and persistent messages survive the restart (amqp_durable_queues).
+    prefill(&broker, true, &bodies);
+    // Two messages in flight, flushed every 300 ms: slow enough to restart mid-stream.
+    let cfg = amqp_config(
+        &broker,
+        "durable = true\nprefetch_count = 2\nreconnect_backoff_ms = 200",
+        "max_samples = 10000\nmax_delay_ms = 300",
+        "",
+    );
+    let d = start(&cfg);
+    let _ = d.wait_lines("out/samples.jsonl", 1000, Duration::from_secs(60));
+    broker.restart();
+    let want: HashSet<String> = ids.iter().cloned().collect();
+    let got = wait_ids(
+        &d.path("out/samples.jsonl"),
+        &want,
+        Duration::from_secs(180),
+    );
+    let stopped = d.stop();
+    assert!(stopped.status.success(), "{}", stopped.log);
+    let have: HashSet<&String> = got.iter().collect();
+    let missing = want.iter().filter(|w| !have.contains(w)).count();
+    assert_eq!(missing, 0, "{missing} samples lost:\n{}", stopped.log);
+    assert!(stat(&stopped.log, "AMQP source stopped", "reconnects") >= 1);
+    assert!(stopped.log.contains("AMQP is back"), "{}", stopped.log);
+    eprintln!(
+        "broker restart: {} samples, {} duplicates (redelivered unacked messages)",
+        want.len(),
+        got.len() - want.len()
+    );
+}
+
+#[test]
+fn two_collectors_share_a_queue_and_a_killed_one_loses_nothing() {
+    let broker = Broker::start();
+    let (bodies, ids) = notifications(100, 100, SECRET.as_bytes(), 31);
+    prefill(&broker, false, &bodies);
+    let cfg = amqp_config(
+        &broker,
+        "prefetch_count = 1",
+        "max_samples = 10000\nmax_delay_ms = 300",
+        "",
+    );
+    let mut a = start(&cfg);
+    let b = start(&cfg);
+    let _ = a.wait_lines("out/samples.jsonl", 1000, Duration::from_secs(60));
+    a.kill();
+    let want: HashSet<String> = ids.iter().cloned().collect();
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let mut all: HashSet<String> = ids_of(&read_lines(&a.path("out/samples.jsonl")))
+            .into_iter()
+            .collect();
+        let from_b = ids_of(&read_lines(&b.path("out/samples.jsonl")));
+        let b_count = from_b.len();
+        all.extend(from_b);
+        if want.is_subset(&all) {
+            assert!(b_count > 0, "the second collector took part");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} samples never arrived",
+            want.difference(&all).count()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let stopped = b.stop();
+    assert!(stopped.status.success(), "{}", stopped.log);
+}
+
+/// Real Ceilometer (27.0.0 from PyPI, in .venv-ceilometer) publishes with its own
+/// `notifier://` and `udp://` publishers; every sample arrives exactly once.
+#[test]
+fn real_ceilometer_publishers_are_received_exactly_once() {
+    let python = root().join(".venv-ceilometer/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run `make test-deps` (scripts/ceilometer-venv.sh)",
+        python.display()
+    );
+    let broker = Broker::start();
+    let udp = "[sources.udp]\naddress = \"127.0.0.1:0\"\n";
+    let d = start(
+        &amqp_config(&broker, "", "max_samples = 50\nmax_delay_ms = 100", "")
+            .replace("[sources.amqp]", &format!("{udp}[sources.amqp]")),
+    );
+    let script = root().join("scripts/ceilometer-publish.py");
+    let mut published = Vec::new();
+    for (publisher, extra) in [
+        (
+            "notifier",
+            vec!["--transport-url".to_owned(), broker.oslo_url()],
+        ),
+        (
+            "udp",
+            vec!["--udp-address".to_owned(), d.udp_addr().to_string()],
+        ),
+    ] {
+        let out = d.path(&format!("{publisher}.jsonl"));
+        let status = std::process::Command::new(&python)
+            .arg(&script)
+            .args([
+                "--publisher",
+                publisher,
+                "--secret",
+                SECRET,
+                "--count",
+                "200",
+                "--batch",
+                "10",
+                "--out",
+            ])
+            .arg(&out)
+            .args(&extra)
+            .status()
+            .expect("run ceilometer-publish.py");
+        assert!(
+            status.success(),
+            "ceilometer-publish.py --publisher {publisher} failed"
+        );
+        published.extend(json_file(&out));
+    }
+    assert_eq!(published.len(), 400);
+    let lines = d.wait_lines("out/samples.jsonl", 400, Duration::from_secs(60));
+    std::thread::sleep(Duration::from_millis(500));
+    let stopped = d.stop();
+    assert!(stopped.status.success(), "{}", stopped.log);
+    let got = json_file(&stopped.dir.path().join("out/samples.jsonl"));
+    assert_eq!(
+        got.len(),
+        400,
+        "exactly once: {} lines\n{}",
+        lines.len(),
+        stopped.log
+    );
+    assert_eq!(
+        by_id(got),
+        by_id(published),
+        "what Ceilometer sent is what the file dispatcher wrote"
+    );
+}
