@@ -57,10 +57,11 @@ test: test-deps build lint
 	$(CARGO) test --workspace
 
 ## bench: dispatch-path and end-to-end figures (release build)
-bench: plugins
+bench: test-deps plugins
 	$(CARGO) build --release -p collector
 	$(CARGO) bench -p collector --bench dispatch
 	./scripts/bench-e2e.sh
+	COLLECTOR_BIN=$(CURDIR)/target/release/collector $(CARGO) bench -p collector-e2e --bench amqp
 
 clean:
 	$(CARGO) clean

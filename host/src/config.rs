@@ -190,7 +190,7 @@ fn default_prefetch() -> u16 {
     100
 }
 fn default_channels() -> usize {
-    1
+    2
 }
 fn default_max_deliveries() -> u32 {
     5

@@ -16,9 +16,10 @@ pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// The daemon binary; fails clearly when it was not built.
+/// The daemon binary (`COLLECTOR_BIN`, or the debug build); fails clearly when missing.
 pub fn binary() -> PathBuf {
-    let p = root().join("target/debug/collector");
+    let p = std::env::var_os("COLLECTOR_BIN")
+        .map_or_else(|| root().join("target/debug/collector"), PathBuf::from);
     assert!(
         p.exists(),
         "{} is missing: run `make build` (or `make test`) first",

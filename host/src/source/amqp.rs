@@ -43,6 +43,8 @@ pub struct AmqpSource {
     bad_input: Arc<RateLimit>,
     fanout_queue: String,
     grace: Duration,
+    /// First delivery and last ack: the active span, for throughput figures.
+    span: Mutex<Option<(std::time::Instant, std::time::Instant)>>,
 }
 
 /// How a session (one connection) ended.
@@ -73,6 +75,7 @@ impl AmqpSource {
             bad_input: Arc::default(),
             fanout_queue,
             grace,
+            span: Mutex::new(None),
         }
     }
 
@@ -158,6 +161,12 @@ impl AmqpSource {
             dead_lettered = s.dead_lettered.get(),
             redelivered = s.redelivered.get(),
             reconnects = s.reconnects.get(),
+            active_ms = this
+                .span
+                .lock()
+                .ok()
+                .and_then(|g| *g)
+                .map_or(0, |(a, b)| b.duration_since(a).as_millis() as u64),
             "AMQP source stopped"
         );
     }
@@ -449,6 +458,10 @@ impl Consumer {
     async fn on_delivery(&mut self, d: lapin::message::Delivery) -> Result<(), String> {
         let stats = &self.src.stats;
         stats.received.inc();
+        if let Ok(mut span) = self.src.span.lock() {
+            let now = std::time::Instant::now();
+            span.get_or_insert((now, now));
+        }
         if d.redelivered {
             stats.redelivered.inc();
         }
@@ -656,6 +669,11 @@ impl Consumer {
                 .await
                 .map_err(|e| format!("basic.ack: {e}"))?;
             self.src.stats.acked.add(acked);
+            if let Ok(mut span) = self.src.span.lock()
+                && let Some((_, last)) = span.as_mut()
+            {
+                *last = std::time::Instant::now();
+            }
         }
         Ok(())
     }

@@ -1,0 +1,183 @@
+//! AMQP drain benchmark: a queue pre-filled with signed samples in notifications
+//! of 100, drained by `collector run` (noop dispatcher, signatures verified)
+//! and, in the same run, by a raw lapin consumer that only acks.
+//!
+//! `make bench` runs it with the release daemon:
+//! `COLLECTOR_BIN=target/release/collector cargo bench -p collector-e2e --bench amqp`
+//! Arguments: `-- [MESSAGES] [RUNS]` (default 2000 messages = 200,000 samples, 3 runs).
+
+use std::time::{Duration, Instant};
+
+use collector_e2e::amqp::{Publisher, notifications};
+use collector_e2e::rabbit::Broker;
+use collector_e2e::{Daemon, stat};
+use futures_lite::StreamExt;
+use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions, QueueDeclareOptions};
+use lapin::types::FieldTable;
+
+const SECRET: &str = "bench-secret";
+const PER_MESSAGE: usize = 100;
+const PREFETCH: u16 = 100;
+
+fn fill(broker: &Broker, bodies: &[Vec<u8>]) {
+    let p = Publisher::connect(&broker.url());
+    p.with_channel(|ch| async move {
+        use lapin::options::{ExchangeDeclareOptions, QueueBindOptions};
+        ch.exchange_declare(
+            "ceilometer".into(),
+            lapin::ExchangeKind::Topic,
+            ExchangeDeclareOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("exchange");
+        ch.queue_declare(
+            "metering.sample".into(),
+            QueueDeclareOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("queue");
+        ch.queue_bind(
+            "metering.sample".into(),
+            "ceilometer".into(),
+            "metering.sample".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("bind");
+    });
+    for b in bodies {
+        p.publish("ceilometer", "metering.sample", b);
+    }
+}
+
+/// Consumes `messages` and acks them (multiple, every half prefetch); returns the seconds taken.
+fn raw_drain(url: &str, messages: usize) -> f64 {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let conn = lapin::Connection::connect(url, lapin::ConnectionProperties::default())
+            .await
+            .expect("connect");
+        let ch = conn.create_channel().await.expect("channel");
+        ch.basic_qos(PREFETCH, BasicQosOptions::default())
+            .await
+            .expect("qos");
+        let mut c = ch
+            .basic_consume(
+                "metering.sample".into(),
+                "raw".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .expect("consume");
+        let mut start = None;
+        let mut n = 0;
+        while let Some(Ok(d)) = c.next().await {
+            start.get_or_insert_with(Instant::now);
+            n += 1;
+            if n % (PREFETCH as usize / 2) == 0 || n == messages {
+                d.ack(BasicAckOptions { multiple: true })
+                    .await
+                    .expect("ack");
+            }
+            if n == messages {
+                break;
+            }
+        }
+        start.map_or(0.0, |s| s.elapsed().as_secs_f64())
+    })
+}
+
+fn ready(broker: &Broker) -> u64 {
+    broker
+        .queues()
+        .into_iter()
+        .find(|(n, _, _)| n == "metering.sample")
+        .map_or(0, |(_, r, u)| r + u)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn main() {
+    let args: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let messages = args.first().copied().unwrap_or(2000);
+    let runs = args.get(1).copied().unwrap_or(3);
+    let samples = (messages * PER_MESSAGE) as f64;
+    let broker = Broker::start();
+    let (bodies, _) = notifications(messages, PER_MESSAGE, SECRET.as_bytes(), 5);
+    let cfg = format!(
+        r#"
+telemetry_secret = "{SECRET}"
+[log]
+level = "warn"
+[batch]
+max_samples = 1000
+max_delay_ms = 100
+[sources.amqp]
+url = "{url}"
+rpc = false
+prefetch_count = {PREFETCH}
+[[dispatchers]]
+name = "noop"
+plugin = "builtin:noop"
+queue_batches = 64
+"#,
+        url = broker.url()
+    );
+    println!(
+        "AMQP drain: {messages} notifications x {PER_MESSAGE} signed samples, prefetch {PREFETCH}, {runs} runs"
+    );
+    println!(
+        "{:>4} {:>14} {:>16} {:>7}",
+        "run", "raw smp/s", "collector smp/s", "ratio"
+    );
+    let (mut raws, mut ours, mut ratios) = (vec![], vec![], vec![]);
+    for run in 1..=runs {
+        fill(&broker, &bodies);
+        let raw = samples / raw_drain(&broker.url(), messages);
+        fill(&broker, &bodies);
+        let d = Daemon::start(&cfg.replace("level = \"warn\"", "level = \"info\""));
+        let deadline = Instant::now() + Duration::from_secs(300);
+        while ready(&broker) > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        let stopped = d.stop();
+        let acked = stat(&stopped.log, "AMQP source stopped", "acked");
+        let ms = stat(&stopped.log, "AMQP source stopped", "active_ms").max(1);
+        assert_eq!(
+            acked as usize, messages,
+            "not every message was acked:\n{}",
+            stopped.log
+        );
+        assert_eq!(
+            stat(&stopped.log, "AMQP source stopped", "bad_signature"),
+            0
+        );
+        let collector = samples * 1000.0 / ms as f64;
+        println!(
+            "{run:>4} {raw:>14.0} {collector:>16.0} {:>7.2}",
+            collector / raw
+        );
+        raws.push(raw);
+        ours.push(collector);
+        ratios.push(collector / raw);
+    }
+    println!(
+        "median: raw {:.0} samples/s, collector {:.0} samples/s, ratio {:.2}",
+        median(raws),
+        median(ours),
+        median(ratios)
+    );
+}
