@@ -150,6 +150,10 @@ fn captured_notifications_and_casts_come_out_equal_and_poison_is_rejected() {
         9 + bad.len() as u64
     );
     assert_eq!(stat(&stopped.log, "AMQP source stopped", "acked"), 9);
+    assert!(
+        !stopped.log.contains("guest:guest"),
+        "the broker password was logged"
+    );
     // The topology oslo.messaging declares, flags included.
     let queues = broker.rabbitmqctl(&[
         "list_queues",
