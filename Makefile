@@ -8,7 +8,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 PLUGIN_DIR := target/plugins
 WASM_PROFILE := wasm
-RUST_PLUGINS_WASI := file
+RUST_PLUGINS_WASI := file tagger
 RUST_PLUGINS_PURE := noop misbehave
 
 .PHONY: help run build plugins toolchain test test-deps rabbitmq lint bench clean

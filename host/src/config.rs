@@ -28,6 +28,8 @@ pub struct Config {
     #[serde(default)]
     pub shutdown: ShutdownConfig,
     #[serde(default)]
+    pub reload: ReloadConfig,
+    #[serde(default)]
     pub sources: SourcesConfig,
     #[serde(default)]
     pub dispatchers: Vec<DispatcherConfig>,
@@ -107,6 +109,32 @@ impl Default for ShutdownConfig {
     fn default() -> Self {
         ShutdownConfig {
             grace_period_ms: default_grace_ms(),
+        }
+    }
+}
+
+/// Hot reload of plugin files.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReloadConfig {
+    /// Watch each dispatcher's `.wasm` file and load new versions while running.
+    #[serde(default = "yes")]
+    pub watch_plugins: bool,
+    /// How long a file must stay unchanged before it is loaded (editors and copies
+    /// write in bursts; a half-written file is simply tried again on its next change).
+    #[serde(default = "default_debounce_ms")]
+    pub debounce_ms: u64,
+}
+
+fn default_debounce_ms() -> u64 {
+    200
+}
+
+impl Default for ReloadConfig {
+    fn default() -> Self {
+        ReloadConfig {
+            watch_plugins: true,
+            debounce_ms: default_debounce_ms(),
         }
     }
 }

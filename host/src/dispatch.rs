@@ -13,7 +13,8 @@ use tokio::sync::{mpsc, oneshot};
 use crate::batch::Sealed;
 use crate::config::DispatcherConfig;
 use crate::plugin::{
-    CallOutcome, Failure, Instance, InstanceSettings, PluginError, PluginModule, Runtime,
+    CallOutcome, Failure, Instance, InstanceSettings, PluginError, PluginModule, PluginSlot,
+    Runtime,
 };
 use crate::telemetry::{DispatcherStats, RateLimit};
 
@@ -156,6 +157,17 @@ impl Fanout {
 /// The dispatcher threads, to be joined at shutdown.
 pub struct Workers {
     threads: Vec<JoinHandle<()>>,
+    /// What a reload needs to know of each dispatcher.
+    pub plugins: Vec<Loaded>,
+}
+
+/// A running dispatcher's plugin: where it came from and where new versions go.
+#[derive(Clone)]
+pub struct Loaded {
+    pub dispatcher: Arc<str>,
+    pub source: crate::config::PluginSource,
+    pub slot: Arc<PluginSlot>,
+    pub settings: InstanceSettings,
 }
 
 impl Workers {
@@ -195,6 +207,7 @@ pub fn start(
 ) -> Result<(Fanout, Workers), StartError> {
     let mut handles = Vec::new();
     let mut threads = Vec::new();
+    let mut plugins = Vec::new();
     for cfg in cfgs {
         let fail = |source| StartError {
             name: cfg.name.clone(),
@@ -214,13 +227,23 @@ pub fn start(
         let stats = Arc::new(DispatcherStats::default());
         let name: Arc<str> = cfg.name.as_str().into();
         tracing::info!(dispatcher = %name, plugin = %cfg.plugin, version = %module.hash, instances = cfg.instances, "Plugin loaded");
+        let slot = Arc::new(PluginSlot::new(module.clone()));
+        plugins.push(Loaded {
+            dispatcher: name.clone(),
+            source: cfg.plugin_source(),
+            slot: slot.clone(),
+            settings: settings.clone(),
+        });
         for i in 0..cfg.instances {
             let instance = Instance::new(&module, &settings).map_err(fail)?;
             let w = Worker {
                 name: name.clone(),
+                slot: slot.clone(),
+                generation: slot.generation(),
                 module: module.clone(),
                 settings: settings.clone(),
                 instance: Some(instance),
+                state: None,
                 policy,
                 stats: stats.clone(),
                 warn: RateLimit::default(),
@@ -238,7 +261,7 @@ pub fn start(
         handles: handles.into(),
         full_warn: Arc::new(RateLimit::default()),
     };
-    Ok((fanout, Workers { threads }))
+    Ok((fanout, Workers { threads, plugins }))
 }
 
 /// Instance settings from a dispatcher's config; creates granted directories.
@@ -265,9 +288,14 @@ pub fn instance_settings(cfg: &DispatcherConfig) -> Result<InstanceSettings, Plu
 /// One dispatcher thread: takes batches off the queue and runs them through its instance.
 struct Worker {
     name: Arc<str>,
+    /// Where reloads publish new versions, and the generation this thread serves.
+    slot: Arc<PluginSlot>,
+    generation: u64,
     module: PluginModule,
     settings: InstanceSettings,
     instance: Option<Instance>,
+    /// The plugin's last snapshot (plugins that export `collector_snapshot`).
+    state: Option<Vec<u8>>,
     policy: RetryPolicy,
     stats: Arc<DispatcherStats>,
     warn: RateLimit,
@@ -281,6 +309,9 @@ impl Worker {
                 Err(_) => None,
             };
             let Some(job) = job else { break };
+            if self.slot.generation() != self.generation {
+                self.switch_version();
+            }
             let result = self.serve(&job.bytes);
             match &result {
                 Ok(()) => {
@@ -303,13 +334,54 @@ impl Worker {
         tracing::debug!(dispatcher = %self.name, "Dispatcher thread stopped");
     }
 
+    /// Moves to the version a reload published: new instance, state handed over,
+    /// old instance dropped. If the new version cannot start here, keeps the old one.
+    fn switch_version(&mut self) {
+        let (generation, module) = self.slot.current();
+        self.generation = generation;
+        if let Some(inst) = self.instance.as_mut()
+            && let Ok(Some(state)) = inst.snapshot(self.settings.timeout)
+        {
+            self.state = Some(state);
+        }
+        match self.fresh_instance(&module) {
+            Ok(inst) => {
+                tracing::info!(
+                    dispatcher = %self.name, version = %module.hash, previous = %self.module.hash,
+                    "Dispatcher thread now serves the new plugin version"
+                );
+                self.instance = Some(inst);
+                self.module = module;
+            }
+            Err(e) => tracing::error!(
+                dispatcher = %self.name, version = %module.hash, kept = %self.module.hash,
+                "New plugin version failed to start on this thread; keeping the old one: {e}"
+            ),
+        }
+    }
+
+    /// A new instance of `module`, given the last state snapshot if there is one.
+    fn fresh_instance(&self, module: &PluginModule) -> Result<Instance, PluginError> {
+        let mut inst = Instance::new(module, &self.settings)?;
+        if let Some(state) = &self.state {
+            match inst.restore(state, self.settings.timeout) {
+                CallOutcome::Ok => {}
+                CallOutcome::Failed(f) => return Err(PluginError::Init(format!("restore {f}"))),
+                CallOutcome::Retry(m) | CallOutcome::Reject(m) => {
+                    tracing::warn!(dispatcher = %self.name, "Plugin refused its saved state: {m}")
+                }
+            }
+        }
+        Ok(inst)
+    }
+
     /// Runs one batch to a final outcome: ok, rejected, failed, or out of retries.
     fn serve(&mut self, bytes: &[u8]) -> Result<(), String> {
         let mut backoff = self.policy.initial;
         let mut retries = 0;
         loop {
             if self.instance.is_none() {
-                match Instance::new(&self.module, &self.settings) {
+                match self.fresh_instance(&self.module) {
                     Ok(i) => self.instance = Some(i),
                     Err(e) => return Err(format!("cannot re-create the plugin instance: {e}")),
                 }
@@ -318,7 +390,13 @@ impl Worker {
                 continue;
             };
             match inst.dispatch(bytes, self.settings.timeout) {
-                CallOutcome::Ok => return Ok(()),
+                CallOutcome::Ok => {
+                    // Keep the state current, so that a new instance can resume from it.
+                    if let Ok(Some(state)) = inst.snapshot(self.settings.timeout) {
+                        self.state = Some(state);
+                    }
+                    return Ok(());
+                }
                 CallOutcome::Reject(m) => return Err(format!("plugin rejected the batch: {m}")),
                 CallOutcome::Retry(m) if retries >= self.policy.max_retries => {
                     return Err(format!(

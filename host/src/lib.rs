@@ -75,6 +75,21 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<Summ
         tracing::warn!("telemetry_secret is empty: sample signatures are not verified");
     }
     let (stop_tx, stop_rx) = watch::channel(false);
+    let reload_stats = Arc::new(plugin::reload::ReloadStats::default());
+    let mut watcher = None;
+    if cfg.reload.watch_plugins {
+        let debounce = Duration::from_millis(cfg.reload.debounce_ms);
+        match plugin::reload::spawn(
+            runtime.clone(),
+            &workers.plugins,
+            debounce,
+            reload_stats.clone(),
+            stop_rx.clone(),
+        ) {
+            Ok(w) => watcher = w,
+            Err(e) => tracing::error!(error = %e, "Cannot watch plugin files: hot reload is off"),
+        }
+    }
     let mut sources = Vec::new();
     if let Some(u) = &cfg.sources.udp {
         let src = UdpSource::bind(u).map_err(|source| RunError::Bind {
@@ -117,6 +132,14 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<Summ
     for s in sources {
         let _ = s.await;
     }
+    if let Some(w) = watcher {
+        let _ = w.await;
+    }
+    tracing::info!(
+        reloads = reload_stats.reloads.get(),
+        failures = reload_stats.failures.get(),
+        "Plugin reload summary"
+    );
     let stats = fanout.stats();
     drop(fanout);
 

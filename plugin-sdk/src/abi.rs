@@ -13,6 +13,12 @@ pub const ALLOC: &str = "collector_alloc";
 pub const INIT: &str = "collector_init";
 /// Exported `(ptr: i32, len: i32) -> i32`: one batch; returns a status.
 pub const DISPATCH: &str = "collector_dispatch";
+/// Optional export `() -> i64`: the plugin's state as `(ptr << 32) | len` of a guest
+/// buffer valid until the next call into the plugin; 0 = no state.
+pub const SNAPSHOT: &str = "collector_snapshot";
+/// Optional export `(ptr: i32, len: i32) -> i32`: hands a snapshot to a new instance
+/// (after `collector_init`); returns a status.
+pub const RESTORE: &str = "collector_restore";
 /// Optional export `() -> ()` of WASI reactors (C with wasi-libc), called first.
 pub const WASI_INITIALIZE: &str = "_initialize";
 

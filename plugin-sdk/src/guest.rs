@@ -36,8 +36,9 @@ fn set_error(msg: &str) {
     eprintln!("[plugin error] {msg}");
 }
 
-/// Holds the plugin's dispatcher. Wasm instances are single-threaded.
-pub struct Slot<T>(RefCell<Option<T>>);
+/// Holds the plugin's dispatcher, and its last snapshot until the host has read
+/// it. Wasm instances are single-threaded.
+pub struct Slot<T>(RefCell<Option<T>>, RefCell<Vec<u8>>);
 
 // SAFETY: a wasm instance runs one call at a time on one thread; the slot is never shared.
 unsafe impl<T> Sync for Slot<T> {}
@@ -45,7 +46,7 @@ unsafe impl<T> Sync for Slot<T> {}
 impl<T> Slot<T> {
     #[allow(clippy::new_without_default)]
     pub const fn new() -> Self {
-        Slot(RefCell::new(None))
+        Slot(RefCell::new(None), RefCell::new(Vec::new()))
     }
 }
 
@@ -140,6 +141,45 @@ pub unsafe fn dispatch<T: Dispatcher>(slot: &Slot<T>, ptr: i32, len: i32) -> i32
             abi::STATUS_RETRY
         }
         Outcome::Reject(msg) => {
+            set_error(&msg);
+            abi::STATUS_REJECT
+        }
+    }
+}
+
+/// `collector_snapshot`: `(ptr << 32) | len` of the state, valid until the next call; 0 = none.
+pub fn snapshot<T: Dispatcher>(slot: &Slot<T>) -> i64 {
+    let state = match slot.0.borrow().as_ref() {
+        Some(d) => d.snapshot(),
+        None => None,
+    };
+    let mut keep = slot.1.borrow_mut();
+    match state {
+        Some(bytes) if !bytes.is_empty() => {
+            *keep = bytes;
+            ((keep.as_ptr() as usize as i64) << 32) | keep.len() as i64
+        }
+        _ => {
+            keep.clear();
+            0
+        }
+    }
+}
+
+/// `collector_restore`.
+///
+/// # Safety
+/// `ptr`/`len` must come from `collector_alloc`, filled by the host.
+pub unsafe fn restore<T: Dispatcher>(slot: &Slot<T>, ptr: i32, len: i32) -> i32 {
+    let buf = owned(ptr, len);
+    let mut guard = slot.0.borrow_mut();
+    let Some(d) = guard.as_mut() else {
+        set_error("collector_restore called before a successful collector_init");
+        return abi::STATUS_REJECT;
+    };
+    match d.restore(buf.bytes()) {
+        Ok(()) => abi::STATUS_OK,
+        Err(msg) => {
             set_error(&msg);
             abi::STATUS_REJECT
         }

@@ -164,6 +164,22 @@ pub trait Dispatcher: Sized + 'static {
 
     /// Called for each batch. The batch bytes are freed when it returns.
     fn dispatch(&mut self, batch: Batch<'_>) -> Outcome;
+
+    /// The state to carry into the next instance (after a reload of the plugin, or
+    /// when the host replaces an instance that failed). Called after every batch
+    /// the plugin accepted, so keep it small. `None`: nothing to carry.
+    fn snapshot(&self) -> Option<Vec<u8>> {
+        None
+    }
+
+    /// Takes over a snapshot made by [`snapshot`](Self::snapshot), possibly by an
+    /// older version of the plugin. Called once, right after `init`.
+    ///
+    /// # Errors
+    /// A message for the log; the instance then starts without the state.
+    fn restore(&mut self, _state: &[u8]) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// Exports the ABI v1 functions for a [`Dispatcher`] type. Use it once per plugin.
@@ -193,6 +209,18 @@ macro_rules! export_dispatcher {
         #[unsafe(no_mangle)]
         pub unsafe extern "C" fn collector_dispatch(ptr: i32, len: i32) -> i32 {
             unsafe { $crate::guest::dispatch(&__COLLECTOR_DISPATCHER, ptr, len) }
+        }
+
+        #[unsafe(no_mangle)]
+        pub extern "C" fn collector_snapshot() -> i64 {
+            $crate::guest::snapshot(&__COLLECTOR_DISPATCHER)
+        }
+
+        /// # Safety
+        /// Called by the host with a buffer from `collector_alloc`.
+        #[unsafe(no_mangle)]
+        pub unsafe extern "C" fn collector_restore(ptr: i32, len: i32) -> i32 {
+            unsafe { $crate::guest::restore(&__COLLECTOR_DISPATCHER, ptr, len) }
         }
     };
 }

@@ -3,5 +3,6 @@
 
 mod amqp;
 mod cli;
+mod reload;
 mod sandbox;
 mod udp;

@@ -2,12 +2,15 @@
 //! against ABI v1 and running them sandboxed on wasmtime.
 
 pub mod builtin;
+pub mod registry;
+pub mod reload;
 pub mod runtime;
 
 use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
+pub use registry::PluginSlot;
 pub use runtime::{CallOutcome, Failure, Instance, InstanceSettings, PluginModule, Runtime};
 
 use crate::config::PluginSource;

@@ -183,6 +183,10 @@ pub fn check_abi(module: &Module) -> AbiReport {
         }
         r.imports.push(full);
     }
+    let optional: [(&str, &[ValType], &[ValType]); 2] = [
+        (abi::SNAPSHOT, &[], &[ValType::I64]),
+        (abi::RESTORE, &[I32, I32], &[I32]),
+    ];
     let required: [(&str, &[ValType], &[ValType]); 4] = [
         (abi::VERSION_MARKER, &[], &[]),
         (abi::ALLOC, &[I32], &[I32]),
@@ -200,7 +204,10 @@ pub fn check_abi(module: &Module) -> AbiReport {
             abi::MEMORY
         )),
     }
-    for (name, params, results) in required {
+    let present_optional = optional
+        .into_iter()
+        .filter(|(n, _, _)| module.get_export(n).is_some());
+    for (name, params, results) in required.into_iter().chain(present_optional) {
         let sig = format!(
             "(func{}{})",
             fmt_types("param", params),
@@ -333,6 +340,8 @@ pub struct Instance {
     memory: Memory,
     alloc: TypedFunc<i32, i32>,
     dispatch: TypedFunc<(i32, i32), i32>,
+    snapshot: Option<TypedFunc<(), i64>>,
+    restore: Option<TypedFunc<(i32, i32), i32>>,
     deadline_ticks: u64,
 }
 
@@ -392,11 +401,19 @@ impl Instance {
         let dispatch = instance
             .get_typed_func::<(i32, i32), i32>(&mut store, abi::DISPATCH)
             .map_err(typed)?;
+        let snapshot = instance
+            .get_typed_func::<(), i64>(&mut store, abi::SNAPSHOT)
+            .ok();
+        let restore = instance
+            .get_typed_func::<(i32, i32), i32>(&mut store, abi::RESTORE)
+            .ok();
         let mut inst = Instance {
             store,
             memory,
             alloc,
             dispatch,
+            snapshot,
+            restore,
             deadline_ticks,
         };
 
@@ -472,6 +489,43 @@ impl Instance {
             abi::STATUS_RETRY => CallOutcome::Retry(msg()),
             abi::STATUS_REJECT => CallOutcome::Reject(msg()),
             other => CallOutcome::Reject(format!("unknown status {other}: {}", msg())),
+        }
+    }
+
+    /// The plugin's state, if it exports `collector_snapshot` and has any.
+    ///
+    /// # Errors
+    /// The failure, when the call traps or returns a buffer outside memory.
+    pub fn snapshot(&mut self, timeout: Duration) -> Result<Option<Vec<u8>>, Failure> {
+        let Some(f) = self.snapshot.clone() else {
+            return Ok(None);
+        };
+        self.store.set_epoch_deadline(self.deadline_ticks);
+        let packed = f
+            .call(&mut self.store, ())
+            .map_err(|e| classify(&self.store, e, timeout))?;
+        if packed == 0 {
+            return Ok(None);
+        }
+        let (ptr, len) = (
+            (packed as u64 >> 32) as usize,
+            (packed as u64 & 0xffff_ffff) as usize,
+        );
+        let data = self.memory.data(&self.store);
+        let bytes = ptr
+            .checked_add(len)
+            .and_then(|end| data.get(ptr..end))
+            .ok_or_else(|| {
+                Failure::Trap("collector_snapshot returned a buffer outside memory".into())
+            })?;
+        Ok(Some(bytes.to_vec()))
+    }
+
+    /// Hands a snapshot to this (new) instance; `Ok` when it has no `collector_restore`.
+    pub fn restore(&mut self, state: &[u8], timeout: Duration) -> CallOutcome {
+        match self.restore.clone() {
+            Some(f) => self.call(&f, state, timeout),
+            None => CallOutcome::Ok,
         }
     }
 

@@ -1,0 +1,280 @@
+//! Hot reload: a plugin replaced while samples flow on UDP and AMQP loses and
+//! duplicates nothing, each version's output is contiguous, its state carries
+//! over; broken files leave the old version serving.
+
+use std::collections::HashMap;
+use std::net::UdpSocket;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use collector::cli::send::datagrams;
+use collector::wire::msgpack;
+use collector_e2e::amqp::{Publisher, notifications};
+use collector_e2e::rabbit::Broker;
+use collector_e2e::{Daemon, plugin, read_lines, stat};
+
+const SECRET: &str = "reload-secret";
+const MARKER: &[u8] = b"tagger-version:000000000";
+
+/// The tagger plugin with its version tag set to `v`.
+fn tagger(v: u32) -> Vec<u8> {
+    let mut wasm = std::fs::read(plugin("tagger.wasm")).expect("tagger.wasm");
+    let at = wasm
+        .windows(MARKER.len())
+        .position(|w| w == MARKER)
+        .expect("version marker in tagger.wasm");
+    wasm[at..at + MARKER.len()].copy_from_slice(format!("tagger-version:{v:09}").as_bytes());
+    wasm
+}
+
+/// Replaces the plugin file the way deployment tools should: write aside, rename over.
+fn deploy(path: &Path, bytes: &[u8]) {
+    let tmp = path.with_extension("wasm.tmp");
+    std::fs::write(&tmp, bytes).expect("write new version");
+    std::fs::rename(&tmp, path).expect("rename over the plugin");
+}
+
+fn config(plugin_path: &Path, broker: Option<&Broker>) -> String {
+    let amqp = broker.map_or(String::new(), |b| {
+        format!(
+            "[sources.amqp]\nurl = \"{}\"\nrpc = false\nprefetch_count = 20\n",
+            b.url()
+        )
+    });
+    format!(
+        r#"
+telemetry_secret = "{SECRET}"
+[batch]
+max_samples = 200
+max_delay_ms = 50
+[reload]
+debounce_ms = 100
+[sources.udp]
+address = "127.0.0.1:0"
+{amqp}
+[[dispatchers]]
+name = "tagger"
+plugin = "{plugin}"
+dirs = [{{ host = "out", guest = "/data", writable = true }}]
+"#,
+        plugin = plugin_path.display()
+    )
+}
+
+struct Line {
+    version: u32,
+    id: String,
+    n: u64,
+}
+
+fn tagged(path: &Path) -> Vec<Line> {
+    read_lines(path)
+        .iter()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("JSON line");
+            let tag = v["version"].as_str().expect("version");
+            Line {
+                version: tag
+                    .trim_start_matches("tagger-version:")
+                    .parse()
+                    .expect("version number"),
+                id: v["message_id"].as_str().expect("id").to_owned(),
+                n: v["n"].as_u64().expect("n"),
+            }
+        })
+        .collect()
+}
+
+fn plugin_dir(first: &[u8]) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("tagger.wasm");
+    std::fs::write(&path, first).expect("first version");
+    (dir, path)
+}
+
+#[test]
+fn plugin_replaced_20_times_under_udp_and_amqp_load_loses_and_duplicates_nothing() {
+    let broker = Broker::start();
+    let (_pdir, path) = plugin_dir(&tagger(0));
+    let d = Daemon::start(&config(&path, Some(&broker)));
+    d.wait_log("AMQP consuming", Duration::from_secs(60));
+
+    // Load on both sources until the 20 reloads are done.
+    let (bodies, all_amqp_ids) = notifications(400, 50, SECRET.as_bytes(), 41);
+    let grams = datagrams(40_000, 42, SECRET.as_bytes());
+    let all_udp_ids: Vec<String> = grams
+        .iter()
+        .map(|g| msgpack::decode_sample(g).expect("own datagram").message_id)
+        .collect();
+    let done = Arc::new(AtomicBool::new(false));
+    let url = broker.url();
+    let stop = done.clone();
+    let amqp_load = std::thread::spawn(move || {
+        let p = Publisher::connect(&url);
+        let mut sent = 0;
+        for b in &bodies {
+            if stop.load(Ordering::Relaxed) {
+                break;
+            }
+            p.publish("ceilometer", "metering.sample", b);
+            sent += 1;
+            std::thread::sleep(Duration::from_millis(50)); // 1,000 samples/s
+        }
+        sent
+    });
+    let to = d.udp_addr();
+    let stop = done.clone();
+    let udp_load = std::thread::spawn(move || {
+        let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let mut sent = 0;
+        for chunk in grams.chunks(10) {
+            if stop.load(Ordering::Relaxed) {
+                break;
+            }
+            for g in chunk {
+                sock.send_to(g, to).expect("send");
+            }
+            sent += chunk.len();
+            std::thread::sleep(Duration::from_millis(10)); // ~1,000 samples/s
+        }
+        sent
+    });
+    for v in 1..=20 {
+        std::thread::sleep(Duration::from_millis(100));
+        deploy(&path, &tagger(v));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while d.log().matches("Plugin reloaded").count() < v as usize {
+            assert!(
+                Instant::now() < deadline,
+                "version {v} was not loaded:\n{}",
+                d.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    done.store(true, Ordering::Relaxed);
+    let amqp_ids = &all_amqp_ids[..amqp_load.join().expect("amqp load") * 50];
+    let udp_ids = &all_udp_ids[..udp_load.join().expect("udp load")];
+    let total = amqp_ids.len() + udp_ids.len();
+    let _ = d.wait_lines("out/tagged.jsonl", total, Duration::from_secs(60));
+    std::thread::sleep(Duration::from_secs(1));
+    let stopped = d.stop();
+    assert!(stopped.status.success(), "{}", stopped.log);
+    let lines = tagged(&stopped.dir.path().join("out/tagged.jsonl"));
+
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for l in &lines {
+        *seen.entry(l.id.as_str()).or_default() += 1;
+    }
+    for id in amqp_ids {
+        assert_eq!(
+            seen.get(id.as_str()),
+            Some(&1),
+            "AMQP sample {id} not dispatched exactly once"
+        );
+    }
+    let udp_lost = udp_ids
+        .iter()
+        .filter(|id| !seen.contains_key(id.as_str()))
+        .count();
+    assert_eq!(
+        udp_lost, 0,
+        "UDP samples lost at 1,000/s (none are lost at this rate without reloads)"
+    );
+    assert_eq!(lines.len(), total, "no duplicates");
+    for (i, l) in lines.iter().enumerate() {
+        assert_eq!(
+            l.n,
+            i as u64 + 1,
+            "the count was not carried across versions at line {}",
+            i + 1
+        );
+    }
+    assert!(
+        lines.windows(2).all(|w| w[0].version <= w[1].version),
+        "a version's output is not contiguous"
+    );
+    let versions: std::collections::BTreeSet<u32> = lines.iter().map(|l| l.version).collect();
+    assert_eq!(
+        stat(&stopped.log, "Plugin reload summary", "reloads"),
+        20,
+        "{}",
+        stopped.log
+    );
+    assert!(
+        versions.len() >= 10,
+        "only versions {versions:?} served batches"
+    );
+    assert_eq!(versions.last(), Some(&20));
+}
+
+#[test]
+fn broken_files_leave_the_old_version_serving_until_a_good_one_comes() {
+    let (_pdir, path) = plugin_dir(&tagger(1));
+    let d = Daemon::start(&config(&path, None));
+    let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let grams = datagrams(4, 43, SECRET.as_bytes());
+    let send = |i: usize, expect_version: u32| {
+        sock.send_to(&grams[i], d.udp_addr()).expect("send");
+        let lines = d.wait_lines("out/tagged.jsonl", i + 1, Duration::from_secs(30));
+        assert_eq!(lines.len(), i + 1, "{}", d.log());
+        assert_eq!(
+            tagged(&d.path("out/tagged.jsonl"))[i].version,
+            expect_version,
+            "{}",
+            d.log()
+        );
+    };
+    send(0, 1);
+    let good = tagger(2);
+    let cases: [(&str, Vec<u8>); 3] = [
+        (
+            "corrupt",
+            (0..20_000u32)
+                .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+                .collect(),
+        ),
+        ("half-written", good[..good.len() / 2].to_vec()),
+        (
+            "missing export",
+            std::fs::read(plugin("missing-export.wat")).expect("fixture"),
+        ),
+    ];
+    for (i, (what, bytes)) in cases.iter().enumerate() {
+        // Written in place, not renamed: the watcher sees the file as it is.
+        std::fs::write(&path, bytes).expect("write broken file");
+        let want = i + 1;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while d.log().matches("Plugin reload failed").count() < want {
+            assert!(
+                Instant::now() < deadline,
+                "{what}: no reload failure logged:\n{}",
+                d.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let log = d.log();
+        let failure = log
+            .lines()
+            .filter(|l| l.contains("Plugin reload failed"))
+            .nth(i)
+            .unwrap_or_default();
+        assert!(
+            failure.contains("tagger.wasm"),
+            "{what}: the file is not named: {failure}"
+        );
+        if *what == "missing export" {
+            assert!(failure.contains("collector_dispatch"), "{failure}");
+        }
+    }
+    send(1, 1);
+    deploy(&path, &good);
+    d.wait_log("Plugin reloaded", Duration::from_secs(60));
+    send(2, 2);
+    let stopped = d.stop();
+    assert_eq!(stat(&stopped.log, "Plugin reload summary", "failures"), 3);
+    assert_eq!(stat(&stopped.log, "Plugin reload summary", "reloads"), 1);
+}
