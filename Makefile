@@ -62,6 +62,7 @@ bench: test-deps plugins
 	$(CARGO) bench -p collector --bench dispatch
 	./scripts/bench-e2e.sh
 	COLLECTOR_BIN=$(CURDIR)/target/release/collector $(CARGO) bench -p collector-e2e --bench amqp
+	COLLECTOR_BIN=$(CURDIR)/target/release/collector $(CARGO) bench -p collector-e2e --bench reload
 
 clean:
 	$(CARGO) clean

@@ -38,7 +38,7 @@ fn main() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/plugins/noop.wasm");
     let wasm = std::fs::read(&root)
         .unwrap_or_else(|e| panic!("{}: {e} (run `make plugins`)", root.display()));
-    let rt = Runtime::new().expect("runtime");
+    let rt = Runtime::new(None).expect("runtime");
     let module = rt.compile("noop", &wasm).expect("noop compiles");
     let timeout = Duration::from_secs(5);
     let instance = |view: &str| {

@@ -114,7 +114,7 @@ impl Default for ShutdownConfig {
 }
 
 /// Hot reload of plugin files.
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReloadConfig {
     /// Watch each dispatcher's `.wasm` file and load new versions while running.
@@ -124,6 +124,12 @@ pub struct ReloadConfig {
     /// write in bursts; a half-written file is simply tried again on its next change).
     #[serde(default = "default_debounce_ms")]
     pub debounce_ms: u64,
+    /// Keep compiled plugins on disk, so restarts and reloads of known versions skip compiling.
+    #[serde(default = "yes")]
+    pub cache: bool,
+    /// Default: `$XDG_CACHE_HOME/collector/modules` or `~/.cache/collector/modules`.
+    #[serde(default)]
+    pub cache_dir: Option<PathBuf>,
 }
 
 fn default_debounce_ms() -> u64 {
@@ -135,6 +141,8 @@ impl Default for ReloadConfig {
         ReloadConfig {
             watch_plugins: true,
             debounce_ms: default_debounce_ms(),
+            cache: true,
+            cache_dir: None,
         }
     }
 }

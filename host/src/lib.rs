@@ -63,7 +63,12 @@ pub struct Summary {
 /// # Errors
 /// [`RunError`] when a plugin or a source cannot start; nothing is received then.
 pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<Summary, RunError> {
-    let runtime = plugin::Runtime::new()?;
+    let cache_dir = match (&cfg.reload.cache, &cfg.reload.cache_dir) {
+        (false, _) => None,
+        (true, Some(dir)) => Some(dir.clone()),
+        (true, None) => plugin::cache::default_dir(),
+    };
+    let runtime = plugin::Runtime::new(cache_dir.as_deref())?;
     let dispatchers = cfg.dispatchers.clone();
     let rt = runtime.clone();
     let (fanout, workers) = tokio::task::spawn_blocking(move || dispatch::start(&rt, &dispatchers))

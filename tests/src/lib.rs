@@ -216,6 +216,11 @@ impl Daemon {
         }
     }
 
+    /// The daemon's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
     /// SIGKILL: the daemon dies at once, with whatever it had in flight.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {

@@ -71,7 +71,7 @@ fn check(args: &CheckArgs) -> Result<bool, String> {
             crate::plugin::short_hash(&wasm)
         ),
     );
-    let runtime = Runtime::new().map_err(|e| e.to_string())?;
+    let runtime = Runtime::new(None).map_err(|e| e.to_string())?;
     let t = Instant::now();
     let module = match wasmtime::Module::new(runtime_engine(&runtime), &wasm) {
         Ok(m) => m,

@@ -2,6 +2,7 @@
 //! against ABI v1 and running them sandboxed on wasmtime.
 
 pub mod builtin;
+pub mod cache;
 pub mod registry;
 pub mod reload;
 pub mod runtime;

@@ -114,9 +114,13 @@ async fn watch_loop(
                     if matches!(ev.kind, EventKind::Access(_)) {
                         continue;
                     }
+                    // A rename onto the file delivers it whole: load at once. Writes
+                    // come in bursts: wait until the file is quiet.
+                    let whole = matches!(ev.kind, EventKind::Modify(notify::event::ModifyKind::Name(_)));
+                    let when = Instant::now() + if whole { Duration::ZERO } else { debounce };
                     for (i, t) in targets.iter().enumerate() {
                         if ev.paths.iter().any(|p| p == &t.path) {
-                            due.insert(i, Instant::now() + debounce);
+                            due.insert(i, when);
                         }
                     }
                 }

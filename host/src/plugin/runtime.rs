@@ -72,6 +72,7 @@ pub struct Runtime {
     engine: Engine,
     linker: Linker<HostState>,
     stop_ticker: Arc<AtomicBool>,
+    cache: Option<super::cache::ModuleCache>,
 }
 
 impl Drop for Runtime {
@@ -85,11 +86,13 @@ fn wasm_err(context: impl std::fmt::Display, e: wasmtime::Error) -> PluginError 
 }
 
 impl Runtime {
-    /// Creates the engine, the linker with the host's imports, and the ticker thread.
+    /// Creates the engine, the linker with the host's imports, and the ticker thread;
+    /// with `cache_dir`, compiled plugins are kept there (a cache that cannot be
+    /// used is reported and skipped).
     ///
     /// # Errors
     /// When wasmtime cannot be configured on this machine.
-    pub fn new() -> Result<Arc<Runtime>, PluginError> {
+    pub fn new(cache_dir: Option<&std::path::Path>) -> Result<Arc<Runtime>, PluginError> {
         let mut cfg = wasmtime::Config::new();
         cfg.epoch_interruption(true);
         let engine = Engine::new(&cfg).map_err(|e| wasm_err("creating the wasm engine", e))?;
@@ -117,10 +120,21 @@ impl Runtime {
                 }
             })
             .map_err(|e| PluginError::Wasm(format!("starting the epoch thread: {e}")))?;
+        let cache = cache_dir.and_then(|dir| match super::cache::ModuleCache::open(dir, &engine) {
+            Ok(c) => {
+                tracing::info!(dir = %dir.display(), "Compiled plugins are cached");
+                Some(c)
+            }
+            Err(e) => {
+                tracing::warn!("Plugin cache not used: {e}");
+                None
+            }
+        });
         Ok(Arc::new(Runtime {
             engine,
             linker,
             stop_ticker,
+            cache,
         }))
     }
 
@@ -134,8 +148,12 @@ impl Runtime {
     /// # Errors
     /// [`PluginError::Abi`] naming a missing or mistyped export or an unknown import.
     pub fn compile(&self, name: &str, wasm: &[u8]) -> Result<PluginModule, PluginError> {
-        let module =
-            Module::new(&self.engine, wasm).map_err(|e| PluginError::Compile(format!("{e:#}")))?;
+        let compile =
+            || Module::new(&self.engine, wasm).map_err(|e| PluginError::Compile(format!("{e:#}")));
+        let module = match &self.cache {
+            Some(cache) => cache.get_or_compile(&self.engine, wasm, compile)?,
+            None => compile()?,
+        };
         let report = check_abi(&module);
         if let Some(problem) = report.problems.first() {
             return Err(PluginError::Abi(problem.clone()));

@@ -22,7 +22,7 @@ pub fn plugin_path(file: &str) -> PathBuf {
 
 pub fn runtime() -> Arc<Runtime> {
     static RT: OnceLock<Arc<Runtime>> = OnceLock::new();
-    RT.get_or_init(|| Runtime::new().expect("wasm runtime"))
+    RT.get_or_init(|| Runtime::new(None).expect("wasm runtime"))
         .clone()
 }
 

@@ -1,0 +1,189 @@
+//! Compiled plugins on disk, so that restarts and reloads of a known version skip
+//! the JIT. An entry is keyed by the wasm's SHA-256 and by the engine (wasmtime
+//! version and settings), and carries a checksum of its own bytes: an entry that
+//! does not match is recompiled, never handed to `Module::deserialize`.
+//!
+//! The directory belongs to the daemon: it is created private (0700), and a
+//! directory that others may write to is not used.
+
+use std::hash::{Hash, Hasher};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+use wasmtime::{Engine, Module};
+
+/// Where compiled modules are kept.
+#[derive(Debug, Clone)]
+pub struct ModuleCache {
+    dir: PathBuf,
+    engine_key: String,
+}
+
+impl ModuleCache {
+    /// Opens (creating it, private) the cache directory.
+    ///
+    /// # Errors
+    /// A message when the directory cannot be made or is not the daemon's own.
+    pub fn open(dir: &Path, engine: &Engine) -> Result<ModuleCache, String> {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let meta = std::fs::metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        // SAFETY: geteuid has no preconditions.
+        let me = unsafe { libc::geteuid() };
+        if meta.uid() != me {
+            return Err(format!(
+                "{} belongs to uid {}, not to this daemon (uid {me})",
+                dir.display(),
+                meta.uid()
+            ));
+        }
+        if meta.permissions().mode() & 0o022 != 0 {
+            return Err(format!(
+                "{} is writable by others; make it private (chmod 700)",
+                dir.display()
+            ));
+        }
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        engine.precompile_compatibility_hash().hash(&mut h);
+        Ok(ModuleCache {
+            dir: dir.to_path_buf(),
+            engine_key: format!("{:016x}", h.finish()),
+        })
+    }
+
+    fn entry(&self, wasm: &[u8]) -> PathBuf {
+        let digest = Sha256::digest(wasm);
+        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        self.dir.join(format!("{hex}-{}.cwasm", self.engine_key))
+    }
+
+    /// The compiled module for `wasm`: from the cache when a sound entry exists,
+    /// else compiled with `compile` and stored.
+    ///
+    /// # Errors
+    /// Whatever `compile` returns.
+    pub fn get_or_compile<E>(
+        &self,
+        engine: &Engine,
+        wasm: &[u8],
+        compile: impl FnOnce() -> Result<Module, E>,
+    ) -> Result<Module, E> {
+        let path = self.entry(wasm);
+        if let Ok(bytes) = std::fs::read(&path) {
+            match self.load(engine, &bytes) {
+                Ok(m) => {
+                    tracing::debug!(entry = %path.display(), "Compiled plugin taken from the cache");
+                    return Ok(m);
+                }
+                Err(why) => {
+                    tracing::warn!(entry = %path.display(), "Cache entry not used ({why}); compiling again");
+                    let _ = std::fs::remove_file(&path);
+                }
+            }
+        }
+        let module = compile()?;
+        if let Err(e) = self.store(&path, &module) {
+            tracing::warn!(entry = %path.display(), "Cannot write the compiled plugin to the cache: {e}");
+        }
+        Ok(module)
+    }
+
+    fn load(&self, engine: &Engine, bytes: &[u8]) -> Result<Module, String> {
+        let (sum, payload) = bytes.split_at_checked(32).ok_or("truncated")?;
+        if Sha256::digest(payload).as_slice() != sum {
+            return Err("checksum mismatch".into());
+        }
+        // SAFETY: the payload is exactly what `Module::serialize` wrote into this private
+        // directory (the checksum proves it is intact), for an engine with these settings.
+        unsafe { Module::deserialize(engine, payload) }.map_err(|e| format!("{e:#}"))
+    }
+
+    fn store(&self, path: &Path, module: &Module) -> Result<(), String> {
+        let payload = module.serialize().map_err(|e| format!("{e:#}"))?;
+        let mut bytes = Sha256::digest(&payload).to_vec();
+        bytes.extend_from_slice(&payload);
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        std::fs::write(&tmp, &bytes).map_err(|e| e.to_string())?;
+        std::fs::rename(&tmp, path).map_err(|e| e.to_string())
+    }
+}
+
+/// The default cache directory: `$XDG_CACHE_HOME/collector` or `~/.cache/collector`.
+pub fn default_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|v| !v.is_empty())
+                .map(|h| PathBuf::from(h).join(".cache"))
+        })?;
+    Some(base.join("collector").join("modules"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const WAT: &str = r#"(module (func (export "f") (result i32) (i32.const 7)))"#;
+
+    #[test]
+    fn stores_loads_and_refuses_corrupt_entries() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let engine = Engine::default();
+        let cache = ModuleCache::open(&dir.path().join("c"), &engine).expect("cache");
+        let wasm = wat_bytes();
+        let mut compiled = 0;
+        let mut get = || {
+            cache
+                .get_or_compile(&engine, &wasm, || {
+                    compiled += 1;
+                    Module::new(&engine, &wasm)
+                })
+                .expect("module")
+        };
+        get();
+        get();
+        assert_eq!(compiled, 1, "second load came from the cache");
+        // Flip a byte of the entry: it must be recompiled, not deserialized.
+        let entry = cache.entry(&wasm);
+        let mut bytes = std::fs::read(&entry).expect("entry");
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0xff;
+        std::fs::write(&entry, &bytes).expect("corrupt");
+        let mut compiled_again = 0;
+        cache
+            .get_or_compile(&engine, &wasm, || {
+                compiled_again += 1;
+                Module::new(&engine, &wasm)
+            })
+            .expect("module");
+        assert_eq!(compiled_again, 1);
+        let mode = std::fs::metadata(dir.path().join("c"))
+            .expect("meta")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o700);
+    }
+
+    #[test]
+    fn refuses_a_directory_others_can_write() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let open = dir.path().join("open");
+        std::fs::create_dir(&open).expect("mkdir");
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+        let err = ModuleCache::open(&open, &Engine::default()).expect_err("world-writable");
+        assert!(err.contains("writable by others"), "{err}");
+    }
+
+    fn wat_bytes() -> Vec<u8> {
+        wasmtime::Module::new(&Engine::default(), WAT)
+            .map(|_| ())
+            .expect("valid wat");
+        WAT.as_bytes().to_vec()
+    }
+}

@@ -1,0 +1,160 @@
+//! Reload benchmark: latency from the rename of a new plugin file to the first
+//! batch it serves (20 new versions with a cold cache, then the same 20 again,
+//! warm), under steady UDP load; then RSS before and after 200 reloads.
+//!
+//! `COLLECTOR_BIN=$PWD/target/release/collector cargo bench -p collector-e2e --bench reload`
+
+use std::io::{BufRead, BufReader, Seek, SeekFrom};
+use std::net::UdpSocket;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use collector::cli::send::datagrams;
+use collector_e2e::{Daemon, plugin};
+
+const MARKER: &[u8] = b"tagger-version:000000000";
+
+fn tagger(base: &[u8], v: u32) -> Vec<u8> {
+    let mut wasm = base.to_vec();
+    let at = wasm
+        .windows(MARKER.len())
+        .position(|w| w == MARKER)
+        .expect("marker");
+    wasm[at..at + MARKER.len()].copy_from_slice(format!("tagger-version:{v:09}").as_bytes());
+    wasm
+}
+
+fn deploy(path: &Path, bytes: &[u8]) -> Instant {
+    let tmp = path.with_extension("wasm.tmp");
+    std::fs::write(&tmp, bytes).expect("write");
+    let t = Instant::now();
+    std::fs::rename(&tmp, path).expect("rename");
+    t
+}
+
+/// Reads new lines of the output until one carries version `v`.
+fn wait_version(reader: &mut BufReader<std::fs::File>, v: u32) -> Instant {
+    let tag = format!("tagger-version:{v:09}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        match reader.read_line(&mut line) {
+            Ok(n) if n > 0 && line.ends_with('\n') => {
+                if line.contains(&tag) {
+                    return Instant::now();
+                }
+            }
+            Ok(n) => {
+                // Partial line: rewind to its start and wait for the rest.
+                let _ = reader.seek(SeekFrom::Current(-(n as i64)));
+                assert!(Instant::now() < deadline, "version {v} never served");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err(e) => panic!("read: {e}"),
+        }
+    }
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
+}
+
+fn percentile(mut v: Vec<f64>, p: f64) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[((v.len() - 1) as f64 * p).round() as usize]
+}
+
+fn main() {
+    let base = std::fs::read(plugin("tagger.wasm")).expect("tagger.wasm");
+    let pdir = tempfile::tempdir().expect("tempdir");
+    let path = pdir.path().join("tagger.wasm");
+    std::fs::write(&path, tagger(&base, 0)).expect("v0");
+    let cache = pdir.path().join("cache");
+    let cfg = format!(
+        r#"
+telemetry_secret = "s"
+[log]
+level = "info"
+[batch]
+max_samples = 100
+max_delay_ms = 5
+[reload]
+cache_dir = "{cache}"
+[sources.udp]
+address = "127.0.0.1:0"
+[[dispatchers]]
+name = "tagger"
+plugin = "{plugin}"
+dirs = [{{ host = "out", guest = "/data", writable = true }}]
+"#,
+        cache = cache.display(),
+        plugin = path.display()
+    );
+    let d = Daemon::start(&cfg);
+    let pid = d.pid();
+    // Steady load: 2,000 samples/s.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (to, s) = (d.udp_addr(), stop.clone());
+    let grams = datagrams(1000, 9, b"s");
+    let load = std::thread::spawn(move || {
+        let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let mut i = 0;
+        while !s.load(Ordering::Relaxed) {
+            for _ in 0..2 {
+                let _ = sock.send_to(&grams[i % grams.len()], to);
+                i += 1;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    });
+    let out = d.path("out/tagged.jsonl");
+    while !out.exists() {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let mut reader = BufReader::new(std::fs::File::open(&out).expect("output"));
+    let mut measure = |versions: std::ops::RangeInclusive<u32>| -> Vec<f64> {
+        versions
+            .map(|v| {
+                let t0 = deploy(&path, &tagger(&base, v));
+                (wait_version(&mut reader, v) - t0).as_secs_f64() * 1000.0
+            })
+            .collect()
+    };
+    let cold = measure(1..=20);
+    let warm = measure(1..=20);
+    println!(
+        "reload latency, rename → first batch served by the new version (20 reloads each, under 2,000 samples/s):"
+    );
+    for (name, v) in [("cold cache", cold), ("warm cache", warm)] {
+        println!(
+            "  {name}: median {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            percentile(v.clone(), 0.5),
+            percentile(v.clone(), 0.99),
+            percentile(v, 1.0)
+        );
+    }
+    let before = rss_kib(pid);
+    for i in 0..200u32 {
+        let v = 1 + i % 20;
+        let t0 = deploy(&path, &tagger(&base, v));
+        let _ = t0;
+        wait_version(&mut reader, v);
+    }
+    let after = rss_kib(pid);
+    println!(
+        "RSS: {before} KiB before 200 reloads, {after} KiB after ({:+.1} %)",
+        (after as f64 - before as f64) * 100.0 / before as f64
+    );
+    stop.store(true, Ordering::Relaxed);
+    let _ = load.join();
+    let stopped = d.stop();
+    assert!(stopped.status.success(), "{}", stopped.log);
+}
