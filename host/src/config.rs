@@ -14,7 +14,7 @@ pub const DEFAULT_TOML: &str = include_str!("default.toml");
 /// Ceilometer's own default `[publisher] telemetry_secret`: what a stock agent signs with.
 pub const CEILOMETER_DEFAULT_SECRET: &str = "change this for valid signing";
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// HMAC key shared with the Ceilometer agents (`[publisher] telemetry_secret`).
@@ -30,6 +30,8 @@ pub struct Config {
     #[serde(default)]
     pub reload: ReloadConfig,
     #[serde(default)]
+    pub admin: AdminConfig,
+    #[serde(default)]
     pub sources: SourcesConfig,
     #[serde(default)]
     pub dispatchers: Vec<DispatcherConfig>,
@@ -39,7 +41,7 @@ fn default_secret() -> String {
     CEILOMETER_DEFAULT_SECRET.to_owned()
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogConfig {
     /// `error`, `warn`, `info`, `debug` or `trace`; `RUST_LOG` overrides it.
@@ -60,7 +62,7 @@ impl Default for LogConfig {
 }
 
 /// When a batch is handed to the dispatchers: whichever limit is reached first.
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BatchConfig {
     #[serde(default = "default_max_samples")]
@@ -93,7 +95,7 @@ impl Default for BatchConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ShutdownConfig {
     /// How long SIGTERM/SIGINT waits for dispatchers to finish queued batches.
@@ -113,13 +115,25 @@ impl Default for ShutdownConfig {
     }
 }
 
+/// The admin endpoint (`collector status`). Off unless an address is set.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// e.g. `127.0.0.1:4953`; keep it on loopback.
+    #[serde(default)]
+    pub address: Option<SocketAddr>,
+}
+
 /// Hot reload of plugin files.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReloadConfig {
     /// Watch each dispatcher's `.wasm` file and load new versions while running.
     #[serde(default = "yes")]
     pub watch_plugins: bool,
+    /// Reload the configuration when its file changes (SIGHUP always reloads it).
+    #[serde(default = "yes")]
+    pub watch_config: bool,
     /// How long a file must stay unchanged before it is loaded (editors and copies
     /// write in bursts; a half-written file is simply tried again on its next change).
     #[serde(default = "default_debounce_ms")]
@@ -140,6 +154,7 @@ impl Default for ReloadConfig {
     fn default() -> Self {
         ReloadConfig {
             watch_plugins: true,
+            watch_config: true,
             debounce_ms: default_debounce_ms(),
             cache: true,
             cache_dir: None,
@@ -147,7 +162,7 @@ impl Default for ReloadConfig {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SourcesConfig {
     pub udp: Option<UdpConfig>,
@@ -155,7 +170,7 @@ pub struct SourcesConfig {
 }
 
 /// RabbitMQ, as oslo.messaging lays it out for Ceilometer (REFERENCE.md §2).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AmqpConfig {
     /// `amqp://user:password@host:port/vhost`. Never logged with its password.
@@ -286,7 +301,7 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UdpConfig {
     /// Ceilometer's port is 4952.
@@ -321,7 +336,16 @@ pub enum PluginSource {
     File(PathBuf),
 }
 
-#[derive(Debug, Clone, Deserialize)]
+impl std::fmt::Display for PluginSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PluginSource::Builtin(n) => write!(f, "builtin:{n}"),
+            PluginSource::File(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DispatcherConfig {
     pub name: String,
@@ -380,7 +404,7 @@ fn empty_table() -> toml::Table {
     toml::Table::new()
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DirGrant {
     /// Directory on the host (relative to the config file); created if missing.

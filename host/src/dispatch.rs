@@ -4,7 +4,7 @@
 //! dispatchers, is reported back to the source that sent it.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -76,26 +76,53 @@ struct Handle {
     stats: Arc<DispatcherStats>,
 }
 
-/// Sends batches to every dispatcher. Cheap to clone; the dispatchers stop when
-/// every clone is dropped and their queues are empty.
-#[derive(Clone)]
+/// Sends batches to every dispatcher. Cheap to clone. The set of dispatchers can
+/// change while it runs (config reload); a dispatcher taken out of the set stops
+/// once its queue is empty.
+#[derive(Clone, Default)]
 pub struct Fanout {
-    handles: Arc<[Handle]>,
+    handles: Arc<RwLock<Arc<[Handle]>>>,
     full_warn: Arc<RateLimit>,
 }
 
 impl Fanout {
+    /// The dispatchers a batch goes to now.
+    fn current(&self) -> Arc<[Handle]> {
+        match self.handles.read() {
+            Ok(h) => h.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Makes `dispatchers` the set every following batch goes to.
+    pub fn install(&self, dispatchers: &[Dispatcher]) {
+        let set: Arc<[Handle]> = dispatchers.iter().map(|d| d.handle.clone()).collect();
+        match self.handles.write() {
+            Ok(mut h) => *h = set,
+            Err(poisoned) => *poisoned.into_inner() = set,
+        }
+    }
+
     fn jobs(&self, batch: Sealed) -> (Vec<(Handle, Job)>, oneshot::Receiver<BatchReport>) {
+        let handles = self.current();
         let (tx, rx) = oneshot::channel();
         let tracker = Arc::new(Tracker {
-            remaining: AtomicUsize::new(self.handles.len()),
+            remaining: AtomicUsize::new(handles.len()),
             samples: batch.samples,
             failures: Mutex::new(Vec::new()),
             done: Mutex::new(Some(tx)),
         });
+        if handles.is_empty()
+            && let Ok(mut done) = tracker.done.lock()
+            && let Some(tx) = done.take()
+        {
+            let _ = tx.send(BatchReport {
+                samples: batch.samples,
+                failures: vec![],
+            });
+        }
         let bytes = Arc::new(batch.bytes);
-        let jobs = self
-            .handles
+        let jobs = handles
             .iter()
             .map(|h| {
                 let job = Job {
@@ -144,21 +171,23 @@ impl Fanout {
         }
         rx
     }
-
-    /// Names and counters of the dispatchers.
-    pub fn stats(&self) -> Vec<(Arc<str>, Arc<DispatcherStats>)> {
-        self.handles
-            .iter()
-            .map(|h| (h.name.clone(), h.stats.clone()))
-            .collect()
-    }
 }
 
-/// The dispatcher threads, to be joined at shutdown.
-pub struct Workers {
+/// A running dispatcher: its queue, threads, plugin slot and counters.
+pub struct Dispatcher {
+    pub cfg: DispatcherConfig,
+    handle: Handle,
+    pub loaded: Loaded,
+    pub stats: Arc<DispatcherStats>,
     threads: Vec<JoinHandle<()>>,
-    /// What a reload needs to know of each dispatcher.
-    pub plugins: Vec<Loaded>,
+}
+
+impl Dispatcher {
+    /// Stops taking batches (once no batch holds its queue) and returns its threads,
+    /// which finish what is queued and exit.
+    pub fn retire(self) -> Vec<JoinHandle<()>> {
+        self.threads
+    }
 }
 
 /// A running dispatcher's plugin: where it came from and where new versions go.
@@ -168,15 +197,6 @@ pub struct Loaded {
     pub source: crate::config::PluginSource,
     pub slot: Arc<PluginSlot>,
     pub settings: InstanceSettings,
-}
-
-impl Workers {
-    /// Waits (on a blocking thread) until every dispatcher thread has finished.
-    pub fn join(self) {
-        for t in self.threads {
-            let _ = t.join();
-        }
-    }
 }
 
 /// A dispatcher that could not be started.
@@ -197,71 +217,77 @@ struct RetryPolicy {
     max: Duration,
 }
 
-/// Compiles every plugin, starts its instances and threads. Blocking (JIT).
+/// Compiles the plugin, starts its instances and threads. Blocking (JIT).
 ///
 /// # Errors
-/// The first dispatcher that cannot start, naming it and why.
-pub fn start(
-    runtime: &Arc<Runtime>,
-    cfgs: &[DispatcherConfig],
-) -> Result<(Fanout, Workers), StartError> {
-    let mut handles = Vec::new();
-    let mut threads = Vec::new();
-    let mut plugins = Vec::new();
-    for cfg in cfgs {
-        let fail = |source| StartError {
-            name: cfg.name.clone(),
-            plugin: cfg.plugin.clone(),
-            source,
-        };
-        let wasm = crate::plugin::read_plugin(&cfg.plugin_source()).map_err(fail)?;
-        let module = runtime.compile(&cfg.name, &wasm).map_err(fail)?;
-        let settings = instance_settings(cfg).map_err(fail)?;
-        let policy = RetryPolicy {
-            max_retries: cfg.max_retries,
-            initial: Duration::from_millis(cfg.retry_backoff_ms),
-            max: Duration::from_millis(cfg.retry_backoff_max_ms.max(cfg.retry_backoff_ms)),
-        };
-        let (tx, rx) = mpsc::channel::<Job>(cfg.queue_batches);
-        let rx = Arc::new(Mutex::new(rx));
-        let stats = Arc::new(DispatcherStats::default());
-        let name: Arc<str> = cfg.name.as_str().into();
-        tracing::info!(dispatcher = %name, plugin = %cfg.plugin, version = %module.hash, instances = cfg.instances, "Plugin loaded");
-        let slot = Arc::new(PluginSlot::new(module.clone()));
-        plugins.push(Loaded {
-            dispatcher: name.clone(),
-            source: cfg.plugin_source(),
-            slot: slot.clone(),
-            settings: settings.clone(),
-        });
-        for i in 0..cfg.instances {
-            let instance = Instance::new(&module, &settings).map_err(fail)?;
-            let w = Worker {
-                name: name.clone(),
-                slot: slot.clone(),
-                generation: slot.generation(),
-                module: module.clone(),
-                settings: settings.clone(),
-                instance: Some(instance),
-                state: None,
-                policy,
-                stats: stats.clone(),
-                warn: RateLimit::default(),
-            };
-            let rx = rx.clone();
-            let t = std::thread::Builder::new()
-                .name(format!("dispatch-{}-{i}", cfg.name))
-                .spawn(move || w.run(&rx))
-                .map_err(|e| fail(PluginError::Wasm(format!("cannot start thread: {e}"))))?;
-            threads.push(t);
-        }
-        handles.push(Handle { name, tx, stats });
-    }
-    let fanout = Fanout {
-        handles: handles.into(),
-        full_warn: Arc::new(RateLimit::default()),
+/// Naming the dispatcher and why, when its plugin cannot be loaded or started.
+pub fn start_one(runtime: &Arc<Runtime>, cfg: &DispatcherConfig) -> Result<Dispatcher, StartError> {
+    let fail = |source| StartError {
+        name: cfg.name.clone(),
+        plugin: cfg.plugin.clone(),
+        source,
     };
-    Ok((fanout, Workers { threads, plugins }))
+    let wasm = crate::plugin::read_plugin(&cfg.plugin_source()).map_err(fail)?;
+    let module = runtime.compile(&cfg.name, &wasm).map_err(fail)?;
+    let settings = instance_settings(cfg).map_err(fail)?;
+    let policy = RetryPolicy {
+        max_retries: cfg.max_retries,
+        initial: Duration::from_millis(cfg.retry_backoff_ms),
+        max: Duration::from_millis(cfg.retry_backoff_max_ms.max(cfg.retry_backoff_ms)),
+    };
+    // Every instance is made before any thread starts: a plugin that cannot start
+    // leaves nothing behind.
+    let mut instances = Vec::new();
+    for _ in 0..cfg.instances {
+        instances.push(Instance::new(&module, &settings).map_err(fail)?);
+    }
+    let (tx, rx) = mpsc::channel::<Job>(cfg.queue_batches);
+    let rx = Arc::new(Mutex::new(rx));
+    let stats = Arc::new(DispatcherStats::default());
+    let name: Arc<str> = cfg.name.as_str().into();
+    tracing::info!(
+        dispatcher = %name, plugin = %cfg.plugin, version = %module.hash, instances = cfg.instances,
+        "Plugin loaded"
+    );
+    let slot = Arc::new(PluginSlot::new(module.clone()));
+    let loaded = Loaded {
+        dispatcher: name.clone(),
+        source: cfg.plugin_source(),
+        slot: slot.clone(),
+        settings: settings.clone(),
+    };
+    let mut threads = Vec::new();
+    for (i, instance) in instances.into_iter().enumerate() {
+        let w = Worker {
+            name: name.clone(),
+            slot: slot.clone(),
+            generation: slot.generation(),
+            module: module.clone(),
+            settings: settings.clone(),
+            instance: Some(instance),
+            state: None,
+            policy,
+            stats: stats.clone(),
+            warn: RateLimit::default(),
+        };
+        let rx = rx.clone();
+        let t = std::thread::Builder::new()
+            .name(format!("dispatch-{}-{i}", cfg.name))
+            .spawn(move || w.run(&rx))
+            .map_err(|e| fail(PluginError::Wasm(format!("cannot start thread: {e}"))))?;
+        threads.push(t);
+    }
+    Ok(Dispatcher {
+        cfg: cfg.clone(),
+        handle: Handle {
+            name,
+            tx,
+            stats: stats.clone(),
+        },
+        loaded,
+        stats,
+        threads,
+    })
 }
 
 /// Instance settings from a dispatcher's config; creates granted directories.
@@ -321,6 +347,9 @@ impl Worker {
                 Err(reason) => {
                     self.stats.batches_failed.inc();
                     self.stats.samples_failed.add(job.samples);
+                    if let Ok(mut last) = self.stats.last_error.lock() {
+                        *last = Some(reason.clone());
+                    }
                     if let Some(suppressed) = self.warn.allow() {
                         tracing::error!(
                             dispatcher = %self.name, samples = job.samples, suppressed,

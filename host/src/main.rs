@@ -37,6 +37,8 @@ enum Command {
     },
     /// Print the embedded default configuration.
     DefaultConfig,
+    /// Summarise a running daemon (sources, dispatchers and their versions, rates).
+    Status(cli::status::StatusArgs),
 }
 
 #[derive(Subcommand)]
@@ -59,6 +61,7 @@ fn main() -> ExitCode {
         Command::Send {
             transport: SendTransport::Udp(args),
         } => cli::send::main(&args),
+        Command::Status(args) => cli::status::main(&args),
         Command::DefaultConfig => {
             print!("{}", config::DEFAULT_TOML);
             ExitCode::SUCCESS
@@ -67,6 +70,7 @@ fn main() -> ExitCode {
 }
 
 fn run(path: Option<PathBuf>) -> ExitCode {
+    let path = path.map(|p| std::path::absolute(&p).unwrap_or(p));
     let loaded = match &path {
         Some(p) => Config::load(p),
         None => Config::default_config(),
@@ -95,7 +99,7 @@ fn run(path: Option<PathBuf>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(collector::run(cfg, shutdown_signal())) {
+    match rt.block_on(collector::run(cfg, path, shutdown_signal())) {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");

@@ -65,6 +65,8 @@ pub struct DispatcherStats {
     pub timeouts: Counter,
     pub traps: Counter,
     pub memory_refusals: Counter,
+    /// The last reason a batch failed, for `collector status`.
+    pub last_error: Mutex<Option<String>>,
 }
 
 /// Lets through at most `burst` events per `period`, then counts the rest.

@@ -5,3 +5,4 @@ pub mod check;
 pub mod golden;
 pub mod samples;
 pub mod send;
+pub mod status;

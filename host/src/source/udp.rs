@@ -63,6 +63,8 @@ impl UdpSource {
         };
         let sock = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
         sock.set_reuse_address(true)?;
+        // Like Ceilometer's collector: lets a reloaded source bind before the old one closes.
+        sock.set_reuse_port(true)?;
         set_receive_buffer(&sock, cfg.receive_buffer_bytes);
         sock.bind(&cfg.address.into())?;
         sock.set_nonblocking(true)?;
@@ -121,7 +123,21 @@ impl UdpSource {
         loop {
             tokio::select! {
                 biased;
-                _ = shutdown.changed() => break,
+                _ = shutdown.changed() => {
+                    // What the kernel already holds is ours: read it before closing.
+                    loop {
+                        let chunk = self.read_chunk(&mut buf);
+                        if chunk.ends.is_empty() {
+                            break;
+                        }
+                        stats.received.add(chunk.ends.len() as u64);
+                        next = (next + 1) % senders.len();
+                        if let Some(dropped) = hand_over(&senders, next, chunk) {
+                            stats.dropped.add(dropped);
+                        }
+                    }
+                    break;
+                }
                 r = self.socket.readable() => {
                     if let Err(e) = r {
                         tracing::error!(error = %e, "UDP socket failed");

@@ -1,0 +1,546 @@
+//! The running daemon: dispatchers, sources, the plugin watcher and the admin
+//! endpoint, and how a new configuration replaces the running one.
+//!
+//! A reload (SIGHUP, or the config file changing) is all or nothing: the new
+//! file is parsed and validated, new and changed dispatchers are started and
+//! new sources bound *before* anything running is touched; if any step fails,
+//! the running configuration stays and the error is logged. Then the new
+//! dispatcher set takes over between two batches (old ones finish their queue),
+//! and sources whose settings changed are replaced: the new source starts, the
+//! old one stops reading, flushes its open batch and (AMQP) settles its acks.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use crate::admin;
+use crate::config::{Config, SourcesConfig};
+use crate::dispatch::{self, Dispatcher, Fanout};
+use crate::plugin::{self, Runtime, reload::ReloadStats};
+use crate::source::amqp::AmqpSource;
+use crate::source::udp::UdpSource;
+use crate::telemetry::{Counter, SourceStats};
+use crate::{RunError, Summary};
+
+/// One generation of sources, stopped together.
+struct Sources {
+    cfg: SourcesConfig,
+    batch: crate::config::BatchConfig,
+    secret: String,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    stats: Vec<(&'static str, Arc<SourceStats>)>,
+}
+
+impl Sources {
+    /// Binds and starts every configured source.
+    fn start(cfg: &Config, fanout: &Fanout) -> Result<Sources, RunError> {
+        let (stop, stop_rx) = watch::channel(false);
+        let secret: Arc<[u8]> = cfg.telemetry_secret.as_bytes().into();
+        if secret.is_empty() {
+            tracing::warn!("telemetry_secret is empty: sample signatures are not verified");
+        }
+        let mut tasks = Vec::new();
+        let mut stats = Vec::new();
+        if let Some(u) = &cfg.sources.udp {
+            let src = UdpSource::bind(u).map_err(|source| RunError::Bind {
+                address: u.address,
+                source,
+            })?;
+            let addr = src
+                .local_addr()
+                .map_err(|e| RunError::Internal(e.to_string()))?;
+            tracing::info!(address = %addr, "UDP source listening");
+            let s = Arc::new(SourceStats::default());
+            stats.push(("udp", s.clone()));
+            tasks.push(tokio::spawn(src.run(
+                cfg.batch,
+                secret.clone(),
+                fanout.clone(),
+                s,
+                stop_rx.clone(),
+            )));
+        }
+        if let Some(a) = &cfg.sources.amqp {
+            let url = a.resolve_url().map_err(RunError::Internal)?;
+            let s = Arc::new(SourceStats::default());
+            stats.push(("amqp", s.clone()));
+            let grace = Duration::from_millis(cfg.shutdown.grace_period_ms);
+            let src = AmqpSource::new(
+                a.clone(),
+                url,
+                cfg.batch,
+                secret.clone(),
+                fanout.clone(),
+                s,
+                grace,
+            );
+            tasks.push(tokio::spawn(src.run(stop_rx.clone())));
+        }
+        Ok(Sources {
+            cfg: cfg.sources.clone(),
+            batch: cfg.batch,
+            secret: cfg.telemetry_secret.clone(),
+            stop,
+            tasks,
+            stats,
+        })
+    }
+
+    fn same_settings(&self, cfg: &Config) -> bool {
+        self.cfg == cfg.sources && self.batch == cfg.batch && self.secret == cfg.telemetry_secret
+    }
+
+    /// Stops reading; returns when every open batch is flushed (and AMQP settled).
+    async fn stop(self) {
+        let _ = self.stop.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+/// The plugin file watcher of the current dispatcher set.
+struct PluginWatch {
+    stop: watch::Sender<bool>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl PluginWatch {
+    fn start(
+        runtime: &Arc<Runtime>,
+        cfg: &Config,
+        dispatchers: &[Dispatcher],
+        stats: &Arc<ReloadStats>,
+    ) -> PluginWatch {
+        let (stop, stop_rx) = watch::channel(false);
+        let mut task = None;
+        if cfg.reload.watch_plugins {
+            let loaded: Vec<_> = dispatchers.iter().map(|d| d.loaded.clone()).collect();
+            let debounce = Duration::from_millis(cfg.reload.debounce_ms);
+            match plugin::reload::spawn(runtime.clone(), &loaded, debounce, stats.clone(), stop_rx)
+            {
+                Ok(t) => task = t,
+                Err(e) => {
+                    tracing::error!(error = %e, "Cannot watch plugin files: hot reload is off")
+                }
+            }
+        }
+        PluginWatch { stop, task }
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(true);
+        if let Some(t) = self.task {
+            let _ = t.await;
+        }
+    }
+}
+
+/// Config reload counters.
+#[derive(Debug, Default)]
+pub struct ConfigReloadStats {
+    pub applied: Counter,
+    pub refused: Counter,
+}
+
+struct Daemon {
+    runtime: Arc<Runtime>,
+    cfg: Config,
+    fanout: Fanout,
+    dispatchers: Vec<Dispatcher>,
+    retired: Vec<std::thread::JoinHandle<()>>,
+    sources: Sources,
+    plugin_watch: PluginWatch,
+    reload_stats: Arc<ReloadStats>,
+    config_stats: ConfigReloadStats,
+    admin_state: watch::Sender<Arc<admin::State>>,
+    started: Instant,
+}
+
+/// Runs the daemon until `shutdown` completes, reloading `config_path` on SIGHUP
+/// and when it changes; then drains within the grace period.
+///
+/// # Errors
+/// [`RunError`] when a plugin or a source cannot start; nothing is received then.
+pub async fn run(
+    cfg: Config,
+    config_path: Option<PathBuf>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<Summary, RunError> {
+    let cache_dir = match (&cfg.reload.cache, &cfg.reload.cache_dir) {
+        (false, _) => None,
+        (true, Some(dir)) => Some(dir.clone()),
+        (true, None) => plugin::cache::default_dir(),
+    };
+    let runtime = Runtime::new(cache_dir.as_deref())?;
+    let dispatchers = start_dispatchers(&runtime, &cfg, &[])
+        .await
+        .map_err(|(e, _)| e)?;
+    let fanout = Fanout::default();
+    fanout.install(&dispatchers);
+    let reload_stats = Arc::new(ReloadStats::default());
+    let plugin_watch = PluginWatch::start(&runtime, &cfg, &dispatchers, &reload_stats);
+    let sources = Sources::start(&cfg, &fanout)?;
+    let started = Instant::now();
+    let state = admin_state(started, &sources, &dispatchers, &reload_stats);
+    let (admin_state, admin_rx) = watch::channel(state);
+    let (admin_stop, admin_stop_rx) = watch::channel(false);
+    if let Some(addr) = cfg.admin.address {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| RunError::Bind {
+                address: addr,
+                source,
+            })?;
+        let local = listener
+            .local_addr()
+            .map_err(|e| RunError::Internal(e.to_string()))?;
+        tracing::info!(address = %local, "Admin endpoint listening (GET /status, /healthz)");
+        tokio::spawn(admin::serve(listener, admin_rx, admin_stop_rx));
+    }
+    let mut daemon = Daemon {
+        runtime,
+        cfg,
+        fanout,
+        dispatchers,
+        retired: Vec::new(),
+        sources,
+        plugin_watch,
+        reload_stats,
+        config_stats: ConfigReloadStats::default(),
+        admin_state,
+        started,
+    };
+    let mut reloads = reload_requests(
+        config_path.as_deref(),
+        daemon.cfg.reload.watch_config,
+        daemon.cfg.reload.debounce_ms,
+    );
+    tracing::info!(dispatchers = daemon.dispatchers.len(), "collector ready");
+
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            Some(why) = reloads.recv() => {
+                if let Some(path) = &config_path {
+                    daemon.reload(path, why).await;
+                }
+            }
+        }
+    }
+    let _ = admin_stop.send(true);
+    Ok(daemon.shutdown().await)
+}
+
+/// Starts the dispatchers of `cfg`, reusing those in `keep` whose config is
+/// unchanged. All or nothing: on error, what was started is stopped again.
+async fn start_dispatchers(
+    runtime: &Arc<Runtime>,
+    cfg: &Config,
+    keep: &[&Dispatcher],
+) -> Result<Vec<Dispatcher>, (RunError, ())> {
+    let wanted: Vec<_> = cfg
+        .dispatchers
+        .iter()
+        .filter(|d| !keep.iter().any(|k| k.cfg == **d))
+        .cloned()
+        .collect();
+    let rt = runtime.clone();
+    let started = tokio::task::spawn_blocking(move || {
+        let mut out = Vec::new();
+        for d in &wanted {
+            match dispatch::start_one(&rt, d) {
+                Ok(x) => out.push(x),
+                Err(e) => return Err((e, out)),
+            }
+        }
+        Ok(out)
+    })
+    .await
+    .map_err(|e| (RunError::Internal(e.to_string()), ()))?;
+    match started {
+        Ok(v) => Ok(v),
+        Err((e, partial)) => {
+            for d in partial {
+                // Not installed anywhere: dropping the handle stops its threads.
+                drop(d.retire());
+            }
+            Err((RunError::Dispatcher(e), ()))
+        }
+    }
+}
+
+fn admin_state(
+    started: Instant,
+    sources: &Sources,
+    dispatchers: &[Dispatcher],
+    reload: &Arc<ReloadStats>,
+) -> Arc<admin::State> {
+    Arc::new(admin::State {
+        started,
+        sources: sources.stats.clone(),
+        dispatchers: dispatchers
+            .iter()
+            .map(|d| (d.loaded.clone(), d.stats.clone()))
+            .collect(),
+        reload: reload.clone(),
+    })
+}
+
+/// Why a reload was asked for.
+#[derive(Debug, Clone, Copy)]
+enum ReloadWhy {
+    Sighup,
+    FileChanged,
+}
+
+/// SIGHUP, and changes of the config file (debounced), as reload requests.
+fn reload_requests(
+    path: Option<&Path>,
+    watch_file: bool,
+    debounce_ms: u64,
+) -> mpsc::UnboundedReceiver<ReloadWhy> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let hup = tx.clone();
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut s) = signal(SignalKind::hangup()) else {
+            tracing::error!("cannot listen for SIGHUP");
+            return;
+        };
+        while s.recv().await.is_some() {
+            if hup.send(ReloadWhy::Sighup).is_err() {
+                break;
+            }
+        }
+    });
+    let Some(path) = path.filter(|_| watch_file) else {
+        return rx;
+    };
+    let Some(dir) = path.parent().map(|d| {
+        if d.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            d
+        }
+    }) else {
+        return rx;
+    };
+    let (Ok(dir), Some(name)) = (std::fs::canonicalize(dir), path.file_name()) else {
+        return rx;
+    };
+    let file = dir.join(name);
+    let (ev_tx, mut ev_rx) = mpsc::unbounded_channel();
+    let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        if let Ok(ev) = res
+            && !matches!(ev.kind, notify::EventKind::Access(_))
+        {
+            let _ = ev_tx.send(ev.paths);
+        }
+    });
+    let mut watcher = match watcher {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::error!(error = %e, "Cannot watch the config file; reload with SIGHUP");
+            return rx;
+        }
+    };
+    use notify::Watcher;
+    if let Err(e) = watcher.watch(&dir, notify::RecursiveMode::NonRecursive) {
+        tracing::error!(error = %e, "Cannot watch the config file; reload with SIGHUP");
+        return rx;
+    }
+    let debounce = Duration::from_millis(debounce_ms);
+    tokio::spawn(async move {
+        let _keep = watcher;
+        let mut due: Option<Instant> = None;
+        loop {
+            let sleep_until = due.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+            tokio::select! {
+                paths = ev_rx.recv() => match paths {
+                    Some(paths) if paths.iter().any(|p| p == &file) => due = Some(Instant::now() + debounce),
+                    Some(_) => {}
+                    None => break,
+                },
+                _ = tokio::time::sleep_until(sleep_until.into()), if due.is_some() => {
+                    due = None;
+                    if tx.send(ReloadWhy::FileChanged).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    });
+    rx
+}
+
+impl Daemon {
+    /// Applies the config file, all or nothing.
+    async fn reload(&mut self, path: &Path, why: ReloadWhy) {
+        let new = match Config::load(path) {
+            Ok(c) => c,
+            Err(e) => {
+                self.config_stats.refused.inc();
+                tracing::error!(
+                    ?why,
+                    "Config reload refused, the running configuration stays: {e}"
+                );
+                return;
+            }
+        };
+        if new == self.cfg {
+            tracing::debug!(?why, "Config file unchanged");
+            return;
+        }
+        // 1. Start what is new, before touching anything that runs.
+        let keep: Vec<&Dispatcher> = self
+            .dispatchers
+            .iter()
+            .filter(|d| new.dispatchers.contains(&d.cfg))
+            .collect();
+        let fresh = match start_dispatchers(&self.runtime, &new, &keep).await {
+            Ok(f) => f,
+            Err((e, ())) => {
+                self.config_stats.refused.inc();
+                tracing::error!(
+                    ?why,
+                    "Config reload refused, the running configuration stays: {e}"
+                );
+                return;
+            }
+        };
+        let restart_sources = !self.sources.same_settings(&new);
+        let sources = if restart_sources {
+            match Sources::start(&new, &self.fanout) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    for d in fresh {
+                        drop(d.retire());
+                    }
+                    self.config_stats.refused.inc();
+                    tracing::error!(
+                        ?why,
+                        "Config reload refused, the running configuration stays: {e}"
+                    );
+                    return;
+                }
+            }
+        } else {
+            None
+        };
+        // 2. Swap: the new dispatcher set takes the next batch; old ones drain.
+        let mut next = Vec::new();
+        let mut fresh = fresh.into_iter().map(Some).collect::<Vec<_>>();
+        let old = std::mem::take(&mut self.dispatchers);
+        let (mut kept, mut removed): (Vec<_>, Vec<_>) = old
+            .into_iter()
+            .partition(|d| new.dispatchers.contains(&d.cfg));
+        for want in &new.dispatchers {
+            if let Some(i) = kept.iter().position(|d| d.cfg == *want) {
+                next.push(kept.remove(i));
+            } else if let Some(slot) = fresh
+                .iter_mut()
+                .find(|f| f.as_ref().is_some_and(|f| f.cfg == *want))
+                && let Some(d) = slot.take()
+            {
+                next.push(d);
+            }
+        }
+        removed.append(&mut kept);
+        let names = |v: &[Dispatcher]| v.iter().map(|d| d.cfg.name.clone()).collect::<Vec<_>>();
+        let (now, gone) = (names(&next), names(&removed));
+        self.fanout.install(&next);
+        for d in removed {
+            self.retired.extend(d.retire());
+        }
+        self.dispatchers = next;
+        let old_watch = std::mem::replace(
+            &mut self.plugin_watch,
+            PluginWatch::start(&self.runtime, &new, &self.dispatchers, &self.reload_stats),
+        );
+        old_watch.stop().await;
+        if let Some(s) = sources {
+            let old = std::mem::replace(&mut self.sources, s);
+            old.stop().await;
+        }
+        self.cfg = new;
+        let _ = self.admin_state.send(admin_state(
+            self.started,
+            &self.sources,
+            &self.dispatchers,
+            &self.reload_stats,
+        ));
+        self.config_stats.applied.inc();
+        tracing::info!(
+            ?why, dispatchers = ?now, removed = ?gone, sources_restarted = restart_sources,
+            "Config reloaded"
+        );
+    }
+
+    /// Stop receiving, flush, let the dispatchers finish within the grace period.
+    async fn shutdown(self) -> Summary {
+        tracing::info!("Shutting down: stop receiving, flush open batches");
+        let Daemon {
+            sources,
+            plugin_watch,
+            fanout,
+            dispatchers,
+            mut retired,
+            cfg,
+            reload_stats,
+            config_stats,
+            ..
+        } = self;
+        sources.stop().await;
+        plugin_watch.stop().await;
+        tracing::info!(
+            reloads = reload_stats.reloads.get(),
+            failures = reload_stats.failures.get(),
+            config_reloads = config_stats.applied.get(),
+            config_refused = config_stats.refused.get(),
+            "Plugin reload summary"
+        );
+        let stats: Vec<_> = dispatchers
+            .iter()
+            .map(|d| (d.loaded.dispatcher.clone(), d.stats.clone()))
+            .collect();
+        fanout.install(&[]);
+        for d in dispatchers {
+            retired.extend(d.retire());
+        }
+        let grace = Duration::from_millis(cfg.shutdown.grace_period_ms);
+        let join = tokio::task::spawn_blocking(move || {
+            for t in retired {
+                let _ = t.join();
+            }
+        });
+        let drained = tokio::time::timeout(grace, join).await.is_ok();
+        for (name, s) in &stats {
+            tracing::info!(
+                dispatcher = %name,
+                batches_ok = s.batches_ok.get(),
+                batches_failed = s.batches_failed.get(),
+                batches_dropped = s.batches_dropped.get(),
+                samples_ok = s.samples_ok.get(),
+                samples_failed = s.samples_failed.get(),
+                retries = s.retries.get(),
+                timeouts = s.timeouts.get(),
+                traps = s.traps.get(),
+                memory_refusals = s.memory_refusals.get(),
+                "Dispatcher summary"
+            );
+        }
+        if !drained {
+            tracing::error!(
+                grace_period_ms = cfg.shutdown.grace_period_ms,
+                "Dispatchers did not finish their queued batches within the grace period; exiting anyway"
+            );
+        }
+        Summary { drained }
+    }
+}
