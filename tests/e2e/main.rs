@@ -3,6 +3,7 @@
 
 mod amqp;
 mod cli;
+mod config_reload;
 mod reload;
 mod sandbox;
 mod udp;

@@ -216,6 +216,43 @@ impl Daemon {
         }
     }
 
+    /// The config file the daemon was started with.
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("collector.toml")
+    }
+
+    /// Rewrites the config file (`{DIR}` is the test's directory).
+    pub fn write_config(&self, toml: &str) {
+        let tmp = self.dir.path().join("collector.toml.new");
+        std::fs::write(
+            &tmp,
+            toml.replace("{DIR}", &self.dir.path().display().to_string()),
+        )
+        .expect("write config");
+        std::fs::rename(&tmp, self.config_path()).expect("replace config");
+    }
+
+    /// Sends a signal to the daemon.
+    pub fn signal(&self, sig: libc::c_int) {
+        if let Some(c) = &self.child {
+            // SAFETY: kill(2) on our own child's pid.
+            unsafe { libc::kill(c.id() as libc::pid_t, sig) };
+        }
+    }
+
+    /// Waits until `text` appears `n` times in the log.
+    pub fn wait_log_count(&self, text: &str, n: usize, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while self.log().matches(text).count() < n {
+            assert!(
+                Instant::now() < deadline,
+                "`{text}` not logged {n} times within {timeout:?}:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// The daemon's process id.
     pub fn pid(&self) -> u32 {
         self.child.as_ref().map_or(0, Child::id)
@@ -265,6 +302,14 @@ impl Drop for Daemon {
             let _ = c.wait();
         }
     }
+}
+
+/// A port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
 }
 
 /// Lines of a file (none if it does not exist yet).
