@@ -19,6 +19,10 @@ pub const SNAPSHOT: &str = "collector_snapshot";
 /// Optional export `(ptr: i32, len: i32) -> i32`: hands a snapshot to a new instance
 /// (after `collector_init`); returns a status.
 pub const RESTORE: &str = "collector_restore";
+/// Optional export `() -> ()`: this plugin wants each batch as a JSON array of
+/// Ceilometer sample dicts (UTF-8) instead of the binary layout. For languages
+/// that have a JSON parser but no decoder for the binary layout yet.
+pub const JSON_BATCHES: &str = "collector_batch_format_json";
 /// Optional export `() -> ()` of WASI reactors (C with wasi-libc), called first.
 pub const WASI_INITIALIZE: &str = "_initialize";
 

@@ -6,7 +6,7 @@
 //! `json` module writes and reads them. `bin` values are written as text (lossy
 //! if they are not UTF-8): JSON has no bytes type.
 
-use crate::codec::{SampleView, ValueView};
+use crate::codec::{BatchView, DecodeError, SampleView, ValueView};
 use crate::model::{Field, Number};
 
 /// Appends `s` as a JSON string literal.
@@ -168,4 +168,25 @@ pub fn write_sample(out: &mut Vec<u8>, s: &SampleView<'_>) {
         write_value(o.key(k), &v);
     }
     o.out.push(b'}');
+}
+
+/// A whole batch (ABI v1 bytes) as a JSON array of sample dicts: the form
+/// plugins that export `collector_batch_format_json` receive.
+///
+/// # Errors
+/// When the batch bytes are malformed.
+pub fn batch_to_json(bytes: &[u8]) -> Result<Vec<u8>, DecodeError> {
+    let view = BatchView::new(bytes)?;
+    let mut out = Vec::with_capacity(bytes.len() + bytes.len() / 2);
+    out.push(b'[');
+    let mut it = view.iter();
+    for (i, s) in (&mut it).enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_sample(&mut out, &s?);
+    }
+    it.finish()?;
+    out.push(b']');
+    Ok(out)
 }

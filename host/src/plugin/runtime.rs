@@ -167,6 +167,7 @@ impl Runtime {
             hash: super::short_hash(wasm),
             pre,
             wasi_reactor: report.wasi_reactor,
+            json_batches: module.get_export(abi::JSON_BATCHES).is_some(),
         })
     }
 }
@@ -201,9 +202,10 @@ pub fn check_abi(module: &Module) -> AbiReport {
         }
         r.imports.push(full);
     }
-    let optional: [(&str, &[ValType], &[ValType]); 2] = [
+    let optional: [(&str, &[ValType], &[ValType]); 3] = [
         (abi::SNAPSHOT, &[], &[ValType::I64]),
         (abi::RESTORE, &[I32, I32], &[I32]),
+        (abi::JSON_BATCHES, &[], &[]),
     ];
     let required: [(&str, &[ValType], &[ValType]); 4] = [
         (abi::VERSION_MARKER, &[], &[]),
@@ -311,6 +313,8 @@ pub struct PluginModule {
     pub hash: String,
     pre: InstancePre<HostState>,
     wasi_reactor: bool,
+    /// Exports `collector_batch_format_json`: batches go to it as JSON.
+    pub json_batches: bool,
 }
 
 /// What one instance may do.
@@ -361,6 +365,7 @@ pub struct Instance {
     snapshot: Option<TypedFunc<(), i64>>,
     restore: Option<TypedFunc<(i32, i32), i32>>,
     deadline_ticks: u64,
+    json_batches: bool,
 }
 
 impl Instance {
@@ -433,6 +438,7 @@ impl Instance {
             snapshot,
             restore,
             deadline_ticks,
+            json_batches: module.json_batches,
         };
 
         if module.wasi_reactor
@@ -456,6 +462,12 @@ impl Instance {
     /// Hands one batch (ABI v1 bytes) to the plugin.
     pub fn dispatch(&mut self, batch: &[u8], timeout: Duration) -> CallOutcome {
         let f = self.dispatch.clone();
+        if self.json_batches {
+            return match collector_sdk::json::batch_to_json(batch) {
+                Ok(json) => self.call(&f, &json, timeout),
+                Err(e) => CallOutcome::Reject(format!("cannot convert the batch to JSON: {e}")),
+            };
+        }
         self.call(&f, batch, timeout)
     }
 
