@@ -12,6 +12,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use collector::cli::send::datagrams;
+use collector::wire::msgpack;
+use collector_e2e::amqp::{Publisher, notifications};
+use collector_e2e::rabbit::Broker;
 use collector_e2e::{Daemon, plugin};
 
 const MARKER: &[u8] = b"tagger-version:000000000";
@@ -157,4 +160,123 @@ dirs = [{{ host = "out", guest = "/data", writable = true }}]
     let _ = load.join();
     let stopped = d.stop();
     assert!(stopped.status.success(), "{}", stopped.log);
+    under_load(&base);
+}
+
+/// One run of `secs` seconds at `rate` samples/s on each of UDP and AMQP, with
+/// `reloads` plugin replacements spread over it; returns (AMQP ids seen exactly
+/// once / sent, UDP received / sent, versions in order?).
+fn run_load(
+    base: &[u8],
+    broker: &Broker,
+    secs: u64,
+    rate: usize,
+    reloads: u32,
+    seed: u64,
+) -> (usize, usize, usize, usize, bool) {
+    let pdir = tempfile::tempdir().expect("tempdir");
+    let path = pdir.path().join("tagger.wasm");
+    std::fs::write(&path, tagger(base, 0)).expect("v0");
+    let cfg = format!(
+        r#"
+telemetry_secret = "s"
+[batch]
+max_samples = 1000
+max_delay_ms = 50
+[reload]
+cache = false
+[sources.udp]
+address = "127.0.0.1:0"
+[sources.amqp]
+url = "{url}"
+rpc = false
+[[dispatchers]]
+name = "tagger"
+plugin = "{plugin}"
+queue_batches = 256
+dirs = [{{ host = "out", guest = "/data", writable = true }}]
+"#,
+        url = broker.url(),
+        plugin = path.display()
+    );
+    let d = Daemon::start(&cfg);
+    d.wait_log("AMQP consuming", Duration::from_secs(60));
+    let per_msg = 100;
+    let messages = rate * secs as usize / per_msg;
+    let (bodies, amqp_ids) = notifications(messages, per_msg, b"s", seed);
+    let grams = datagrams((rate * secs as usize) as u64, seed + 1, b"s");
+    let udp_ids: Vec<String> = grams
+        .iter()
+        .map(|g| msgpack::decode_sample(g).expect("datagram").message_id)
+        .collect();
+    let url = broker.url();
+    let amqp = std::thread::spawn(move || {
+        let p = Publisher::connect(&url);
+        let start = Instant::now();
+        for (i, b) in bodies.iter().enumerate() {
+            let due = start + Duration::from_secs_f64(i as f64 * per_msg as f64 / rate as f64);
+            if let Some(w) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(w);
+            }
+            p.publish("ceilometer", "metering.sample", b);
+        }
+    });
+    let to = d.udp_addr();
+    let udp = std::thread::spawn(move || {
+        let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let start = Instant::now();
+        for (i, chunk) in grams.chunks(50).enumerate() {
+            let due = start + Duration::from_secs_f64((i * 50) as f64 / rate as f64);
+            if let Some(w) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(w);
+            }
+            for g in chunk {
+                let _ = sock.send_to(g, to);
+            }
+        }
+    });
+    for v in 1..=reloads {
+        std::thread::sleep(Duration::from_millis(secs * 1000 / u64::from(reloads + 1)));
+        deploy(&path, &tagger(base, v));
+    }
+    let _ = amqp.join();
+    let _ = udp.join();
+    let total = amqp_ids.len() + udp_ids.len();
+    let _ = d.wait_lines("out/tagged.jsonl", total, Duration::from_secs(60));
+    std::thread::sleep(Duration::from_secs(2));
+    let stopped = d.stop();
+    let mut seen: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    let mut versions = Vec::new();
+    for l in collector_e2e::read_lines(&stopped.dir.path().join("out/tagged.jsonl")) {
+        let v: serde_json::Value = serde_json::from_str(&l).expect("line");
+        *seen
+            .entry(v["message_id"].as_str().unwrap_or_default().to_owned())
+            .or_default() += 1;
+        versions.push(v["version"].as_str().unwrap_or_default().to_owned());
+    }
+    let once = amqp_ids
+        .iter()
+        .filter(|id| seen.get(*id) == Some(&1))
+        .count();
+    let udp_got = udp_ids.iter().filter(|id| seen.contains_key(*id)).count();
+    let contiguous = versions.windows(2).all(|w| w[0] <= w[1]);
+    (once, amqp_ids.len(), udp_got, udp_ids.len(), contiguous)
+}
+
+/// 20 reloads under steady load on both sources, next to the same load without reloads.
+fn under_load(base: &[u8]) {
+    let broker = Broker::start();
+    let (secs, rate) = (10, 12_000);
+    println!(
+        "under load: {rate} samples/s on UDP and {rate} on AMQP (100 per message) for {secs} s, tagger plugin"
+    );
+    for (label, reloads, seed) in [("no reloads", 0, 100), ("20 reloads", 20, 200)] {
+        let (once, amqp, udp_got, udp, contiguous) =
+            run_load(base, &broker, secs, rate, reloads, seed);
+        println!(
+            "  {label}: AMQP {once}/{amqp} samples dispatched exactly once; UDP {udp_got}/{udp} received ({} lost); \
+             versions contiguous: {contiguous}",
+            udp - udp_got
+        );
+    }
 }

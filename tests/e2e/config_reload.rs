@@ -94,7 +94,9 @@ fn editing_the_config_file_adds_then_removes_a_dispatcher() {
 
     // Removing `second` and changing the batch settings: the UDP source is replaced
     // on the same port without losing a datagram.
-    d.write_config(&config(udp, admin, true, false).replace("max_delay_ms = 50", "max_delay_ms = 60"));
+    d.write_config(
+        &config(udp, admin, true, false).replace("max_delay_ms = 50", "max_delay_ms = 60"),
+    );
     d.wait_log_count("Config reloaded", 2, Duration::from_secs(60));
     assert!(d.log().contains("sources_restarted=true"), "{}", d.log());
     feed.send(&d, 10);
