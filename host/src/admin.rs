@@ -1,6 +1,7 @@
 //! The admin endpoint: a small HTTP server on a loopback address that tells what
-//! the daemon is doing. `GET /status` (JSON, read by `collector status`) and
-//! `GET /healthz`. Off unless `[admin] address` is set.
+//! the daemon is doing: `GET /status` (JSON, read by `collector status`),
+//! `/metrics` (Prometheus), `/healthz` (alive) and `/readyz` (sources connected,
+//! dispatchers loaded). Off unless `[admin] address` is set.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -14,12 +15,25 @@ use crate::dispatch::Loaded;
 use crate::plugin::reload::ReloadStats;
 use crate::telemetry::{DispatcherStats, SourceStats};
 
+/// Why the daemon is not ready, if it is not.
+fn not_ready(state: &State) -> Option<String> {
+    if state.dispatchers.is_empty() {
+        return Some("no dispatcher loaded".into());
+    }
+    state
+        .sources
+        .iter()
+        .find(|(n, s)| *n == "amqp" && !s.connected.load(std::sync::atomic::Ordering::Relaxed))
+        .map(|_| "AMQP is not connected".to_owned())
+}
+
 /// Everything `/status` reports; shared with the parts that count.
 pub struct State {
     pub started: Instant,
     pub sources: Vec<(&'static str, Arc<SourceStats>)>,
     pub dispatchers: Vec<(Loaded, Arc<DispatcherStats>)>,
     pub reload: Arc<ReloadStats>,
+    pub config: Arc<crate::telemetry::ConfigReloadStats>,
 }
 
 impl State {
@@ -117,6 +131,19 @@ async fn answer(mut stream: tokio::net::TcpStream, state: Arc<State>) {
     let (code, kind, body) = match (head.starts_with("GET "), path) {
         (true, "/status") => ("200 OK", "application/json", state.status().to_string()),
         (true, "/healthz") => ("200 OK", "text/plain", "ok\n".to_owned()),
+        (true, "/readyz") => match not_ready(&state) {
+            None => ("200 OK", "text/plain", "ready\n".to_owned()),
+            Some(why) => (
+                "503 Service Unavailable",
+                "text/plain",
+                format!("not ready: {why}\n"),
+            ),
+        },
+        (true, "/metrics") => (
+            "200 OK",
+            "text/plain; version=0.0.4",
+            crate::metrics::render(&state),
+        ),
         (true, _) => (
             "404 Not Found",
             "text/plain",

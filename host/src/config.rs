@@ -47,6 +47,13 @@ pub struct LogConfig {
     /// `error`, `warn`, `info`, `debug` or `trace`; `RUST_LOG` overrides it.
     #[serde(default = "default_level")]
     pub level: String,
+    /// `human` (default) or `json` (one JSON object per line, for log shippers).
+    #[serde(default = "default_format")]
+    pub format: String,
+}
+
+fn default_format() -> String {
+    "human".to_owned()
 }
 
 fn default_level() -> String {
@@ -57,6 +64,7 @@ impl Default for LogConfig {
     fn default() -> Self {
         LogConfig {
             level: default_level(),
+            format: default_format(),
         }
     }
 }
@@ -488,6 +496,9 @@ impl Config {
                 "log.level".into(),
                 "must be one of error, warn, info, debug, trace",
             ));
+        }
+        if !matches!(self.log.format.as_str(), "human" | "json") {
+            return Err(bad("log.format".into(), "must be human or json"));
         }
         if self.batch.max_samples == 0 {
             return Err(bad("batch.max_samples".into(), "must be at least 1"));

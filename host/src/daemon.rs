@@ -22,7 +22,7 @@ use crate::dispatch::{self, Dispatcher, Fanout};
 use crate::plugin::{self, Runtime, reload::ReloadStats};
 use crate::source::amqp::AmqpSource;
 use crate::source::udp::UdpSource;
-use crate::telemetry::{Counter, SourceStats};
+use crate::telemetry::{ConfigReloadStats, SourceStats};
 use crate::{RunError, Summary};
 
 /// One generation of sources, stopped together.
@@ -140,13 +140,6 @@ impl PluginWatch {
     }
 }
 
-/// Config reload counters.
-#[derive(Debug, Default)]
-pub struct ConfigReloadStats {
-    pub applied: Counter,
-    pub refused: Counter,
-}
-
 struct Daemon {
     runtime: Arc<Runtime>,
     cfg: Config,
@@ -156,7 +149,7 @@ struct Daemon {
     sources: Sources,
     plugin_watch: PluginWatch,
     reload_stats: Arc<ReloadStats>,
-    config_stats: ConfigReloadStats,
+    config_stats: Arc<ConfigReloadStats>,
     admin_state: watch::Sender<Arc<admin::State>>,
     started: Instant,
 }
@@ -186,7 +179,14 @@ pub async fn run(
     let plugin_watch = PluginWatch::start(&runtime, &cfg, &dispatchers, &reload_stats);
     let sources = Sources::start(&cfg, &fanout)?;
     let started = Instant::now();
-    let state = admin_state(started, &sources, &dispatchers, &reload_stats);
+    let config_stats = Arc::new(ConfigReloadStats::default());
+    let state = admin_state(
+        started,
+        &sources,
+        &dispatchers,
+        &reload_stats,
+        &config_stats,
+    );
     let (admin_state, admin_rx) = watch::channel(state);
     let (admin_stop, admin_stop_rx) = watch::channel(false);
     if let Some(addr) = cfg.admin.address {
@@ -211,7 +211,7 @@ pub async fn run(
         sources,
         plugin_watch,
         reload_stats,
-        config_stats: ConfigReloadStats::default(),
+        config_stats,
         admin_state,
         started,
     };
@@ -221,6 +221,10 @@ pub async fn run(
         daemon.cfg.reload.debounce_ms,
     );
     tracing::info!(dispatchers = daemon.dispatchers.len(), "collector ready");
+    systemd(&[
+        sd_notify::NotifyState::Ready,
+        sd_notify::NotifyState::Status("receiving"),
+    ]);
 
     tokio::pin!(shutdown);
     loop {
@@ -228,13 +232,35 @@ pub async fn run(
             _ = &mut shutdown => break,
             Some(why) = reloads.recv() => {
                 if let Some(path) = &config_path {
+                    let now = monotonic_usec();
+                    systemd(&[sd_notify::NotifyState::Reloading, sd_notify::NotifyState::MonotonicUsec(now)]);
                     daemon.reload(path, why).await;
+                    systemd(&[sd_notify::NotifyState::Ready]);
                 }
             }
         }
     }
+    systemd(&[sd_notify::NotifyState::Stopping]);
     let _ = admin_stop.send(true);
     Ok(daemon.shutdown().await)
+}
+
+/// Tells systemd (`Type=notify`) where the daemon is; nothing without `NOTIFY_SOCKET`.
+fn systemd(state: &[sd_notify::NotifyState<'_>]) {
+    if let Err(e) = sd_notify::notify(state) {
+        tracing::warn!(error = %e, "Cannot notify systemd");
+    }
+}
+
+/// CLOCK_MONOTONIC in microseconds, as `RELOADING=1` wants it.
+fn monotonic_usec() -> i128 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the timespec we pass.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    i128::from(ts.tv_sec) * 1_000_000 + i128::from(ts.tv_nsec) / 1000
 }
 
 /// Starts the dispatchers of `cfg`, reusing those in `keep` whose config is
@@ -280,6 +306,7 @@ fn admin_state(
     sources: &Sources,
     dispatchers: &[Dispatcher],
     reload: &Arc<ReloadStats>,
+    config: &Arc<ConfigReloadStats>,
 ) -> Arc<admin::State> {
     Arc::new(admin::State {
         started,
@@ -289,6 +316,7 @@ fn admin_state(
             .map(|d| (d.loaded.clone(), d.stats.clone()))
             .collect(),
         reload: reload.clone(),
+        config: config.clone(),
     })
 }
 
@@ -469,12 +497,14 @@ impl Daemon {
             old.stop().await;
         }
         self.cfg = new;
-        let _ = self.admin_state.send(admin_state(
+        let state = admin_state(
             self.started,
             &self.sources,
             &self.dispatchers,
             &self.reload_stats,
-        ));
+            &self.config_stats,
+        );
+        let _ = self.admin_state.send(state);
         self.config_stats.applied.inc();
         tracing::info!(
             ?why, dispatchers = ?now, removed = ?gone, sources_restarted = restart_sources,

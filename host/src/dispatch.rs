@@ -141,7 +141,13 @@ impl Fanout {
     pub fn send_or_drop(&self, batch: Sealed) -> oneshot::Receiver<BatchReport> {
         let (jobs, rx) = self.jobs(batch);
         for (h, job) in jobs {
+            h.stats
+                .queued
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             if let Err(e) = h.tx.try_send(job) {
+                h.stats
+                    .queued
+                    .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
                 let job = match e {
                     mpsc::error::TrySendError::Full(j) | mpsc::error::TrySendError::Closed(j) => j,
                 };
@@ -164,7 +170,13 @@ impl Fanout {
     pub async fn send_wait(&self, batch: Sealed) -> oneshot::Receiver<BatchReport> {
         let (jobs, rx) = self.jobs(batch);
         for (h, job) in jobs {
+            h.stats
+                .queued
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             if let Err(mpsc::error::SendError(job)) = h.tx.send(job).await {
+                h.stats
+                    .queued
+                    .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
                 job.tracker
                     .report(&h.name, Err("dispatcher stopped".into()));
             }
@@ -335,10 +347,15 @@ impl Worker {
                 Err(_) => None,
             };
             let Some(job) = job else { break };
+            self.stats
+                .queued
+                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
             if self.slot.generation() != self.generation {
                 self.switch_version();
             }
+            let started = std::time::Instant::now();
             let result = self.serve(&job.bytes);
+            self.stats.latency.observe(started.elapsed().as_secs_f64());
             match &result {
                 Ok(()) => {
                     self.stats.batches_ok.inc();

@@ -20,6 +20,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod dispatch;
+pub mod metrics;
 pub mod plugin;
 pub mod signature;
 pub mod source;

@@ -55,7 +55,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Run { config } => run(config),
         Command::Check(args) => {
-            init_tracing("warn");
+            init_tracing("warn", "human");
             cli::check::main(&args)
         }
         Command::Send {
@@ -82,7 +82,7 @@ fn run(path: Option<PathBuf>) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    init_tracing(&cfg.log.level);
+    init_tracing(&cfg.log.level, &cfg.log.format);
     if path.is_none() {
         tracing::info!(
             "No --config: using the embedded default (UDP 127.0.0.1:4952, secret = Ceilometer's default); \
@@ -126,9 +126,17 @@ async fn shutdown_signal() {
     }
 }
 
-fn init_tracing(level: &str) {
+fn init_tracing(level: &str, format: &str) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    if format == "json" {
+        tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init();
+        return;
+    }
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -50,10 +50,14 @@ pub struct SourceStats {
     pub reconnects: Counter,
     /// Connected to the broker now (AMQP).
     pub connected: std::sync::atomic::AtomicBool,
+    /// Deliveries held, not yet acked or rejected (AMQP).
+    pub unacked: std::sync::atomic::AtomicI64,
+    /// Inode of the UDP socket, to find its kernel drop counter (0: none).
+    pub udp_inode: std::sync::atomic::AtomicU64,
 }
 
 /// What happened to the batches of one dispatcher.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct DispatcherStats {
     pub batches_ok: Counter,
     pub batches_failed: Counter,
@@ -67,6 +71,39 @@ pub struct DispatcherStats {
     pub memory_refusals: Counter,
     /// The last reason a batch failed, for `collector status`.
     pub last_error: Mutex<Option<String>>,
+    /// Batches waiting in its queue.
+    pub queued: std::sync::atomic::AtomicI64,
+    /// Seconds per batch, retries included.
+    pub latency: prometheus_client::metrics::histogram::Histogram,
+}
+
+impl Default for DispatcherStats {
+    fn default() -> Self {
+        DispatcherStats {
+            batches_ok: Counter::default(),
+            batches_failed: Counter::default(),
+            samples_ok: Counter::default(),
+            samples_failed: Counter::default(),
+            batches_dropped: Counter::default(),
+            retries: Counter::default(),
+            timeouts: Counter::default(),
+            traps: Counter::default(),
+            memory_refusals: Counter::default(),
+            last_error: Mutex::default(),
+            queued: std::sync::atomic::AtomicI64::new(0),
+            // 100 µs to ~6.5 s.
+            latency: prometheus_client::metrics::histogram::Histogram::new(
+                prometheus_client::metrics::histogram::exponential_buckets(0.0001, 2.0, 17),
+            ),
+        }
+    }
+}
+
+/// Config reload counters.
+#[derive(Debug, Default)]
+pub struct ConfigReloadStats {
+    pub applied: Counter,
+    pub refused: Counter,
 }
 
 /// Lets through at most `burst` events per `period`, then counts the rest.

@@ -6,4 +6,5 @@ mod cli;
 mod config_reload;
 mod reload;
 mod sandbox;
+mod service;
 mod udp;

@@ -476,7 +476,7 @@ impl Consumer {
                         "AMQP: cannot decode message, rejecting it without requeue: {e}"
                     );
                 }
-                self.pending.insert(tag, Pending::settled());
+                self.insert(tag, Pending::settled());
                 self.channel
                     .basic_reject(tag, BasicRejectOptions { requeue: false })
                     .await
@@ -489,7 +489,7 @@ impl Consumer {
             .clone()
             .unwrap_or_else(|| format!("body:{:016x}", fnv1a(&d.data)));
         let delivery_count = header_delivery_count(&d.properties).unwrap_or(0);
-        self.pending.insert(
+        self.insert(
             tag,
             Pending {
                 parts: 0,
@@ -544,6 +544,15 @@ impl Consumer {
                     self.send(b).await;
                 }
             }
+        }
+    }
+
+    fn insert(&mut self, tag: u64, p: Pending) {
+        if self.pending.insert(tag, p).is_none() {
+            self.src
+                .stats
+                .unacked
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
     }
 
@@ -650,6 +659,7 @@ impl Consumer {
     async fn settle(&mut self) -> Result<(), String> {
         let mut last_ack = None;
         let mut acked = 0;
+        let before = self.pending.len();
         while let Some(entry) = self.pending.first_entry() {
             match entry.get().done {
                 None => break,
@@ -663,6 +673,11 @@ impl Consumer {
                 }
             }
         }
+        let settled = (before - self.pending.len()) as i64;
+        self.src
+            .stats
+            .unacked
+            .fetch_sub(settled, std::sync::atomic::Ordering::Relaxed);
         if let Some(tag) = last_ack {
             self.channel
                 .basic_ack(tag, BasicAckOptions { multiple: true })

@@ -75,6 +75,17 @@ impl UdpSource {
         })
     }
 
+    /// The socket's inode, to find its line in /proc/net/udp.
+    pub fn inode(&self) -> u64 {
+        use std::os::fd::AsRawFd;
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: fstat on our own open socket fd into a stat buffer of the right type.
+        match unsafe { libc::fstat(self.socket.as_raw_fd(), &mut st) } {
+            0 => st.st_ino,
+            _ => 0,
+        }
+    }
+
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.socket.local_addr()
     }
@@ -88,6 +99,9 @@ impl UdpSource {
         stats: Arc<SourceStats>,
         mut shutdown: watch::Receiver<bool>,
     ) {
+        stats
+            .udp_inode
+            .store(self.inode(), std::sync::atomic::Ordering::Relaxed);
         let decoding = Decoding {
             batch,
             secret,
@@ -297,4 +311,22 @@ fn set_receive_buffer(sock: &Socket, bytes: usize) {
     if let Err(e) = sock.set_recv_buffer_size(bytes) {
         tracing::warn!(error = %e, bytes, "Cannot set the UDP receive buffer");
     }
+}
+
+/// Datagrams the kernel dropped on this source's socket (the `drops` column of
+/// /proc/net/udp or udp6), if the socket is found there.
+pub fn kernel_drops(stats: &SourceStats) -> Option<i64> {
+    let inode = stats.udp_inode.load(std::sync::atomic::Ordering::Relaxed);
+    if inode == 0 {
+        return None;
+    }
+    let wanted = inode.to_string();
+    ["/proc/net/udp", "/proc/net/udp6"].iter().find_map(|f| {
+        let text = std::fs::read_to_string(f).ok()?;
+        text.lines().skip(1).find_map(|line| {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            // sl local rem st tx:rx tr:tm retrnsmt uid timeout inode ref pointer drops
+            (cols.get(9) == Some(&wanted.as_str())).then(|| cols.get(12)?.parse().ok())?
+        })
+    })
 }
