@@ -23,6 +23,12 @@ impl std::fmt::Debug for StateCollector {
 
 type Row<'a> = (Vec<(&'static str, String)>, u64);
 
+/// A dispatcher counter, named by an outcome label.
+type Outcome<'a> = (
+    &'a str,
+    &'a dyn Fn(&crate::telemetry::DispatcherStats) -> u64,
+);
+
 fn counter(
     enc: &mut DescriptorEncoder,
     name: &str,
@@ -176,23 +182,22 @@ impl Collector for StateCollector {
                 .map(|(l, s)| (vec![("dispatcher", l.dispatcher.to_string())], f(s)))
                 .collect()
         };
-        let outcome =
-            |pairs: &[(&str, &dyn Fn(&crate::telemetry::DispatcherStats) -> u64)]| -> Vec<Row<'_>> {
-                st.dispatchers
-                    .iter()
-                    .flat_map(|(l, s)| {
-                        pairs.iter().map(move |(o, f)| {
-                            (
-                                vec![
-                                    ("dispatcher", l.dispatcher.to_string()),
-                                    ("outcome", (*o).to_owned()),
-                                ],
-                                f(s),
-                            )
-                        })
+        let outcome = |pairs: &[Outcome<'_>]| -> Vec<Row<'_>> {
+            st.dispatchers
+                .iter()
+                .flat_map(|(l, s)| {
+                    pairs.iter().map(move |(o, f)| {
+                        (
+                            vec![
+                                ("dispatcher", l.dispatcher.to_string()),
+                                ("outcome", (*o).to_owned()),
+                            ],
+                            f(s),
+                        )
                     })
-                    .collect()
-            };
+                })
+                .collect()
+        };
         counter(
             &mut enc,
             "collector_batches",
