@@ -56,6 +56,19 @@ pub fn datagrams(count: u64, seed: u64, secret: &[u8]) -> Vec<Vec<u8>> {
 /// # Errors
 /// When no local socket can be opened.
 pub fn send(to: SocketAddr, grams: &[Vec<u8>], rate: Option<u64>) -> std::io::Result<SendReport> {
+    send_with_progress(to, grams, rate, &indicatif::ProgressBar::hidden())
+}
+
+/// [`send`], advancing `bar` as it goes.
+///
+/// # Errors
+/// When no local socket can be opened.
+pub fn send_with_progress(
+    to: SocketAddr,
+    grams: &[Vec<u8>],
+    rate: Option<u64>,
+    bar: &indicatif::ProgressBar,
+) -> std::io::Result<SendReport> {
     let bind: SocketAddr = if to.is_ipv6() {
         "[::]:0".parse()
     } else {
@@ -81,7 +94,11 @@ pub fn send(to: SocketAddr, grams: &[Vec<u8>], rate: Option<u64>) -> std::io::Re
             }
             Err(_) => errors += 1,
         }
+        if i % 1000 == 999 {
+            bar.inc(1000);
+        }
     }
+    bar.finish_and_clear();
     Ok(SendReport {
         sent,
         errors,
@@ -94,7 +111,17 @@ pub fn main(args: &UdpArgs) -> ExitCode {
     let t = Instant::now();
     let grams = datagrams(args.count, args.seed, args.secret.as_bytes());
     let gen_time = t.elapsed();
-    match send(args.to, &grams, args.rate) {
+    // A progress bar on a terminal only; the summary line below is always printed.
+    let bar = indicatif::ProgressBar::with_draw_target(
+        Some(args.count),
+        indicatif::ProgressDrawTarget::stderr(),
+    );
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "sending {bar:40} {pos}/{len} samples, {per_sec}, eta {eta}",
+    ) {
+        bar.set_style(style);
+    }
+    match send_with_progress(args.to, &grams, args.rate, &bar) {
         Ok(r) => {
             let secs = r.elapsed.as_secs_f64().max(1e-9);
             println!(
