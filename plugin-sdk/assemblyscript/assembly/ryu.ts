@@ -1,6 +1,7 @@
 // Shortest round-trip f64 -> decimal: a port of Ryu's d2s (Ulf Adams, PLDI 2018,
-// github.com/ulfjack/ryu, Apache-2.0/BSL-1.0), then formatted as Rust's `{:?}` does,
-// which is what the Rust SDK's JSON writer (plugin-sdk/src/json.rs) writes.
+// github.com/ulfjack/ryu, Apache-2.0/BSL-1.0), with Rust's tie rule (an exact tie
+// rounds up), then laid out as Rust's `{:?}` does: the same text as the Rust SDK's
+// JSON writer (plugin-sdk/src/json.rs). Checked against rustc's output.
 //
 // AssemblyScript's own f64.toString() is Grisu2: it round-trips but often does not
 // pick the closest shortest digits (about a quarter of random doubles differ in the
@@ -176,9 +177,9 @@ function d2d(ieeeMantissa: u64, ieeeExponent: u32): void {
         ++removed;
       }
     }
-    if (vrIsTrailingZeros && lastRemovedDigit == 5 && vr % 2 == 0) {
-      lastRemovedDigit = 4; // round half to even
-    }
+    // An exact tie (the removed digits are exactly 50...0) rounds up, as Rust's
+    // shortest formatting does (Ryu itself, JavaScript and Python round it to even:
+    // 1216082608967510.25 is ...510.3 in Rust, ...510.2 in JavaScript).
     output = vr + u64((vr == vm && (!acceptBounds || !vmIsTrailingZeros)) || lastRemovedDigit >= 5);
   } else {
     // Common case (~99.3%).

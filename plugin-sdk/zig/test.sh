@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Tests of the Zig SDK (native target, safety checks on):
+#   0. `zig fmt --check` of the SDK, this test and the zig-forwarder example;
+#   1. `zig test test.zig`: collector.zig's unit tests (float formatting against
+#      Rust's output, escapes, lossy bytes, NaN/Infinity, malformed input), and for
+#      every golden .bin: full decode + JSON compared in-language with the .json,
+#      every strict prefix must fail, random corruptions must not crash;
+#   2. golden/compare.py on the JSON lines the test wrote for each vector.
+# Exit status non-zero on any failure. Uses the pinned Zig (see
+# plugins/zig-forwarder/build.sh; the venv is created when missing).
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+repo="$(cd "$here/../.." && pwd)"
+ZIG_VERSION="${ZIG_VERSION:-0.17.1}"
+ZIG_VENV="${ZIG_VENV:-$repo/.venv-zig}"
+
+have="$("$ZIG_VENV/bin/python" -m ziglang version 2>/dev/null || true)"
+if [ "$have" != "$ZIG_VERSION" ]; then
+  echo "installing ziglang==$ZIG_VERSION into $ZIG_VENV" >&2
+  [ -x "$ZIG_VENV/bin/python" ] || python3 -m venv "$ZIG_VENV"
+  "$ZIG_VENV/bin/pip" install --quiet --disable-pip-version-check "ziglang==$ZIG_VERSION"
+fi
+
+golden="$repo/plugin-sdk/golden"
+out="$(mktemp -d)"
+trap 'rm -rf "$out"' EXIT
+
+cd "$here"
+"$ZIG_VENV/bin/python" -m ziglang fmt --check collector.zig test.zig "$repo/plugins/zig-forwarder/forwarder.zig" \
+  || { echo "zig fmt: the files above need formatting" >&2; exit 1; }
+COLLECTOR_GOLDEN_DIR="$golden" ZIG_SDK_JSONL_DIR="$out" \
+  "$ZIG_VENV/bin/python" -m ziglang test test.zig
+
+n=0
+for json in "$golden"/*.json; do
+  name="$(basename "$json" .json)"
+  [ -f "$golden/$name.bin" ] || continue
+  [ -f "$out/$name.jsonl" ] || { echo "no decoded output for $name" >&2; exit 1; }
+  python3 "$golden/compare.py" "$json" < "$out/$name.jsonl"
+  n=$((n + 1))
+done
+[ "$n" -gt 0 ] || { echo "no golden vectors found in $golden" >&2; exit 1; }
+echo "zig SDK: all tests passed ($n golden vectors)"
