@@ -11,7 +11,7 @@ WASM_PROFILE := wasm
 RUST_PLUGINS_WASI := file tagger
 RUST_PLUGINS_PURE := noop misbehave
 
-.PHONY: help run build plugins toolchain test test-deps rabbitmq lint bench clean
+.PHONY: help run build plugins rust-plugins wat-plugins toolchain test test-deps sdk-tests rabbitmq lint bench clean
 
 help:
 	@grep -E '^[a-z-]+:.*' Makefile | sed 's/:.*//' | sort -u | tr '\n' ' '; echo
@@ -23,18 +23,32 @@ toolchain:
 	  grep -qx $$t <<<"$$installed" || rustup target add $$t; \
 	done
 
-## plugins: every plugin of plugins/, copied to target/plugins/NAME.wasm
-plugins: toolchain
+## plugins: every plugin of plugins/ in every language (Rust, C, Zig, AssemblyScript, WAT),
+## into target/plugins/; installs the toolchains it needs (clang/lld/wasi-libc, Zig from PyPI,
+## AssemblyScript from npm, wabt)
+plugins: rust-plugins wat-plugins
+	plugins/c-threshold/build.sh $(CURDIR)/$(PLUGIN_DIR)
+	plugins/zig-forwarder/build.sh $(CURDIR)/$(PLUGIN_DIR)
+	plugins/as-summary/build.sh $(CURDIR)/$(PLUGIN_DIR)
+	@ls -l $(PLUGIN_DIR)
+
+## wat-plugins: the hand-written WAT plugins, assembled with wabt's wat2wasm
+wat-plugins:
+	@command -v wat2wasm >/dev/null || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends wabt >/dev/null; }
+	@mkdir -p $(PLUGIN_DIR)
+	@for f in plugins/wat/*.wat; do n=$$(basename $$f .wat); wat2wasm $$f -o $(PLUGIN_DIR)/wat-$$n.wasm; done
+
+## rust-plugins: the Rust plugins (the binary embeds file and noop)
+rust-plugins: toolchain
 	$(CARGO) build --target wasm32-wasip1 --profile $(WASM_PROFILE) $(foreach p,$(RUST_PLUGINS_WASI),-p collector-plugin-$(p))
 	$(CARGO) build --target wasm32-unknown-unknown --profile $(WASM_PROFILE) $(foreach p,$(RUST_PLUGINS_PURE),-p collector-plugin-$(p))
 	@mkdir -p $(PLUGIN_DIR)
 	@for p in $(RUST_PLUGINS_WASI); do cp target/wasm32-wasip1/$(WASM_PROFILE)/collector_plugin_$$p.wasm $(PLUGIN_DIR)/$$p.wasm; done
 	@for p in $(RUST_PLUGINS_PURE); do cp target/wasm32-unknown-unknown/$(WASM_PROFILE)/collector_plugin_$$p.wasm $(PLUGIN_DIR)/$$p.wasm; done
 	@cp plugins/fixtures/*.wat $(PLUGIN_DIR)/
-	@ls -l $(PLUGIN_DIR)
 
-## build: plugins first (the binary embeds file and noop), then the daemon
-build: plugins
+## build: the Rust plugins first (the binary embeds file and noop), then the daemon
+build: rust-plugins
 	$(CARGO) build -p collector
 
 ## run: the daemon on its embedded default config (UDP 127.0.0.1:4952 -> ./collector-data/samples.jsonl)
@@ -52,8 +66,14 @@ test-deps:
 rabbitmq:
 	SKIP_CEILOMETER_VENV=1 ./scripts/install-test-deps.sh
 
+## sdk-tests: each language SDK decodes every golden vector, in its own test
+sdk-tests:
+	$(MAKE) -C plugin-sdk/c test wasm-test
+	plugin-sdk/zig/test.sh
+	cd plugin-sdk/assemblyscript && npm test
+
 ## test: what CI runs
-test: test-deps build lint
+test: test-deps plugins build lint sdk-tests
 	$(CARGO) test --workspace
 
 ## bench: dispatch-path and end-to-end figures (release build)

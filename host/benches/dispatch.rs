@@ -110,4 +110,74 @@ fn main() {
             );
         }
     }
+
+    languages(&rt, &full);
+}
+
+/// Each language's example plugin on batches of 1000 realistic samples (copy +
+/// dispatch; plugins that write files write them to a scratch directory).
+fn languages(rt: &std::sync::Arc<Runtime>, pool: &[Sample]) {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/plugins");
+    let scratch = tempfile::tempdir().expect("scratch dir");
+    let cases = [
+        (
+            "Rust noop (borrowed view)",
+            "noop.wasm",
+            r#"{"view":"borrowed"}"#,
+        ),
+        (
+            "Rust file (JSON lines to a file)",
+            "file.wasm",
+            r#"{"path":"/data/file.jsonl"}"#,
+        ),
+        (
+            "C threshold, freestanding",
+            "c-threshold-freestanding.wasm",
+            r#"{"limits":{"cpu":1e30}}"#,
+        ),
+        (
+            "C threshold, wasi-libc",
+            "c-threshold.wasm",
+            r#"{"path":"/data/alerts.jsonl","limits":{"cpu":1e30}}"#,
+        ),
+        (
+            "Zig forwarder (JSON lines to a file)",
+            "zig-forwarder.wasm",
+            r#"{"path":"/data/zig.jsonl"}"#,
+        ),
+        (
+            "AssemblyScript summary",
+            "as-summary.wasm",
+            r#"{"meter":"cpu"}"#,
+        ),
+        ("WAT counter", "wat-counter.wasm", "{}"),
+    ];
+    let bytes = encode(&pool[..1000]);
+    let timeout = Duration::from_secs(5);
+    println!(
+        "example plugins, ns per sample at batches of 1000 (copy + dispatch; median of 15 runs)"
+    );
+    for (label, file, config) in cases {
+        let Ok(wasm) = std::fs::read(dir.join(file)) else {
+            println!("  {label:<40} (not built: run `make plugins`)");
+            continue;
+        };
+        let module = rt.compile(file, &wasm).expect("plugin compiles");
+        let s = InstanceSettings {
+            timeout,
+            memory_limit_bytes: 256 << 20,
+            dirs: vec![(scratch.path().to_path_buf(), "/data".into(), true)],
+            config_json: config.into(),
+        };
+        let mut inst = Instance::new(&module, &s).expect("instance");
+        let mut runs = vec![];
+        for _ in 0..15 {
+            let t = Instant::now();
+            for _ in 0..10 {
+                assert_eq!(inst.dispatch(&bytes, timeout), CallOutcome::Ok, "{file}");
+            }
+            runs.push(t.elapsed().as_nanos() as f64 / 10_000.0);
+        }
+        println!("  {label:<40} {:>8.1}", median(runs));
+    }
 }

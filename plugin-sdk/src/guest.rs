@@ -54,6 +54,18 @@ fn layout(len: usize) -> Option<Layout> {
     Layout::from_size_align(len, 8).ok()
 }
 
+/// The one buffer the host writes configs and batches into, kept between calls.
+///
+/// The host holds at most one buffer at a time and the SDK is done with it when
+/// the call returns (docs/ABI.md 5.3), so one buffer, grown when a larger one is
+/// asked for, serves every call: no allocation and no page faults per batch.
+struct Spare(core::cell::Cell<(usize, usize)>);
+
+// SAFETY: a wasm instance runs one call at a time on one thread.
+unsafe impl Sync for Spare {}
+
+static SPARE: Spare = Spare(core::cell::Cell::new((0, 0)));
+
 /// `collector_alloc`: a guest-owned buffer of `len` bytes, or 0.
 pub fn alloc(len: i32) -> i32 {
     let Ok(len) = usize::try_from(len) else {
@@ -62,14 +74,26 @@ pub fn alloc(len: i32) -> i32 {
     if len == 0 {
         return 8; // a dangling, aligned, never-dereferenced address
     }
-    match layout(len) {
-        // SAFETY: the layout has a non-zero size.
-        Some(l) => unsafe { std::alloc::alloc(l) as usize as i32 },
-        None => 0,
+    let (ptr, cap) = SPARE.0.get();
+    if ptr != 0 && len <= cap {
+        return ptr as i32;
     }
+    let want = len.checked_next_power_of_two().unwrap_or(len).max(64 << 10);
+    let Some(l) = layout(want) else { return 0 };
+    // SAFETY: the layout has a non-zero size.
+    let new = unsafe { std::alloc::alloc(l) } as usize;
+    if new == 0 {
+        return 0;
+    }
+    if let (true, Some(old)) = (ptr != 0, layout(cap)) {
+        // SAFETY: allocated here with that layout; the host no longer holds it.
+        unsafe { std::alloc::dealloc(ptr as *mut u8, old) }
+    }
+    SPARE.0.set((new, want));
+    new as i32
 }
 
-/// Takes a buffer from `collector_alloc` back, frees it when dropped.
+/// A buffer from `collector_alloc`, filled by the host, read during one call.
 struct Owned {
     ptr: *mut u8,
     len: usize,
@@ -82,15 +106,6 @@ impl Owned {
         }
         // SAFETY: the host wrote `len` bytes into the buffer it got from `alloc`.
         unsafe { core::slice::from_raw_parts(self.ptr, self.len) }
-    }
-}
-
-impl Drop for Owned {
-    fn drop(&mut self) {
-        if let (true, Some(l)) = (self.len > 0, layout(self.len)) {
-            // SAFETY: allocated by `alloc` with the same layout.
-            unsafe { std::alloc::dealloc(self.ptr, l) }
-        }
     }
 }
 

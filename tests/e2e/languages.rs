@@ -1,0 +1,182 @@
+//! Plugins written in C (wasi-libc and freestanding), Zig, AssemblyScript and WAT
+//! run side by side in the daemon on real UDP traffic; each one's output is
+//! checked against what the file dispatcher wrote for the same samples.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use collector::cli::send::datagrams;
+use collector_e2e::{Daemon, collector, plugin, read_lines, root};
+
+const SECRET: &str = "lang-secret";
+const CPU_LIMIT: f64 = 300_000_000_000.0;
+const MEMORY_LIMIT: f64 = 7000.0;
+
+fn dispatcher(name: &str, file: &str, config: &str) -> String {
+    format!(
+        "[[dispatchers]]\nname = \"{name}\"\nplugin = \"{}\"\ndirs = [{{ host = \"out\", guest = \"/data\", writable = true }}]\n[dispatchers.config]\n{config}\n",
+        plugin(file)
+    )
+}
+
+fn json_lines(path: &std::path::Path) -> Vec<serde_json::Value> {
+    read_lines(path)
+        .iter()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect()
+}
+
+/// Sums the numbers after `key=` over the log lines containing `marker`.
+fn sum_field(log: &str, marker: &str, key: &str) -> f64 {
+    log.lines()
+        .filter(|l| l.contains(marker))
+        .filter_map(|l| {
+            let at = l.find(&format!("{key}="))? + key.len() + 1;
+            l[at..]
+                .split(|c: char| c.is_whitespace() || c == '"')
+                .next()?
+                .parse::<f64>()
+                .ok()
+        })
+        .sum()
+}
+
+#[test]
+fn every_language_runs_in_the_daemon_on_udp_traffic() {
+    let limits =
+        format!("limits = {{ cpu = {CPU_LIMIT:.1}, \"memory.usage\" = {MEMORY_LIMIT:.1} }}");
+    let toml = [
+        format!("telemetry_secret = \"{SECRET}\"\n[batch]\nmax_samples = 50\nmax_delay_ms = 100\n[sources.udp]\naddress = \"127.0.0.1:0\"\n"),
+        dispatcher("file", "file.wasm", "path = \"/data/samples.jsonl\""),
+        dispatcher("c", "c-threshold.wasm", &format!("path = \"/data/alerts.jsonl\"\n{limits}")),
+        dispatcher("c-free", "c-threshold-freestanding.wasm", &limits),
+        dispatcher("zig", "zig-forwarder.wasm", "path = \"/data/zig.jsonl\""),
+        dispatcher("as", "as-summary.wasm", "meter = \"cpu\""),
+        dispatcher("wat", "wat-counter.wasm", ""),
+        dispatcher("wat-json", "wat-json-echo.wasm", ""),
+    ]
+    .concat();
+    let d = Daemon::start(&toml);
+    let n = 200;
+    d.send_udp(&datagrams(n, 71, SECRET.as_bytes()));
+    let _ = d.wait_lines("out/samples.jsonl", n as usize, Duration::from_secs(30));
+    let _ = d.wait_lines("out/zig.jsonl", n as usize, Duration::from_secs(30));
+    std::thread::sleep(Duration::from_millis(500));
+    let stopped = d.stop();
+    let log = &stopped.log;
+    assert!(stopped.status.success(), "{log}");
+    let out = stopped.dir.path().join("out");
+    let samples = json_lines(&out.join("samples.jsonl"));
+    assert_eq!(samples.len(), n as usize, "{log}");
+    let by_id: HashMap<&str, &serde_json::Value> = samples
+        .iter()
+        .map(|s| (s["message_id"].as_str().expect("id"), s))
+        .collect();
+
+    // Zig: one line per sample with its id, meter and volume (same number type).
+    let zig = json_lines(&out.join("zig.jsonl"));
+    assert_eq!(zig.len(), samples.len());
+    for z in &zig {
+        let s = by_id[z["message_id"].as_str().expect("zig id")];
+        assert_eq!(z["counter_name"], s["counter_name"]);
+        assert_eq!(z["counter_volume"], s["counter_volume"]);
+    }
+
+    // C: an alert for every sample over its meter's limit, and for no other.
+    let over = |s: &serde_json::Value| {
+        let v = s["counter_volume"].as_f64().unwrap_or(0.0);
+        match s["counter_name"].as_str() {
+            Some("cpu") => v > CPU_LIMIT,
+            Some("memory.usage") => v > MEMORY_LIMIT,
+            _ => false,
+        }
+    };
+    let mut expected: Vec<&str> = samples
+        .iter()
+        .filter(|s| over(s))
+        .map(|s| s["message_id"].as_str().expect("id"))
+        .collect();
+    expected.sort_unstable();
+    assert!(
+        !expected.is_empty() && expected.len() < samples.len(),
+        "the limits split the traffic"
+    );
+    let alerts = json_lines(&out.join("alerts.jsonl"));
+    let mut got: Vec<&str> = alerts
+        .iter()
+        .map(|a| a["message_id"].as_str().expect("alert id"))
+        .collect();
+    got.sort_unstable();
+    assert_eq!(got, expected, "C (wasi-libc) alerts");
+    for a in &alerts {
+        assert_eq!(
+            a["counter_volume"],
+            by_id[a["message_id"].as_str().expect("id")]["counter_volume"]
+        );
+    }
+    let free = log.lines().filter(|l| l.contains("ALERT ")).count();
+    assert_eq!(free, expected.len(), "C (freestanding) alerts in the log");
+
+    // AssemblyScript: per-batch summaries add up to the traffic.
+    assert_eq!(sum_field(log, "as-summary samples=", "samples"), n as f64);
+    let cpu = samples
+        .iter()
+        .filter(|s| s["counter_name"] == "cpu")
+        .count();
+    assert_eq!(sum_field(log, "as-summary meter=cpu", "count"), cpu as f64);
+
+    // WAT: the batch counts add up; the JSON-mode plugin saw JSON.
+    let wat: u64 = log
+        .lines()
+        .filter_map(|l| {
+            l.split("wat-counter: ")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum();
+    assert_eq!(wat, n);
+    assert!(
+        log.contains("wat-json: [{\"source\":\"openstack\""),
+        "{log}"
+    );
+}
+
+#[test]
+fn every_example_plugin_passes_check_and_a_broken_one_fails_it() {
+    let cases = [
+        (
+            "c-threshold.wasm",
+            r#"{"path":"/data/alerts.jsonl","limits":{"cpu":1}}"#,
+        ),
+        ("c-threshold-freestanding.wasm", r#"{"limits":{"cpu":1}}"#),
+        ("zig-forwarder.wasm", r#"{"path":"/data/zig.jsonl"}"#),
+        ("as-summary.wasm", r#"{"meter":"cpu"}"#),
+        ("wat-counter.wasm", "{}"),
+        ("wat-json-echo.wasm", "{}"),
+    ];
+    for (file, config) in cases {
+        let (status, out, err) = collector(&["check", &plugin(file), "--config", config], &root());
+        assert!(status.success(), "{file}:\n{out}{err}");
+        assert!(out.contains("PASS"), "{out}");
+    }
+    // The C plugin with its dispatch export renamed away: check names it.
+    let mut wasm = std::fs::read(plugin("c-threshold-freestanding.wasm")).expect("wasm");
+    let name = b"collector_dispatch";
+    let at = wasm
+        .windows(name.len())
+        .position(|w| w == name)
+        .expect("export name");
+    wasm[at + name.len() - 1] = b'X';
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broken = dir.path().join("broken.wasm");
+    std::fs::write(&broken, wasm).expect("write");
+    let (status, out, _) = collector(&["check", &broken.display().to_string()], &root());
+    assert!(!status.success(), "{out}");
+    assert!(
+        out.contains("does not export `collector_dispatch`"),
+        "{out}"
+    );
+}
