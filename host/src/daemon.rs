@@ -566,10 +566,15 @@ impl Daemon {
             );
         }
         if !drained {
-            tracing::error!(
-                grace_period_ms = cfg.shutdown.grace_period_ms,
-                "Dispatchers did not finish their queued batches within the grace period; exiting anyway"
-            );
+            for (name, st) in &stats {
+                let queued = st.queued.load(std::sync::atomic::Ordering::Relaxed);
+                tracing::error!(
+                    dispatcher = %name, queued_batches = queued,
+                    grace_period_ms = cfg.shutdown.grace_period_ms,
+                    "Shutdown grace period over: batches not finished by this dispatcher are lost \
+                     for UDP; unacked AMQP messages go back to their queue"
+                );
+            }
         }
         Summary { drained }
     }

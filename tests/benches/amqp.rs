@@ -12,7 +12,7 @@ use collector_e2e::amqp::{Publisher, notifications};
 use collector_e2e::rabbit::Broker;
 use collector_e2e::{Daemon, stat};
 use futures_lite::StreamExt;
-use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions, QueueDeclareOptions};
+use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
 
 const SECRET: &str = "bench-secret";
@@ -21,33 +21,7 @@ const PREFETCH: u16 = 100;
 
 fn fill(broker: &Broker, bodies: &[Vec<u8>]) {
     let p = Publisher::connect(&broker.url());
-    p.with_channel(|ch| async move {
-        use lapin::options::{ExchangeDeclareOptions, QueueBindOptions};
-        ch.exchange_declare(
-            "ceilometer".into(),
-            lapin::ExchangeKind::Topic,
-            ExchangeDeclareOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .expect("exchange");
-        ch.queue_declare(
-            "metering.sample".into(),
-            QueueDeclareOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .expect("queue");
-        ch.queue_bind(
-            "metering.sample".into(),
-            "ceilometer".into(),
-            "metering.sample".into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .expect("bind");
-    });
+    p.declare_notification_queue(false);
     for b in bodies {
         p.publish("ceilometer", "metering.sample", b);
     }

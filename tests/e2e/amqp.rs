@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use collector_e2e::amqp::{Publisher, notifications};
 use collector_e2e::rabbit::Broker;
-use collector_e2e::{Daemon, dispatcher_stat, fixtures, plugin, read_lines, root, stat};
+use collector_e2e::{
+    Daemon, dispatcher_stat, fixtures, message_ids, plugin, read_lines, root, stat,
+};
 
 const SECRET: &str = "fixture-secret";
 
@@ -41,21 +43,11 @@ fn start(cfg: &str) -> Daemon {
     d
 }
 
-fn ids_of(lines: &[String]) -> Vec<String> {
-    lines
-        .iter()
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).expect("JSON line");
-            v["message_id"].as_str().expect("message_id").to_owned()
-        })
-        .collect()
-}
-
 /// Waits until the file holds every id in `want` (duplicates allowed).
 fn wait_ids(path: &Path, want: &HashSet<String>, timeout: Duration) -> Vec<String> {
     let deadline = Instant::now() + timeout;
     loop {
-        let ids = ids_of(&read_lines(path));
+        let ids = message_ids(&read_lines(path));
         let have: HashSet<&String> = ids.iter().collect();
         if want.iter().all(|w| have.contains(w)) || Instant::now() > deadline {
             return ids;
@@ -275,38 +267,7 @@ fn failing_dispatcher_loses_nothing_and_dead_letters_when_requeue_is_off() {
 /// publishes every body, so that the messages wait for the consumer.
 fn prefill(broker: &Broker, durable: bool, bodies: &[Vec<u8>]) -> Publisher {
     let publisher = Publisher::connect(&broker.url());
-    publisher.with_channel(|ch| async move {
-        use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
-        use lapin::types::FieldTable;
-        let ex = ExchangeDeclareOptions {
-            durable,
-            ..Default::default()
-        };
-        ch.exchange_declare(
-            "ceilometer".into(),
-            lapin::ExchangeKind::Topic,
-            ex,
-            FieldTable::default(),
-        )
-        .await
-        .expect("exchange");
-        let q = QueueDeclareOptions {
-            durable,
-            ..Default::default()
-        };
-        ch.queue_declare("metering.sample".into(), q, FieldTable::default())
-            .await
-            .expect("queue");
-        ch.queue_bind(
-            "metering.sample".into(),
-            "ceilometer".into(),
-            "metering.sample".into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .expect("bind");
-    });
+    publisher.declare_notification_queue(durable);
     for b in bodies {
         publisher.publish("ceilometer", "metering.sample", b);
     }
@@ -367,10 +328,10 @@ fn two_collectors_share_a_queue_and_a_killed_one_loses_nothing() {
     let want: HashSet<String> = ids.iter().cloned().collect();
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {
-        let mut all: HashSet<String> = ids_of(&read_lines(&a.path("out/samples.jsonl")))
+        let mut all: HashSet<String> = message_ids(&read_lines(&a.path("out/samples.jsonl")))
             .into_iter()
             .collect();
-        let from_b = ids_of(&read_lines(&b.path("out/samples.jsonl")));
+        let from_b = message_ids(&read_lines(&b.path("out/samples.jsonl")));
         let b_count = from_b.len();
         all.extend(from_b);
         if want.is_subset(&all) {

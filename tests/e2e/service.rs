@@ -10,7 +10,7 @@ use collector::wire::msgpack;
 use collector_e2e::amqp::{Publisher, notifications};
 use collector_e2e::rabbit::Broker;
 use collector_e2e::{
-    Daemon, fixtures, free_port, http_get, metric, plugin, read_lines, root, stat,
+    Daemon, fixtures, free_port, http_get, message_ids, metric, plugin, read_lines, root, stat,
 };
 
 const SECRET: &[u8] = b"service-secret";
@@ -194,30 +194,17 @@ path = "/data/{out}"
     let took = t.elapsed();
     assert!(stopped.status.success(), "{}", stopped.log);
     assert!(took < Duration::from_secs(12), "shutdown took {took:?}");
-    let first: HashSet<String> = read_lines(&stopped.dir.path().join("out/first.jsonl"))
-        .iter()
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).expect("line")["message_id"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned()
-        })
-        .collect();
+    let first: HashSet<String> =
+        message_ids(&read_lines(&stopped.dir.path().join("out/first.jsonl")))
+            .into_iter()
+            .collect();
     let acked = stat(&stopped.log, "AMQP source stopped", "acked") as usize;
     assert!(acked < 60, "the load was still running at SIGTERM");
     // What was not acked is still in the queue: a second collector takes it.
     let d2 = Daemon::start(&toml("second.jsonl"));
     let remaining = (60 - acked) * 100;
     let lines = d2.wait_lines("out/second.jsonl", remaining, Duration::from_secs(60));
-    let second: HashSet<String> = lines
-        .iter()
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).expect("line")["message_id"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned()
-        })
-        .collect();
+    let second: HashSet<String> = message_ids(&lines).into_iter().collect();
     let stopped2 = d2.stop();
     assert_eq!(
         stat(&stopped2.log, "AMQP source stopped", "acked") as usize,

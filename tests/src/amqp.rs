@@ -67,6 +67,43 @@ impl Publisher {
         });
     }
 
+    /// Declares exchange `ceilometer` and queue `metering.sample` as oslo.messaging
+    /// does (durable or not), so that messages wait for a consumer that starts later.
+    pub fn declare_notification_queue(&self, durable: bool) {
+        use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+        self.with_channel(|ch| async move {
+            let ex = ExchangeDeclareOptions {
+                durable,
+                ..Default::default()
+            };
+            ch.exchange_declare(
+                "ceilometer".into(),
+                lapin::ExchangeKind::Topic,
+                ex,
+                FieldTable::default(),
+            )
+            .await
+            .expect("exchange");
+            let q = QueueDeclareOptions {
+                durable,
+                ..Default::default()
+            };
+            ch.queue_declare("metering.sample".into(), q, FieldTable::default())
+                .await
+                .expect("queue");
+            let bind = QueueBindOptions::default();
+            ch.queue_bind(
+                "metering.sample".into(),
+                "ceilometer".into(),
+                "metering.sample".into(),
+                bind,
+                FieldTable::default(),
+            )
+            .await
+            .expect("bind");
+        });
+    }
+
     /// Runs any channel operation (declarations in tests).
     pub fn with_channel<F, T>(&self, f: impl FnOnce(Channel) -> F) -> T
     where

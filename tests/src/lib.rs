@@ -347,6 +347,17 @@ pub fn free_port() -> u16 {
         .expect("free port")
 }
 
+/// The `message_id` of each JSON line.
+pub fn message_ids(lines: &[String]) -> Vec<String> {
+    lines
+        .iter()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("JSON line");
+            v["message_id"].as_str().expect("message_id").to_owned()
+        })
+        .collect()
+}
+
 /// Lines of a file (none if it does not exist yet).
 pub fn read_lines(path: &Path) -> Vec<String> {
     std::fs::read_to_string(path)

@@ -212,8 +212,9 @@ impl AmqpSource {
                 .await;
                 if drained.is_err() {
                     tracing::error!(
-                        "AMQP: dispatchers did not finish within the grace period; unacked messages \
-                         go back to the queue"
+                        unacked = self.stats.unacked.load(std::sync::atomic::Ordering::Relaxed),
+                        "AMQP: dispatchers did not finish within the grace period; the unacked \
+                         messages go back to the queue"
                     );
                 }
                 SessionEnd::Shutdown
