@@ -22,9 +22,12 @@ const PREFETCH: u16 = 100;
 fn fill(broker: &Broker, bodies: &[Vec<u8>]) {
     let p = Publisher::connect(&broker.url());
     p.declare_notification_queue(false);
+    let bar = collector_e2e::progress(bodies.len() as u64, "filling the queue");
     for b in bodies {
         p.publish("ceilometer", "metering.sample", b);
+        bar.inc(1);
     }
+    bar.finish_and_clear();
 }
 
 /// Consumes `messages` and acks them (multiple, every half prefetch); returns the seconds taken.

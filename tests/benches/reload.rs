@@ -145,12 +145,15 @@ dirs = [{{ host = "out", guest = "/data", writable = true }}]
         );
     }
     let before = rss_kib(pid);
+    let bar = collector_e2e::progress(200, "reloads");
     for i in 0..200u32 {
+        bar.inc(1);
         let v = 1 + i % 20;
         let t0 = deploy(&path, &tagger(&base, v));
         let _ = t0;
         wait_version(&mut reader, v);
     }
+    bar.finish_and_clear();
     let after = rss_kib(pid);
     println!(
         "RSS: {before} KiB before 200 reloads, {after} KiB after ({:+.1} %)",
@@ -235,10 +238,13 @@ dirs = [{{ host = "out", guest = "/data", writable = true }}]
             }
         }
     });
+    let bar = collector_e2e::progress(u64::from(reloads.max(1)), "reloads under load");
     for v in 1..=reloads {
         std::thread::sleep(Duration::from_millis(secs * 1000 / u64::from(reloads + 1)));
         deploy(&path, &tagger(base, v));
+        bar.inc(1);
     }
+    bar.finish_and_clear();
     let _ = amqp.join();
     let _ = udp.join();
     let total = amqp_ids.len() + udp_ids.len();
