@@ -170,9 +170,7 @@ pub async fn run(
         (true, None) => plugin::cache::default_dir(),
     };
     let runtime = Runtime::new(cache_dir.as_deref())?;
-    let dispatchers = start_dispatchers(&runtime, &cfg, &[])
-        .await
-        .map_err(|(e, _)| e)?;
+    let dispatchers = start_dispatchers(&runtime, &cfg, &[]).await?;
     let fanout = Fanout::default();
     fanout.install(&dispatchers);
     let reload_stats = Arc::new(ReloadStats::default());
@@ -269,7 +267,7 @@ async fn start_dispatchers(
     runtime: &Arc<Runtime>,
     cfg: &Config,
     keep: &[&Dispatcher],
-) -> Result<Vec<Dispatcher>, (RunError, ())> {
+) -> Result<Vec<Dispatcher>, RunError> {
     let wanted: Vec<_> = cfg
         .dispatchers
         .iter()
@@ -288,7 +286,7 @@ async fn start_dispatchers(
         Ok(out)
     })
     .await
-    .map_err(|e| (RunError::Internal(e.to_string()), ()))?;
+    .map_err(|e| RunError::Internal(e.to_string()))?;
     match started {
         Ok(v) => Ok(v),
         Err((e, partial)) => {
@@ -296,7 +294,7 @@ async fn start_dispatchers(
                 // Not installed anywhere: dropping the handle stops its threads.
                 drop(d.retire());
             }
-            Err((RunError::Dispatcher(e), ()))
+            Err(RunError::Dispatcher(e))
         }
     }
 }
@@ -433,7 +431,7 @@ impl Daemon {
             .collect();
         let fresh = match start_dispatchers(&self.runtime, &new, &keep).await {
             Ok(f) => f,
-            Err((e, ())) => {
+            Err(e) => {
                 self.config_stats.refused.inc();
                 tracing::error!(
                     ?why,
