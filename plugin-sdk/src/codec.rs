@@ -2,7 +2,8 @@
 //! integers, u64 lengths, u32 enum tags), byte for byte as in docs/ABI.md.
 //!
 //! Three ways in one module, so that they cannot drift apart:
-//! - [`encode_sample`] / [`BatchBuilder`]: a hand-written encoder (the host's hot path);
+//! - [`encode_sample`] / [`encode_batch`]: a hand-written encoder (the host's batcher
+//!   appends with `encode_sample`);
 //! - [`decode_batch`]: owned [`Sample`]s through serde + bincode (the reference decoder);
 //! - [`BatchView`]: a zero-copy borrowed view that allocates nothing.
 
@@ -174,59 +175,14 @@ pub fn encode_sample(out: &mut Vec<u8>, s: &Sample) {
     encode_entries(out, &s.extra);
 }
 
-/// Builds a batch incrementally: a u64 sample count followed by the samples.
-#[derive(Clone, Debug)]
-pub struct BatchBuilder {
-    bytes: Vec<u8>,
-    count: u64,
-}
-
-impl Default for BatchBuilder {
-    fn default() -> Self {
-        Self::with_capacity(0)
-    }
-}
-
-impl BatchBuilder {
-    pub fn with_capacity(bytes: usize) -> Self {
-        let mut v = Vec::with_capacity(bytes.max(8));
-        v.extend_from_slice(&[0; 8]);
-        BatchBuilder { bytes: v, count: 0 }
-    }
-
-    pub fn push(&mut self, s: &Sample) {
-        encode_sample(&mut self.bytes, s);
-        self.count += 1;
-    }
-
-    /// Number of samples so far.
-    pub fn len(&self) -> u64 {
-        self.count
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.count == 0
-    }
-
-    /// Encoded size so far, header included.
-    pub fn byte_len(&self) -> usize {
-        self.bytes.len()
-    }
-
-    /// The finished batch bytes.
-    pub fn finish(mut self) -> Vec<u8> {
-        self.bytes[..8].copy_from_slice(&self.count.to_le_bytes());
-        self.bytes
-    }
-}
-
-/// Encodes a whole batch.
+/// Encodes a whole batch: a u64 sample count followed by the samples.
 pub fn encode_batch(samples: &[Sample]) -> Vec<u8> {
-    let mut b = BatchBuilder::with_capacity(64 + samples.len() * 512);
+    let mut out = Vec::with_capacity(64 + samples.len() * 512);
+    put_u64(&mut out, samples.len() as u64);
     for s in samples {
-        b.push(s);
+        encode_sample(&mut out, s);
     }
-    b.finish()
+    out
 }
 
 /// Decodes a batch into owned samples with serde + bincode `legacy()`.

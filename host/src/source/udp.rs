@@ -129,11 +129,14 @@ impl UdpSource {
             tracing::error!("UDP source has no decoder thread; not receiving");
             return;
         }
-        let busy = RateLimit::default();
+        let mut intake = Intake {
+            senders,
+            next: 0,
+            span: None,
+            busy: RateLimit::default(),
+            stats: stats.clone(),
+        };
         let mut buf = vec![0u8; MAX_DATAGRAM];
-        let mut next = 0;
-        // First and last datagram: the active span, for throughput figures.
-        let mut span: Option<(Instant, Instant)> = None;
         loop {
             tokio::select! {
                 biased;
@@ -144,11 +147,7 @@ impl UdpSource {
                         if chunk.ends.is_empty() {
                             break;
                         }
-                        stats.received.add(chunk.ends.len() as u64);
-                        next = (next + 1) % senders.len();
-                        if let Some(dropped) = hand_over(&senders, next, chunk) {
-                            stats.dropped.add(dropped);
-                        }
+                        intake.forward(chunk);
                     }
                     break;
                 }
@@ -159,23 +158,14 @@ impl UdpSource {
                         continue;
                     }
                     let chunk = self.read_chunk(&mut buf);
-                    if chunk.ends.is_empty() {
-                        continue;
-                    }
-                    let now = Instant::now();
-                    span = Some(span.map_or((now, now), |(first, _)| (first, now)));
-                    stats.received.add(chunk.ends.len() as u64);
-                    next = (next + 1) % senders.len();
-                    if let Some(dropped) = hand_over(&senders, next, chunk) {
-                        stats.dropped.add(dropped);
-                        if let Some(suppressed) = busy.allow() {
-                            tracing::warn!(dropped, suppressed, "UDP decoders are saturated: datagrams dropped");
-                        }
+                    if !chunk.ends.is_empty() {
+                        intake.forward(chunk);
                     }
                 }
             }
         }
-        drop(senders);
+        let span = intake.span;
+        drop(intake);
         let joined = tokio::task::spawn_blocking(move || threads.into_iter().for_each(join)).await;
         if joined.is_err() {
             tracing::error!("A UDP decoder thread panicked");
@@ -220,16 +210,40 @@ fn join(t: JoinHandle<()>) {
     let _ = t.join();
 }
 
-/// Gives the chunk to decoder `first`, or the next one with room. Never blocks;
-/// returns the number of datagrams dropped when every decoder is full.
-fn hand_over(senders: &[SyncSender<Chunk>], first: usize, mut chunk: Chunk) -> Option<u64> {
-    for i in 0..senders.len() {
-        match senders[(first + i) % senders.len()].try_send(chunk) {
-            Ok(()) => return None,
-            Err(TrySendError::Full(c) | TrySendError::Disconnected(c)) => chunk = c,
+/// Hands chunks of datagrams to the decoder threads, round robin, counting them.
+struct Intake {
+    senders: Vec<SyncSender<Chunk>>,
+    next: usize,
+    /// First and last datagram: the active span, for throughput figures.
+    span: Option<(Instant, Instant)>,
+    busy: RateLimit,
+    stats: Arc<SourceStats>,
+}
+
+impl Intake {
+    /// Gives the chunk to the next decoder with room. Never blocks: when every
+    /// decoder is full, the datagrams are dropped and counted.
+    fn forward(&mut self, mut chunk: Chunk) {
+        let now = Instant::now();
+        self.span = Some(self.span.map_or((now, now), |(first, _)| (first, now)));
+        self.stats.received.add(chunk.ends.len() as u64);
+        self.next = (self.next + 1) % self.senders.len();
+        for i in 0..self.senders.len() {
+            match self.senders[(self.next + i) % self.senders.len()].try_send(chunk) {
+                Ok(()) => return,
+                Err(TrySendError::Full(c) | TrySendError::Disconnected(c)) => chunk = c,
+            }
+        }
+        let dropped = chunk.ends.len() as u64;
+        self.stats.dropped.add(dropped);
+        if let Some(suppressed) = self.busy.allow() {
+            tracing::warn!(
+                dropped,
+                suppressed,
+                "UDP decoders are saturated: datagrams dropped"
+            );
         }
     }
-    Some(chunk.ends.len() as u64)
 }
 
 /// One decoder thread: decode, verify, batch; flush on the batch deadline and at the end.
