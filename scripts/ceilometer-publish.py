@@ -13,7 +13,7 @@ Run it with the interpreter of the venv that scripts/ceilometer-venv.sh makes
 The configuration is built by ceilometer.service.prepare_service from a
 config file of our own that sets only `[DEFAULT] transport_url`,
 `[DEFAULT] host` and `[publisher] telemetry_secret` (plus logging to stderr),
-like the captures in shared/fixtures/ceilometer were made. The publisher is
+like the captures in tests/fixtures/ceilometer were made. The publisher is
 loaded the way a pipeline loads it (ceilometer.pipeline.base.PublisherManager,
 stevedore namespace `ceilometer.sample.publisher`) from the URL
 `udp://HOST:PORT` or `notifier://?topic=metering`, and each batch of

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Creates (idempotently) .venv-ceilometer in the repo root: OpenStack Ceilometer
-# 27.0.0, the release the fixtures in shared/fixtures/ceilometer were captured
+# 27.0.0, the release the fixtures in tests/fixtures/ceilometer were captured
 # with, and everything it needs from PyPI, every version pinned. Used by
 # scripts/ceilometer-publish.py to publish samples with Ceilometer's real
 # publisher classes.

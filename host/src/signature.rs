@@ -715,9 +715,9 @@ mod tests {
     use serde_json::Value as Json;
     use std::path::PathBuf;
 
-    /// `shared/` sits beside the repository checkout (see the fixtures README).
+    /// Ceilometer's captured fixtures, kept in the repository (tests/fixtures/ceilometer).
     fn fixtures() -> PathBuf {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/ceilometer")
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/ceilometer")
     }
 
     fn jsonl(rel: &str) -> Vec<Json> {

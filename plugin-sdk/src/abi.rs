@@ -46,3 +46,12 @@ pub const LOG_WARN: i32 = 2;
 pub const LOG_INFO: i32 = 3;
 pub const LOG_DEBUG: i32 = 4;
 pub const LOG_TRACE: i32 = 5;
+
+/// Deepest nesting of one sample, in levels of dicts and lists, the sample dict
+/// itself counting as level 1: a `resource_metadata` or extra value holds at most
+/// `MAX_NESTING - 1` (63) levels of `List`/`Map` (docs/ABI.md §9.7).
+///
+/// The one limit of every input: the host refuses a deeper sample when it decodes
+/// it (msgpack datagram or oslo JSON alike), that sample alone, and the SDKs'
+/// batch decoders accept exactly this much.
+pub const MAX_NESTING: u32 = 64;

@@ -305,10 +305,16 @@ impl<'a> Cursor<'a> {
         Ok(Field::Value(self.str()?))
     }
 
-    fn value(&mut self, depth: u32) -> Result<ValueView<'a>, DecodeError> {
-        if depth > MAX_DEPTH {
+    /// A container at `depth` (0: a sample field's own value) is level `depth + 1`
+    /// below the field.
+    fn enter(&self, depth: u32) -> Result<(), DecodeError> {
+        if depth >= MAX_DEPTH {
             return Err(self.err("values nested too deeply"));
         }
+        Ok(())
+    }
+
+    fn value(&mut self, depth: u32) -> Result<ValueView<'a>, DecodeError> {
         Ok(match self.u32()? {
             tag::NULL => ValueView::Null,
             tag::BOOL => match self.u8()? {
@@ -322,6 +328,7 @@ impl<'a> Cursor<'a> {
             tag::STR => ValueView::Str(self.str()?),
             tag::BYTES => ValueView::Bytes(self.bytes()?),
             tag::LIST => {
+                self.enter(depth)?;
                 let count = self.len()?;
                 let start = self.pos;
                 for _ in 0..count {
@@ -330,25 +337,30 @@ impl<'a> Cursor<'a> {
                 ValueView::List(ListView {
                     count,
                     bytes: &self.buf[start..self.pos],
-                    depth,
+                    item_depth: depth + 1,
                 })
             }
-            tag::MAP => ValueView::Map(self.map(depth)?),
+            tag::MAP => {
+                self.enter(depth)?;
+                ValueView::Map(self.entries(depth + 1)?)
+            }
             _ => return Err(self.err("unknown value tag")),
         })
     }
 
-    fn map(&mut self, depth: u32) -> Result<MapView<'a>, DecodeError> {
+    /// The entries of a map whose values sit at `item_depth`: a metadata map at depth
+    /// `d` has them at `d + 1`; the sample's extra keys, like its fields, at 0.
+    fn entries(&mut self, item_depth: u32) -> Result<MapView<'a>, DecodeError> {
         let count = self.len()?;
         let start = self.pos;
         for _ in 0..count {
             self.bytes()?;
-            self.skip(depth + 1)?;
+            self.skip(item_depth)?;
         }
         Ok(MapView {
             count,
             bytes: &self.buf[start..self.pos],
-            depth,
+            item_depth,
         })
     }
 
@@ -356,9 +368,6 @@ impl<'a> Cursor<'a> {
     /// of its strings (checked when they are read): nested metadata costs
     /// nothing until a plugin looks at it.
     fn skip(&mut self, depth: u32) -> Result<(), DecodeError> {
-        if depth > MAX_DEPTH {
-            return Err(self.err("values nested too deeply"));
-        }
         match self.u32()? {
             tag::NULL => {}
             tag::BOOL => {
@@ -373,11 +382,13 @@ impl<'a> Cursor<'a> {
                 self.bytes()?;
             }
             tag::LIST => {
+                self.enter(depth)?;
                 for _ in 0..self.len()? {
                     self.skip(depth + 1)?;
                 }
             }
             tag::MAP => {
+                self.enter(depth)?;
                 for _ in 0..self.len()? {
                     self.bytes()?;
                     self.skip(depth + 1)?;
@@ -389,8 +400,9 @@ impl<'a> Cursor<'a> {
     }
 }
 
-/// Deepest nesting of lists and maps a batch may hold.
-pub const MAX_DEPTH: u32 = 64;
+/// Levels of lists and maps a sample field's value may hold: the ABI's
+/// [`MAX_NESTING`](crate::abi::MAX_NESTING) less the sample dict itself (63).
+pub const MAX_DEPTH: u32 = crate::abi::MAX_NESTING - 1;
 
 /// A borrowed metadata or extra value. Lists and maps are iterated lazily.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -454,7 +466,8 @@ impl<'a> ValueView<'a> {
 pub struct ListView<'a> {
     count: usize,
     bytes: &'a [u8],
-    depth: u32,
+    /// Depth of the items (0: a sample field's own value).
+    item_depth: u32,
 }
 
 impl<'a> ListView<'a> {
@@ -471,8 +484,8 @@ impl<'a> ListView<'a> {
             buf: self.bytes,
             pos: 0,
         };
-        let depth = self.depth;
-        (0..self.count).map_while(move |_| c.value(depth + 1).ok())
+        let depth = self.item_depth;
+        (0..self.count).map_while(move |_| c.value(depth).ok())
     }
 }
 
@@ -483,7 +496,8 @@ impl<'a> ListView<'a> {
 pub struct MapView<'a> {
     count: usize,
     bytes: &'a [u8],
-    depth: u32,
+    /// Depth of the values (0: a sample field's own value).
+    item_depth: u32,
 }
 
 impl<'a> MapView<'a> {
@@ -500,8 +514,8 @@ impl<'a> MapView<'a> {
             buf: self.bytes,
             pos: 0,
         };
-        let depth = self.depth;
-        (0..self.count).map_while(move |_| Some((c.str().ok()?, c.value(depth + 1).ok()?)))
+        let depth = self.item_depth;
+        (0..self.count).map_while(move |_| Some((c.str().ok()?, c.value(depth).ok()?)))
     }
 
     pub fn get(&self, key: &str) -> Option<ValueView<'a>> {
@@ -584,7 +598,7 @@ fn sample_view<'a>(c: &mut Cursor<'a>) -> Result<SampleView<'a>, DecodeError> {
             Field::Value(c.number()?)
         },
         message_signature: if c.option()? { Some(c.str()?) } else { None },
-        extra: c.map(0)?,
+        extra: c.entries(0)?,
     })
 }
 

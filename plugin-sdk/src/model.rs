@@ -163,6 +163,9 @@ pub enum SchemaError {
     WrongType { key: String, expected: &'static str },
     /// The same top-level key appears twice.
     Duplicate(String),
+    /// The value of a key nests more than `limit` levels deep, the sample counting as
+    /// one ([`MAX_NESTING`](crate::abi::MAX_NESTING)).
+    TooDeep { key: String, limit: u32 },
 }
 
 impl core::fmt::Display for SchemaError {
@@ -171,6 +174,10 @@ impl core::fmt::Display for SchemaError {
             SchemaError::Missing(k) => write!(f, "required key `{k}` is missing"),
             SchemaError::WrongType { key, expected } => write!(f, "key `{key}` must be {expected}"),
             SchemaError::Duplicate(k) => write!(f, "key `{k}` appears twice"),
+            SchemaError::TooDeep { key, limit } => write!(
+                f,
+                "key `{key}` nests more than {limit} levels deep (the sample counting as one)"
+            ),
         }
     }
 }
@@ -212,13 +219,11 @@ impl Sample {
             match KNOWN_KEYS.iter().position(|k| *k == key) {
                 Some(i) if slots[i].is_some() => return Err(SchemaError::Duplicate(key)),
                 Some(i) => slots[i] = Some(value),
-                None => {
-                    if extra.iter().any(|(k, _): &(String, Value)| *k == key) {
-                        return Err(SchemaError::Duplicate(key));
-                    }
-                    extra.push((key, value))
-                }
+                None => extra.push((key, value)),
             }
+        }
+        if let Some(key) = first_repeated_key(&extra) {
+            return Err(SchemaError::Duplicate(key.to_owned()));
         }
         let [
             source,
@@ -270,6 +275,29 @@ impl Sample {
     }
 }
 
+/// Up to this many extra keys, comparing each with the earlier ones beats hashing.
+const LINEAR_EXTRA_KEYS: usize = 16;
+
+/// The first key (in input order) that an earlier entry already has.
+///
+/// Linear in the number of keys: a hostile sample with many thousands of distinct
+/// extra keys costs one hash each (SipHash, keyed per process, so the keys cannot
+/// be chosen to collide), never a comparison with every earlier key.
+fn first_repeated_key(entries: &[(String, Value)]) -> Option<&str> {
+    if entries.len() <= LINEAR_EXTRA_KEYS {
+        return entries
+            .iter()
+            .enumerate()
+            .find(|(i, (k, _))| entries[..*i].iter().any(|(e, _)| e == k))
+            .map(|(_, (k, _))| k.as_str());
+    }
+    let mut seen = std::collections::HashSet::with_capacity(entries.len());
+    entries
+        .iter()
+        .map(|(k, _)| k.as_str())
+        .find(|k| !seen.insert(*k))
+}
+
 fn wrong(key: &str, expected: &'static str) -> SchemaError {
     SchemaError::WrongType {
         key: key.to_owned(),
@@ -300,5 +328,60 @@ fn number(key: &'static str, v: Value) -> Result<Number, SchemaError> {
         Value::UInt(u) => Ok(Number::UInt(u)),
         Value::Float(f) => Ok(Number::Float(f)),
         _ => Err(wrong(key, "a number or null")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dict(extra: &[&str]) -> Vec<(String, Value)> {
+        let mut e: Vec<(String, Value)> = [
+            "source",
+            "counter_name",
+            "counter_type",
+            "counter_unit",
+            "resource_id",
+            "timestamp",
+            "message_id",
+        ]
+        .iter()
+        .map(|k| ((*k).to_owned(), Value::Str("x".into())))
+        .collect();
+        e.push(("counter_volume".into(), Value::Int(1)));
+        e.extend(extra.iter().map(|k| ((*k).to_owned(), Value::Null)));
+        e
+    }
+
+    #[test]
+    fn repeated_extra_keys_are_refused_few_or_many() {
+        let few = dict(&["a", "b", "a"]);
+        assert_eq!(
+            Sample::from_entries(few),
+            Err(SchemaError::Duplicate("a".into()))
+        );
+        let names: Vec<String> = (0..5000).map(|i| format!("k{i}")).collect();
+        let mut keys: Vec<&str> = names.iter().map(String::as_str).collect();
+        keys.push("k4321");
+        keys.push("k17");
+        assert_eq!(
+            Sample::from_entries(dict(&keys)),
+            Err(SchemaError::Duplicate("k4321".into())),
+            "the first repeat in input order is named"
+        );
+        keys.truncate(5000);
+        let s = Sample::from_entries(dict(&keys)).expect("distinct keys");
+        assert_eq!(s.extra.len(), 5000);
+        assert_eq!(s.extra[4999].0, "k4999", "extras keep their order");
+    }
+
+    #[test]
+    fn repeated_known_keys_are_refused() {
+        let mut d = dict(&[]);
+        d.push(("source".into(), Value::Str("y".into())));
+        assert_eq!(
+            Sample::from_entries(d),
+            Err(SchemaError::Duplicate("source".into()))
+        );
     }
 }

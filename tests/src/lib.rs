@@ -60,9 +60,9 @@ path = "/data/samples.jsonl"
     )
 }
 
-/// Ceilometer's captured fixtures (../shared/fixtures/ceilometer beside the repo).
+/// Ceilometer's captured fixtures, kept in the repository (`tests/fixtures/ceilometer`).
 pub fn fixtures() -> PathBuf {
-    let p = root().join("../shared/fixtures/ceilometer");
+    let p = root().join("tests/fixtures/ceilometer");
     assert!(p.exists(), "fixtures not found at {}", p.display());
     p
 }

@@ -2,7 +2,7 @@
 //! `collector check` can dry-run any plugin with them.
 
 /// (name, ABI v1 bytes, the same batch as JSON)
-pub const GOLDEN: [(&str, &[u8], &str); 4] = [
+pub const GOLDEN: [(&str, &[u8], &str); 5] = [
     (
         "001-empty",
         include_bytes!("../../../plugin-sdk/golden/001-empty.bin"),
@@ -22,6 +22,11 @@ pub const GOLDEN: [(&str, &[u8], &str); 4] = [
         "004-edge-values",
         include_bytes!("../../../plugin-sdk/golden/004-edge-values.bin"),
         include_str!("../../../plugin-sdk/golden/004-edge-values.json"),
+    ),
+    (
+        "005-deepest",
+        include_bytes!("../../../plugin-sdk/golden/005-deepest.bin"),
+        include_str!("../../../plugin-sdk/golden/005-deepest.json"),
     ),
 ];
 

@@ -156,9 +156,9 @@ mod tests {
     use serde_json::json;
     use std::path::PathBuf;
 
-    /// `shared/` sits beside the repository checkout (see the fixtures README).
+    /// Ceilometer's captured fixtures, kept in the repository (tests/fixtures/ceilometer).
     fn fixtures() -> PathBuf {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/ceilometer")
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/ceilometer")
     }
 
     fn expected_lines(set: &str) -> Vec<Json> {

@@ -4,8 +4,8 @@
 
 use collector_sdk::model::{Field, Number, Sample, SchemaError, Value};
 
-/// How many containers may nest, the top-level map included.
-pub const MAX_DEPTH: usize = 64;
+/// How many containers may nest, the top-level map included: the ABI's one limit.
+pub const MAX_DEPTH: usize = collector_sdk::abi::MAX_NESTING as usize;
 
 /// Why a datagram is not a sample.
 #[derive(Debug, thiserror::Error)]
@@ -619,9 +619,7 @@ mod tests {
     fn fixtures() -> PathBuf {
         match std::env::var_os("CEILOMETER_FIXTURES") {
             Some(dir) => PathBuf::from(dir),
-            None => {
-                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/ceilometer")
-            }
+            None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/ceilometer"),
         }
     }
 

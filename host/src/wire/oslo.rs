@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::fmt;
 
+use collector_sdk::abi::MAX_NESTING;
 use collector_sdk::model::{Sample, SchemaError, Value};
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
@@ -327,6 +328,8 @@ struct Ctx {
     entries: Vec<(String, Value)>,
     /// Likewise for the items of the arrays being read.
     items: Vec<Value>,
+    /// A container of the value being read would nest deeper than [`MAX_NESTING`].
+    too_deep: bool,
 }
 
 impl Ctx {
@@ -445,6 +448,20 @@ impl<'de> Visitor<'de> for Skip<'_> {
 /// Builds a model [`Value`], keeping int and float apart.
 struct ValueSeed<'c> {
     ctx: &'c mut Ctx,
+    /// Dicts and lists this value sits in, its sample dict included (a field's value: 1).
+    depth: u32,
+}
+
+impl ValueSeed<'_> {
+    /// True (and noted in the context) when a container here would nest deeper than
+    /// the ABI allows: its content is then skipped, and its sample refused.
+    fn too_deep(&mut self) -> bool {
+        if self.depth >= MAX_NESTING {
+            self.ctx.too_deep = true;
+            return true;
+        }
+        false
+    }
 }
 
 impl<'de> DeserializeSeed<'de> for ValueSeed<'_> {
@@ -495,10 +512,14 @@ impl<'de> Visitor<'de> for ValueSeed<'_> {
         Ok(Value::Null)
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+    fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> Result<Value, A::Error> {
+        if self.too_deep() {
+            return Skip(self.ctx).visit_seq(seq).map(|_| Value::Null);
+        }
         let start = self.ctx.items.len();
         while let Some(v) = seq.next_element_seed(ValueSeed {
             ctx: &mut *self.ctx,
+            depth: self.depth + 1,
         })? {
             self.ctx.items.push(v);
         }
@@ -506,11 +527,15 @@ impl<'de> Visitor<'de> for ValueSeed<'_> {
         Ok(Value::List(self.ctx.items.drain(start..).collect()))
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<Value, A::Error> {
+        if self.too_deep() {
+            return Skip(self.ctx).visit_map(map).map(|_| Value::Null);
+        }
         let mut entries = Entries::start(self.ctx);
         while let Some(key) = map.next_key::<String>()? {
             let value = map.next_value_seed(ValueSeed {
                 ctx: &mut *self.ctx,
+                depth: self.depth + 1,
             })?;
             entries.insert(self.ctx, key, value);
         }
@@ -636,20 +661,32 @@ impl<'de> Visitor<'de> for ItemSeed<'_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Item, A::Error> {
         let mut entries = Entries::start(self.ctx);
         let mut suspects = Vec::new();
+        let mut too_deep = None;
         while let Some(key) = map.next_key::<String>()? {
             let before = self.ctx.suspicious.len();
+            self.ctx.too_deep = false;
             let value = map.next_value_seed(ValueSeed {
                 ctx: &mut *self.ctx,
+                depth: 1,
             })?;
             if let Some(new) = self.ctx.suspicious.get(before..) {
                 suspects.extend(new.iter().map(|&ordinal| (ordinal, key.clone())));
             }
+            if self.ctx.too_deep && too_deep.is_none() {
+                too_deep = Some(key.clone());
+            }
             entries.insert(self.ctx, key, value);
         }
-        Ok(Item::Sample {
-            sample: Sample::from_entries(entries.finish(self.ctx)),
-            suspects,
-        })
+        let entries = entries.finish(self.ctx);
+        let sample = match too_deep {
+            // Refused alone, like a datagram nested this deep: the SDKs could not read it.
+            Some(key) => Err(SchemaError::TooDeep {
+                key,
+                limit: MAX_NESTING,
+            }),
+            None => Sample::from_entries(entries),
+        };
+        Ok(Item::Sample { sample, suspects })
     }
 
     skip_visits!('de, Item::NotObject; scalars, str, seq);
@@ -941,9 +978,9 @@ mod tests {
     use serde_json::Value as Json;
     use std::path::{Path, PathBuf};
 
-    /// `shared/` sits beside the repository checkout (see the fixtures README).
+    /// Ceilometer's captured fixtures, kept in the repository (tests/fixtures/ceilometer).
     fn fixtures() -> PathBuf {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/ceilometer")
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/ceilometer")
     }
 
     fn read(path: &Path) -> Vec<u8> {
@@ -1585,6 +1622,46 @@ mod tests {
                 "{r:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_sample_nested_beyond_the_abi_limit_is_refused_alone() {
+        let deep = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+        // The sample dict is level 1: 63 lists below a field make 64 levels.
+        for (levels, ok) in [(63, true), (64, false), (100, false)] {
+            let more = format!(r#", "resource_metadata": {}"#, deep(levels));
+            let payload = format!("[{}, {}]", sample("1", &more), sample("2", ""));
+            let m = decode(&envelope(r#""2.0""#, &notification(&payload))).expect("decodes");
+            if ok {
+                assert_eq!(m.samples.len(), 2, "{levels}");
+                assert!(m.invalid.is_empty(), "{levels}: {:?}", m.invalid);
+            } else {
+                assert_eq!(m.samples.len(), 1, "{levels}: the shallow sample stays");
+                assert_eq!(
+                    m.invalid,
+                    vec![(
+                        0,
+                        SchemaError::TooDeep {
+                            key: "resource_metadata".into(),
+                            limit: MAX_NESTING
+                        }
+                    )],
+                    "{levels}"
+                );
+            }
+        }
+        // The same limit through an extra key and through maps.
+        let maps = |n: usize| format!("{}1{}", r#"{"k":"#.repeat(n), "}".repeat(n));
+        let more = format!(r#", "x_extra": {}"#, maps(64));
+        let m = decode(&notification(&format!("[{}]", sample("1", &more)))).expect("decodes");
+        assert!(
+            matches!(&m.invalid[..], [(0, SchemaError::TooDeep { key, .. })] if key == "x_extra"),
+            "{:?}",
+            m.invalid
+        );
+        let more = format!(r#", "x_extra": {}"#, maps(63));
+        let m = decode(&notification(&format!("[{}]", sample("1", &more)))).expect("decodes");
+        assert_eq!(m.samples.len(), 1);
     }
 
     #[test]
