@@ -80,6 +80,7 @@ test: test-deps plugins build lint sdk-tests
 bench: test-deps plugins
 	$(CARGO) build --release -p collector
 	$(CARGO) bench -p collector --bench dispatch
+	$(CARGO) bench -p collector --bench decode
 	./scripts/bench-e2e.sh
 	COLLECTOR_BIN=$(CURDIR)/target/release/collector $(CARGO) bench -p collector-e2e --bench amqp
 	COLLECTOR_BIN=$(CURDIR)/target/release/collector $(CARGO) bench -p collector-e2e --bench reload

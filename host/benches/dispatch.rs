@@ -47,6 +47,7 @@ fn main() {
             memory_limit_bytes: 256 << 20,
             dirs: vec![],
             config_json: format!(r#"{{"view":"{view}"}}"#),
+            log: collector::plugin::runtime::LogPolicy::unlimited(),
         };
         Instance::new(&module, &s).expect("instance")
     };
@@ -168,6 +169,7 @@ fn languages(rt: &std::sync::Arc<Runtime>, pool: &[Sample]) {
             memory_limit_bytes: 256 << 20,
             dirs: vec![(scratch.path().to_path_buf(), "/data".into(), true)],
             config_json: config.into(),
+            log: collector::plugin::runtime::LogPolicy::unlimited(),
         };
         let mut inst = Instance::new(&module, &s).expect("instance");
         let mut runs = vec![];

@@ -14,6 +14,22 @@ use crate::config::BatchConfig;
 pub struct Sealed {
     pub bytes: Vec<u8>,
     pub samples: u64,
+    /// Where each sample starts in `bytes`, so that a batch a dispatcher rejects
+    /// can be offered again in parts ([`Sealed::part`]).
+    pub starts: Vec<usize>,
+}
+
+impl Sealed {
+    /// A batch of its own holding samples `range` (ABI v1 bytes).
+    pub fn part(bytes: &[u8], starts: &[usize], range: std::ops::Range<usize>) -> Vec<u8> {
+        let from = starts.get(range.start).copied().unwrap_or(bytes.len());
+        let to = starts.get(range.end).copied().unwrap_or(bytes.len());
+        let body = bytes.get(from..to).unwrap_or_default();
+        let mut out = Vec::with_capacity(8 + body.len());
+        out.extend_from_slice(&(range.len() as u64).to_le_bytes());
+        out.extend_from_slice(body);
+        out
+    }
 }
 
 /// Accumulates samples into batches. Owned by one source task.
@@ -23,6 +39,7 @@ pub struct Batcher {
     max_bytes: usize,
     max_delay: Duration,
     bytes: Vec<u8>,
+    starts: Vec<usize>,
     count: u64,
     started: Option<Instant>,
 }
@@ -34,6 +51,7 @@ impl Batcher {
             max_bytes: cfg.max_bytes,
             max_delay: Duration::from_millis(cfg.max_delay_ms),
             bytes: Vec::new(),
+            starts: Vec::new(),
             count: 0,
             started: None,
         };
@@ -45,6 +63,7 @@ impl Batcher {
         // Start small and let it grow: a large fresh buffer per batch costs page faults.
         self.bytes = Vec::with_capacity(self.max_bytes.min(64 << 10));
         self.bytes.extend_from_slice(&[0; 8]);
+        self.starts = Vec::with_capacity(self.max_samples.min(1024) as usize);
         self.count = 0;
         self.started = None;
     }
@@ -53,8 +72,13 @@ impl Batcher {
         let mut bytes = std::mem::take(&mut self.bytes);
         bytes[..8].copy_from_slice(&self.count.to_le_bytes());
         let samples = self.count;
+        let starts = std::mem::take(&mut self.starts);
         self.reset();
-        Sealed { bytes, samples }
+        Sealed {
+            bytes,
+            samples,
+            starts,
+        }
     }
 
     /// Adds a sample; returns the batch it completed, if any.
@@ -68,11 +92,13 @@ impl Batcher {
         if self.bytes.len() > self.max_bytes && self.count > 0 {
             let tail = self.bytes.split_off(before);
             let sealed = self.seal();
+            self.starts.push(self.bytes.len());
             self.bytes.extend_from_slice(&tail);
             self.count = 1;
             self.started = Some(Instant::now());
             return Some(sealed);
         }
+        self.starts.push(before);
         self.count += 1;
         if self.started.is_none() {
             self.started = Some(Instant::now());
@@ -91,6 +117,13 @@ impl Batcher {
     /// Seals the open batch, if it holds anything.
     pub fn flush(&mut self) -> Option<Sealed> {
         (self.count > 0).then(|| self.seal())
+    }
+
+    /// Drops the open batch (after a panic left it in doubt); returns its samples.
+    pub fn discard(&mut self) -> u64 {
+        let n = self.count;
+        self.reset();
+        n
     }
 
     /// Samples in the open batch.
@@ -165,6 +198,27 @@ mod tests {
             decode_batch(&rest.bytes).expect("decodes"),
             vec![sample(2, 1000)]
         );
+    }
+
+    #[test]
+    fn parts_are_batches_of_their_own() {
+        let mut b = Batcher::new(&cfg(5, 1 << 20));
+        let all: Vec<Sample> = (0..5).map(|i| sample(i, i + 1)).collect();
+        let mut sealed = None;
+        for s in &all {
+            sealed = b.push(s);
+        }
+        let sealed = sealed.expect("full at 5");
+        assert_eq!(sealed.starts.len(), 5);
+        assert_eq!(sealed.starts[0], 8);
+        for (from, to) in [(0, 5), (0, 1), (1, 3), (4, 5), (2, 2)] {
+            let part = Sealed::part(&sealed.bytes, &sealed.starts, from..to);
+            assert_eq!(
+                decode_batch(&part).expect("a part decodes"),
+                all[from..to].to_vec(),
+                "{from}..{to}"
+            );
+        }
     }
 
     #[test]

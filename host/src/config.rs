@@ -124,12 +124,35 @@ impl Default for ShutdownConfig {
 }
 
 /// The admin endpoint (`collector status`). Off unless an address is set.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminConfig {
-    /// e.g. `127.0.0.1:4953`; keep it on loopback.
+    /// e.g. `127.0.0.1:4953`; keep it on loopback (it has no authentication).
     #[serde(default)]
     pub address: Option<SocketAddr>,
+    /// Connections served at once; more wait in the kernel's backlog.
+    #[serde(default = "default_admin_connections")]
+    pub max_connections: usize,
+    /// A connection is closed this long after it was accepted, whatever it sends.
+    #[serde(default = "default_admin_timeout_ms")]
+    pub request_timeout_ms: u64,
+}
+
+fn default_admin_connections() -> usize {
+    64
+}
+fn default_admin_timeout_ms() -> u64 {
+    5000
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            address: None,
+            max_connections: default_admin_connections(),
+            request_timeout_ms: default_admin_timeout_ms(),
+        }
+    }
 }
 
 /// Hot reload of plugin files.
@@ -382,9 +405,31 @@ pub struct DispatcherConfig {
     /// Host directories the plugin may use (WASI preopens). Nothing else is granted.
     #[serde(default)]
     pub dirs: Vec<DirGrant>,
+    /// A batch the plugin rejects is offered again in halves, to this
+    /// dispatcher alone, until the samples at fault are isolated; at most this many
+    /// calls per batch (0: the whole batch fails at once).
+    #[serde(default = "default_isolation_max_calls")]
+    pub isolation_max_calls: u32,
+    /// Lines per second the plugin may log (all its instances together); the rest
+    /// is counted (`collector_plugin_log_lines_suppressed_total`), not logged.
+    #[serde(default = "default_log_lines_per_second")]
+    pub log_lines_per_second: u32,
+    /// Longer plugin log lines are cut.
+    #[serde(default = "default_log_line_max_bytes")]
+    pub log_line_max_bytes: usize,
     /// Handed to the plugin's `init` as JSON.
     #[serde(default = "empty_table")]
     pub config: toml::Table,
+}
+
+fn default_isolation_max_calls() -> u32 {
+    64
+}
+fn default_log_lines_per_second() -> u32 {
+    100
+}
+fn default_log_line_max_bytes() -> usize {
+    4096
 }
 
 fn default_timeout_ms() -> u64 {
@@ -551,6 +596,12 @@ impl Config {
                 ));
             }
         }
+        if self.admin.max_connections == 0 {
+            return Err(bad("admin.max_connections".into(), "must be at least 1"));
+        }
+        if self.admin.request_timeout_ms == 0 {
+            return Err(bad("admin.request_timeout_ms".into(), "must be at least 1"));
+        }
         if self.dispatchers.is_empty() {
             return Err(bad(
                 "dispatchers".into(),
@@ -592,6 +643,9 @@ impl Config {
             }
             if d.instances == 0 || d.instances > 64 {
                 return Err(bad(f("instances"), "must be between 1 and 64"));
+            }
+            if d.log_line_max_bytes < 64 {
+                return Err(bad(f("log_line_max_bytes"), "must be at least 64"));
             }
             for (j, g) in d.dirs.iter().enumerate() {
                 if !g.guest.starts_with('/') {

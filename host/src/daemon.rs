@@ -47,6 +47,7 @@ impl Sources {
         let mut stats = Vec::new();
         if let Some(u) = &cfg.sources.udp {
             let src = UdpSource::bind(u).map_err(|source| RunError::Bind {
+                what: "UDP",
                 address: u.address,
                 source,
             })?;
@@ -150,6 +151,7 @@ struct Daemon {
     plugin_watch: PluginWatch,
     reload_stats: Arc<ReloadStats>,
     config_stats: Arc<ConfigReloadStats>,
+    admin_stats: Arc<admin::AdminStats>,
     admin_state: watch::Sender<Arc<admin::State>>,
     started: Instant,
 }
@@ -178,12 +180,14 @@ pub async fn run(
     let sources = Sources::start(&cfg, &fanout)?;
     let started = Instant::now();
     let config_stats = Arc::new(ConfigReloadStats::default());
+    let admin_stats = Arc::new(admin::AdminStats::default());
     let state = admin_state(
         started,
         &sources,
         &dispatchers,
         &reload_stats,
         &config_stats,
+        &admin_stats,
     );
     let (admin_state, admin_rx) = watch::channel(state);
     let (admin_stop, admin_stop_rx) = watch::channel(false);
@@ -191,14 +195,33 @@ pub async fn run(
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|source| RunError::Bind {
+                what: "the admin endpoint",
                 address: addr,
                 source,
             })?;
         let local = listener
             .local_addr()
             .map_err(|e| RunError::Internal(e.to_string()))?;
-        tracing::info!(address = %local, "Admin endpoint listening (GET /status, /healthz)");
-        tokio::spawn(admin::serve(listener, admin_rx, admin_stop_rx));
+        tracing::info!(address = %local, "Admin endpoint listening (GET /status, /metrics, /healthz, /readyz)");
+        if !admin::is_loopback(&local) {
+            tracing::warn!(
+                address = %local,
+                "The admin endpoint listens beyond this machine and has no authentication: \
+                 anyone who can reach it reads the daemon's status and metrics. Bind it to \
+                 127.0.0.1, or put an authenticating proxy in front of it"
+            );
+        }
+        let limits = admin::Limits {
+            max_connections: cfg.admin.max_connections,
+            request_timeout: Duration::from_millis(cfg.admin.request_timeout_ms),
+        };
+        tokio::spawn(admin::serve(
+            listener,
+            admin_rx,
+            admin_stop_rx,
+            limits,
+            admin_stats.clone(),
+        ));
     }
     let mut daemon = Daemon {
         runtime,
@@ -210,6 +233,7 @@ pub async fn run(
         plugin_watch,
         reload_stats,
         config_stats,
+        admin_stats,
         admin_state,
         started,
     };
@@ -305,6 +329,7 @@ fn admin_state(
     dispatchers: &[Dispatcher],
     reload: &Arc<ReloadStats>,
     config: &Arc<ConfigReloadStats>,
+    admin: &Arc<admin::AdminStats>,
 ) -> Arc<admin::State> {
     Arc::new(admin::State {
         started,
@@ -315,6 +340,7 @@ fn admin_state(
             .collect(),
         reload: reload.clone(),
         config: config.clone(),
+        admin: admin.clone(),
     })
 }
 
@@ -501,6 +527,7 @@ impl Daemon {
             &self.dispatchers,
             &self.reload_stats,
             &self.config_stats,
+            &self.admin_stats,
         );
         let _ = self.admin_state.send(state);
         self.config_stats.applied.inc();

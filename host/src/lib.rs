@@ -38,8 +38,10 @@ pub enum RunError {
     Plugin(#[from] plugin::PluginError),
     #[error(transparent)]
     Dispatcher(#[from] dispatch::StartError),
-    #[error("cannot bind UDP {address}: {source}")]
+    #[error("cannot bind {what} {address}: {source}")]
     Bind {
+        /// What wanted the address: `UDP` or `the admin endpoint`.
+        what: &'static str,
         address: std::net::SocketAddr,
         #[source]
         source: std::io::Error,

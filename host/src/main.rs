@@ -49,6 +49,8 @@ enum SendTransport {
 
 /// Exit status for a bad configuration (64, `EX_USAGE` in sysexits.h).
 const EXIT_CONFIG: u8 = 64;
+/// Exit status after a run in which a worker panicked (70, `EX_SOFTWARE`).
+const EXIT_SOFTWARE: u8 = 70;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -100,6 +102,18 @@ fn run(path: Option<PathBuf>) -> ExitCode {
         }
     };
     match rt.block_on(collector::run(cfg, path, shutdown_signal())) {
+        Ok(_) if collector::telemetry::panics() > 0 => {
+            let n = collector::telemetry::panics();
+            tracing::error!(
+                panics = n,
+                "Exiting with status {EXIT_SOFTWARE}: workers panicked during this run \
+                 (each was restarted; see the log above)"
+            );
+            eprintln!(
+                "collector: {n} worker panic(s) during this run; exit status {EXIT_SOFTWARE}"
+            );
+            ExitCode::from(EXIT_SOFTWARE)
+        }
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");

@@ -107,6 +107,12 @@ impl Collector for StateCollector {
         )?;
         counter(
             &mut enc,
+            "collector_source_worker_panics",
+            "Panics caught in a source's decoder threads or consumer tasks",
+            src(&|s| s.worker_panics.get()),
+        )?;
+        counter(
+            &mut enc,
             "collector_amqp_acked",
             "AMQP messages acked after every dispatcher took them",
             amqp_src(&|s| s.acked.get()),
@@ -239,6 +245,65 @@ impl Collector for StateCollector {
             })
             .collect(),
         )?;
+        counter(
+            &mut enc,
+            "collector_batches_split",
+            "Rejected batches tried again in parts to isolate the samples at fault",
+            disp(&|s| s.batches_split.get()),
+        )?;
+        counter(
+            &mut enc,
+            "collector_state_handoff_failures",
+            "collector_snapshot or collector_restore calls that failed",
+            outcome(&[
+                ("snapshot", &|s| s.snapshot_failures.get()),
+                ("restore", &|s| s.restore_failures.get()),
+            ])
+            .into_iter()
+            .map(|(mut l, v)| {
+                l[1].0 = "stage";
+                (l, v)
+            })
+            .collect(),
+        )?;
+        counter(
+            &mut enc,
+            "collector_worker_panics",
+            "Panics caught in a dispatcher's workers (each worker was restarted)",
+            disp(&|s| s.worker_panics.get()),
+        )?;
+        gauge(
+            &mut enc,
+            "collector_dispatcher_healthy",
+            "0 from a worker panic until the restarted worker completes a batch",
+            st.dispatchers
+                .iter()
+                .map(|(l, s)| {
+                    (
+                        vec![("dispatcher", l.dispatcher.to_string())],
+                        i64::from(s.healthy.load(Ordering::Relaxed)),
+                    )
+                })
+                .collect(),
+        )?;
+        counter(
+            &mut enc,
+            "collector_admin_accept_errors",
+            "Failed accepts on the admin endpoint (each followed by a pause)",
+            vec![(vec![], st.admin.accept_errors.get())],
+        )?;
+        counter(
+            &mut enc,
+            "collector_admin_timeouts",
+            "Admin connections closed at request_timeout_ms",
+            vec![(vec![], st.admin.timeouts.get())],
+        )?;
+        counter(
+            &mut enc,
+            "collector_plugin_log_lines_suppressed",
+            "Plugin log lines beyond log_lines_per_second, counted instead of logged",
+            disp(&|s| s.log_suppressed.get()),
+        )?;
         gauge(
             &mut enc,
             "collector_dispatcher_queued_batches",
@@ -256,17 +321,24 @@ impl Collector for StateCollector {
         gauge(
             &mut enc,
             "collector_plugin_info",
-            "The plugin version (SHA-256 prefix) serving each dispatcher",
+            "Threads of each dispatcher serving each plugin version (SHA-256 prefix)",
             st.dispatchers
                 .iter()
-                .map(|(l, _)| {
-                    (
-                        vec![
-                            ("dispatcher", l.dispatcher.to_string()),
-                            ("version", l.slot.hash()),
-                        ],
-                        1,
-                    )
+                .flat_map(|(l, _)| {
+                    // One series per version serving, valued by how many threads serve it.
+                    let mut versions: Vec<(String, i64)> = Vec::new();
+                    for v in l.slot.serving() {
+                        match versions.iter_mut().find(|(h, _)| *h == v) {
+                            Some((_, n)) => *n += 1,
+                            None => versions.push((v, 1)),
+                        }
+                    }
+                    versions.into_iter().map(|(v, n)| {
+                        (
+                            vec![("dispatcher", l.dispatcher.to_string()), ("version", v)],
+                            n,
+                        )
+                    })
                 })
                 .collect(),
         )?;

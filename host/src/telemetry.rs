@@ -24,7 +24,7 @@ impl Counter {
 }
 
 /// What a source received and refused.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct SourceStats {
     /// Datagrams or messages read.
     pub received: Counter,
@@ -54,6 +54,34 @@ pub struct SourceStats {
     pub unacked: std::sync::atomic::AtomicI64,
     /// Inode of the UDP socket, to find its kernel drop counter (0: none).
     pub udp_inode: std::sync::atomic::AtomicU64,
+    /// Panics caught in its decoder threads or consumer tasks (each went on or was
+    /// restarted).
+    pub worker_panics: Counter,
+    /// False from such a panic until the next input was handled without one.
+    pub healthy: std::sync::atomic::AtomicBool,
+}
+
+impl Default for SourceStats {
+    fn default() -> Self {
+        SourceStats {
+            received: Counter::default(),
+            samples: Counter::default(),
+            malformed: Counter::default(),
+            bad_signature: Counter::default(),
+            dropped: Counter::default(),
+            invalid_samples: Counter::default(),
+            acked: Counter::default(),
+            requeued: Counter::default(),
+            dead_lettered: Counter::default(),
+            redelivered: Counter::default(),
+            reconnects: Counter::default(),
+            connected: std::sync::atomic::AtomicBool::new(false),
+            unacked: std::sync::atomic::AtomicI64::new(0),
+            udp_inode: std::sync::atomic::AtomicU64::new(0),
+            worker_panics: Counter::default(),
+            healthy: std::sync::atomic::AtomicBool::new(true),
+        }
+    }
 }
 
 /// What happened to the batches of one dispatcher.
@@ -69,6 +97,19 @@ pub struct DispatcherStats {
     pub timeouts: Counter,
     pub traps: Counter,
     pub memory_refusals: Counter,
+    /// Batches it rejected that were tried again in parts.
+    pub batches_split: Counter,
+    /// `collector_snapshot` calls that trapped, timed out or returned a bad buffer.
+    pub snapshot_failures: Counter,
+    /// New instances that could not take the saved state (`collector_restore`
+    /// trapped, timed out or refused it).
+    pub restore_failures: Counter,
+    /// Panics caught in this dispatcher's workers; each worker was restarted.
+    pub worker_panics: Counter,
+    /// False from a worker panic until the restarted worker completes a batch.
+    pub healthy: std::sync::atomic::AtomicBool,
+    /// Plugin log lines over `log_lines_per_second`, not logged.
+    pub log_suppressed: std::sync::Arc<Counter>,
     /// The last reason a batch failed, for `collector status`.
     pub last_error: Mutex<Option<String>>,
     /// Batches waiting in its queue.
@@ -89,6 +130,12 @@ impl Default for DispatcherStats {
             timeouts: Counter::default(),
             traps: Counter::default(),
             memory_refusals: Counter::default(),
+            log_suppressed: std::sync::Arc::default(),
+            worker_panics: Counter::default(),
+            batches_split: Counter::default(),
+            snapshot_failures: Counter::default(),
+            restore_failures: Counter::default(),
+            healthy: std::sync::atomic::AtomicBool::new(true),
             last_error: Mutex::default(),
             queued: std::sync::atomic::AtomicI64::new(0),
             // 100 µs to ~6.5 s.
@@ -97,6 +144,19 @@ impl Default for DispatcherStats {
             ),
         }
     }
+}
+
+/// Panics caught anywhere in the daemon's workers since it started.
+static PANICS: AtomicU64 = AtomicU64::new(0);
+
+/// Counts a caught panic (the daemon then exits non-zero: see [`panics`]).
+pub fn count_panic() {
+    PANICS.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Panics caught so far: a daemon that lost a worker does not exit 0.
+pub fn panics() -> u64 {
+    PANICS.load(Ordering::Relaxed)
 }
 
 /// Config reload counters.
@@ -149,9 +209,96 @@ impl Default for RateLimit {
     }
 }
 
+/// Longest value from outside that a log line shows (bytes of its text before escaping).
+pub const MAX_LOGGED_VALUE_BYTES: usize = 256;
+
+/// A value that came from outside (a datagram, a message, a plugin) as logs show it:
+/// control characters, line and paragraph separators and bidirectional overrides
+/// escaped (`\n`, `\u{1b}`), so that it cannot forge a log line or a terminal
+/// sequence; and cut after [`MAX_LOGGED_VALUE_BYTES`] (or the length
+/// given to [`Untrusted::capped`]), saying how much was left out.
+#[derive(Clone, Copy)]
+pub struct Untrusted<'a> {
+    text: &'a str,
+    max_bytes: usize,
+}
+
+#[allow(non_snake_case, reason = "reads like the tuple struct it stands for")]
+/// `Untrusted(text)`: the default cap.
+pub fn Untrusted(text: &str) -> Untrusted<'_> {
+    Untrusted::capped(text, MAX_LOGGED_VALUE_BYTES)
+}
+
+impl<'a> Untrusted<'a> {
+    pub fn capped(text: &'a str, max_bytes: usize) -> Self {
+        Untrusted { text, max_bytes }
+    }
+}
+
+/// Characters a log line must not carry as they are.
+fn needs_escape(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+impl std::fmt::Display for Untrusted<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use std::fmt::Write;
+        let mut used = 0;
+        for (i, c) in self.text.char_indices() {
+            if used >= self.max_bytes {
+                return write!(f, "…(+{} bytes)", self.text.len() - i);
+            }
+            used += c.len_utf8();
+            match c {
+                '\n' => f.write_str("\\n")?,
+                '\r' => f.write_str("\\r")?,
+                '\t' => f.write_str("\\t")?,
+                c if needs_escape(c) => write!(f, "\\u{{{:x}}}", u32::from(c))?,
+                c => f.write_char(c)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for Untrusted<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "\"{self}\"")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn untrusted_text_cannot_forge_lines() {
+        let forged = "m1\n2026-12-01T00:00:00Z  INFO collector: all is well\r\u{1b}[2J\u{202e}";
+        let shown = Untrusted(forged).to_string();
+        assert!(!shown.chars().any(char::is_control), "{shown:?}");
+        assert_eq!(
+            shown,
+            "m1\\n2026-12-01T00:00:00Z  INFO collector: all is well\\r\\u{1b}[2J\\u{202e}"
+        );
+        assert_eq!(
+            Untrusted(r#"{"k": "a\"b"}"#).to_string(),
+            r#"{"k": "a\"b"}"#,
+            "JSON text stays as it is"
+        );
+        assert_eq!(
+            Untrusted("plain text, ünïcode").to_string(),
+            "plain text, ünïcode"
+        );
+    }
+
+    #[test]
+    fn untrusted_text_is_cut() {
+        let long = "x".repeat(10_000);
+        let shown = Untrusted(&long).to_string();
+        assert_eq!(shown, format!("{}…(+9744 bytes)", "x".repeat(256)));
+        assert_eq!(Untrusted::capped("héllo", 2).to_string(), "hé…(+3 bytes)");
+    }
 
     #[test]
     fn rate_limit_counts_what_it_suppresses() {

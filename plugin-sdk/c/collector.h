@@ -60,8 +60,10 @@
  *   COLLECTOR_TEST_HEAP_SIZE  freestanding mode on a non-wasm target (tests only):
  *                             size of the static array that stands in for memory
  *
- * Limits (documented where they apply): nesting of batch values <= COLLECTOR_MAX_DEPTH
- * (64) levels below a sample field, as the Rust SDK; config JSON nesting <= 64;
+ * Limits (documented where they apply): a sample nests at most COLLECTOR_MAX_NESTING
+ * (64) levels of dicts and lists, itself counting as one, so a resource_metadata or
+ * extra value holds at most COLLECTOR_MAX_DEPTH (63) levels of List/Map, as the Rust
+ * SDK (docs/ABI.md 9.7); config JSON nesting <= 64;
  * in freestanding mode, config floats with more than 19 significant digits are
  * rounded from their first 19 digits.
  */
@@ -105,8 +107,16 @@ extern "C" {
 #define COLLECTOR_LOG_DEBUG 4
 #define COLLECTOR_LOG_TRACE 5
 
-/* Deepest List/Map nesting below a sample field (as codec::MAX_DEPTH in Rust). */
-#define COLLECTOR_MAX_DEPTH 64
+/* Deepest nesting of one sample, in levels of dicts and lists, the sample dict itself
+ * counting as level 1: the ABI's one nesting limit (docs/ABI.md section 9.7, Rust's
+ * collector_sdk::abi::MAX_NESTING). */
+#define COLLECTOR_MAX_NESTING 64
+/* Levels of List/Map a sample field's value (resource_metadata, or an extra key's
+ * value) may hold: the sample dict itself taken off (Rust's codec::MAX_DEPTH, 63).
+ * A field's own value, if a list or map, is level 1; empty lists and maps count.
+ * In collector_value.depth terms: a LIST or MAP at depth >= COLLECTOR_MAX_DEPTH is
+ * refused (COLLECTOR_E_DEPTH); scalars may sit at depth COLLECTOR_MAX_DEPTH. */
+#define COLLECTOR_MAX_DEPTH (COLLECTOR_MAX_NESTING - 1)
 
 /* Error codes (negative) of the batch reader and the JSON reader. */
 #define COLLECTOR_E_TRUNCATED (-1) /* unexpected end of batch / text */
@@ -182,7 +192,10 @@ typedef enum collector_value_type {
  * collector_map_next, or look keys up with collector_map_get. */
 typedef struct collector_value {
     collector_value_type type;
-    uint32_t depth; /* 0 for a sample field; items of a depth-d list/map are d + 1 */
+    uint32_t depth; /* 0 for a sample field's value (resource_metadata or an extra
+                     * key's); items of a depth-d list/map are d + 1. A sample's
+                     * `extra` (the sample dict's own entries) is UINT32_MAX, so that
+                     * its values are at 0 like resource_metadata's. */
     union {
         bool b;
         int64_t i;
@@ -221,7 +234,8 @@ typedef struct collector_sample {
     collector_str message_id;
     collector_opt_number monotonic_time;  /* ABSENT, NULL or PRESENT */
     collector_opt_str message_signature;  /* ABSENT or PRESENT */
-    collector_value extra;                /* MAP of the other top-level keys, in order */
+    collector_value extra;                /* MAP of the other top-level keys, in order
+                                           * (depth UINT32_MAX: its values are at 0) */
     const uint8_t *raw;                   /* the sample's bytes in the batch */
     size_t raw_len;
 } collector_sample;
@@ -979,11 +993,14 @@ static int collector__number(collector__cur *c, collector_number *n) {
 }
 
 /* Steps over count items (or map entries) whose depth is `depth`, checking their
- * structure and bounds (not the UTF-8 of nested strings: checked when read).
- * Iterative: an explicit stack, no recursion. */
+ * structure and bounds (not the UTF-8 of nested strings: checked when read) and that
+ * no list or map sits at depth COLLECTOR_MAX_DEPTH or deeper.
+ * Iterative: an explicit stack, no recursion. Entry `top` holds the items at depth
+ * depth + top; a list/map is pushed only when its depth is < COLLECTOR_MAX_DEPTH,
+ * so top <= COLLECTOR_MAX_DEPTH. */
 static int collector__skip_seq(collector__cur *c, uint64_t count, int is_map, uint32_t depth) {
-    uint64_t left[COLLECTOR_MAX_DEPTH + 2];
-    uint8_t map[COLLECTOR_MAX_DEPTH + 2];
+    uint64_t left[COLLECTOR_MAX_DEPTH + 1];
+    uint8_t map[COLLECTOR_MAX_DEPTH + 1];
     int top = 0;
     left[0] = count;
     map[0] = (uint8_t)is_map;
@@ -999,7 +1016,6 @@ static int collector__skip_seq(collector__cur *c, uint64_t count, int is_map, ui
             size_t kn;
             COLLECTOR__TRY(collector__bytes(c, &kp, &kn));
         }
-        if (d > COLLECTOR_MAX_DEPTH) return COLLECTOR_E_DEPTH;
         COLLECTOR__TRY(collector__u32(c, &tag));
         switch (tag) {
         case COLLECTOR_VALUE_NULL: break;
@@ -1025,6 +1041,8 @@ static int collector__skip_seq(collector__cur *c, uint64_t count, int is_map, ui
         case COLLECTOR_VALUE_LIST:
         case COLLECTOR_VALUE_MAP: {
             uint64_t n;
+            /* level d + 1 below the field: refused even when empty */
+            if (d >= COLLECTOR_MAX_DEPTH) return COLLECTOR_E_DEPTH;
             COLLECTOR__TRY(collector__u64(c, &n));
             /* every item takes at least 4 bytes (a map entry at least 12) */
             if (n > (uint64_t)(c->end - c->p) / (tag == COLLECTOR_VALUE_MAP ? 12 : 4))
@@ -1060,7 +1078,6 @@ static int collector__seq(collector__cur *c, int is_map, uint32_t depth, collect
 static int collector__value(collector__cur *c, uint32_t depth, collector_value *v) {
     const uint8_t *start = c->p;
     uint32_t tag;
-    if (depth > COLLECTOR_MAX_DEPTH) return COLLECTOR_E_DEPTH;
     COLLECTOR__TRY(collector__u32(c, &tag));
     v->depth = depth;
     switch (tag) {
@@ -1098,6 +1115,7 @@ static int collector__value(collector__cur *c, uint32_t depth, collector_value *
     }
     case COLLECTOR_VALUE_LIST:
     case COLLECTOR_VALUE_MAP:
+        if (depth >= COLLECTOR_MAX_DEPTH) return COLLECTOR_E_DEPTH;
         COLLECTOR__TRY(collector__seq(c, tag == COLLECTOR_VALUE_MAP, depth, v));
         break;
     default:
@@ -1158,9 +1176,18 @@ static int collector__sample(collector__cur *c, collector_sample *s) {
     }
     COLLECTOR__TRY(collector__opt_str(c, &s->message_signature, false));
     {
+        /* The extra keys are the sample dict's own entries: their values are sample
+         * fields at depth 0, like resource_metadata's, so the map itself is one above. */
         const uint8_t *es = c->p;
-        COLLECTOR__TRY(collector__seq(c, 1, 0, &s->extra));
-        s->extra.depth = 0;
+        uint64_t n;
+        COLLECTOR__TRY(collector__u64(c, &n));
+        if (n > (uint64_t)(c->end - c->p) / 12) return COLLECTOR_E_TRUNCATED;
+        COLLECTOR__TRY(collector__skip_seq(c, n, 1, 0));
+        s->extra.type = COLLECTOR_VALUE_MAP;
+        s->extra.depth = UINT32_MAX; /* + 1 (its entries) wraps to 0 */
+        s->extra.as.seq.ptr = es + 8;
+        s->extra.as.seq.len = (size_t)(c->p - es - 8);
+        s->extra.as.seq.count = n;
         s->extra.raw = es;
         s->extra.raw_len = (size_t)(c->p - es);
     }
@@ -1237,7 +1264,7 @@ int collector_iter_init(collector_iter *it, const collector_value *v) {
     it->pos = v->as.seq.ptr;
     it->end = v->as.seq.ptr + v->as.seq.len;
     it->left = v->as.seq.count;
-    it->depth = v->depth + 1;
+    it->depth = (uint32_t)(v->depth + 1u); /* extra: UINT32_MAX + 1 wraps to 0 */
     it->is_map = v->type == COLLECTOR_VALUE_MAP;
     return 0;
 }

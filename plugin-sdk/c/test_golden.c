@@ -549,32 +549,87 @@ static void test_special_values(void) {
     free(e);
 }
 
-/* resource_metadata = `levels` nested lists, the innermost holding `inner` nulls. */
-static int nested(int levels, int inner, enc *e) {
-    char out[8192];
-    size_t n;
+/* `levels` nested lists (maps of one key "k" at odd levels when `maps`), the
+ * innermost holding `inner` nulls. */
+static void e_nest(enc *e, int levels, int inner, int maps) {
     int i;
+    for (i = 0; i < levels; i++) {
+        int map = maps && i % 2 == 1;
+        e_u32(e, map ? 8 : 7);
+        e_u64(e, i == levels - 1 ? (uint64_t)inner : 1);
+        if (map && i < levels - 1) e_cstr(e, "k");
+    }
+    for (i = 0; i < inner; i++) {
+        if (maps && (levels - 1) % 2 == 1) e_cstr(e, "k");
+        e_u32(e, 0);
+    }
+}
+
+/* A sample whose resource_metadata (extra == 0) or extra key "x" (extra == 1) is
+ * e_nest(levels, inner, maps), decoded and written as JSON into out. */
+static int nested_in(int extra, int levels, int inner, int maps, enc *e, char *out, size_t cap,
+                     size_t *n) {
     e->n = 0;
     e_u64(e, 1);
     e_head(e, 0, 1);
-    e_u8(e, 1);
-    for (i = 0; i < levels; i++) {
-        e_u32(e, 7);
-        e_u64(e, i == levels - 1 ? (uint64_t)inner : 1);
+    e_u8(e, extra ? 0 : 1);
+    if (!extra) e_nest(e, levels, inner, maps);
+    e_cstr(e, "m"), e_u8(e, 0), e_u8(e, 0);
+    e_u64(e, extra ? 1 : 0);
+    if (extra) {
+        e_cstr(e, "x");
+        e_nest(e, levels, inner, maps);
     }
-    for (i = 0; i < inner; i++) e_u32(e, 0);
-    e_cstr(e, "m"), e_u8(e, 0), e_u8(e, 0), e_u64(e, 0);
-    return decode_one_json(e, out, sizeof out, &n);
+    return decode_one_json(e, out, cap, n);
+}
+
+static int nested(int extra, int levels, int inner, enc *e) {
+    char out[16384];
+    size_t n;
+    return nested_in(extra, levels, inner, 0, e, out, sizeof out, &n);
+}
+
+/* Decodes like nested() and checks that the JSON holds `"key":` and the value in full
+ * (`levels` nested lists, the innermost with `inner` nulls). */
+static int nested_json_ok(int extra, int levels, int inner, enc *e) {
+    static char out[16384], want[512];
+    size_t n = 0, k;
+    int i, rc = nested_in(extra, levels, inner, 0, e, out, sizeof out - 1, &n);
+    if (rc != 0 || n >= sizeof out) return 0;
+    out[n] = 0;
+    k = (size_t)snprintf(want, sizeof want, "\"%s\":", extra ? "x" : "resource_metadata");
+    for (i = 0; i < levels; i++) want[k++] = '[';
+    for (i = 0; i < inner; i++) {
+        if (i) want[k++] = ',';
+        memcpy(want + k, "null", 4);
+        k += 4;
+    }
+    for (i = 0; i < levels; i++) want[k++] = ']';
+    want[k] = 0;
+    return strstr(out, want) != NULL;
 }
 
 static void test_depth(void) {
     enc *e = (enc *)calloc(1, sizeof *e);
-    /* lists at depths 0..64 are fine (as codec::MAX_DEPTH); an item at depth 65 is not */
-    CHECK(nested(65, 0, e) == 0, "65 nested lists (depths 0..64)");
-    CHECK(nested(64, 1, e) == 0, "64 nested lists + a null at depth 64");
-    CHECK(nested(65, 1, e) == COLLECTOR_E_DEPTH, "a null at depth 65");
-    CHECK(nested(66, 0, e) == COLLECTOR_E_DEPTH, "a list at depth 65");
-    CHECK(nested(5000, 0, e) == COLLECTOR_E_DEPTH, "5000 levels");
+    char out[16384];
+    size_t n;
+    int where;
+    /* COLLECTOR_MAX_NESTING = 64 levels with the sample dict (docs/ABI.md 9.7): a
+     * resource_metadata or extra value holds COLLECTOR_MAX_DEPTH = 63 levels of
+     * List/Map (depths 0..62), empty ones included; one at depth 63 (level 64) is not. */
+    CHECK(COLLECTOR_MAX_NESTING == 64 && COLLECTOR_MAX_DEPTH == 63, "limits %d, %d", COLLECTOR_MAX_NESTING,
+          COLLECTOR_MAX_DEPTH);
+    for (where = 0; where < 2; where++) {
+        const char *f = where ? "extra key" : "resource_metadata";
+        CHECK(nested_json_ok(where, 63, 0, e), "%s: 63 nested lists (depths 0..62, the innermost empty)", f);
+        CHECK(nested_json_ok(where, 63, 1, e), "%s: 63 nested lists + a null at depth 63", f);
+        CHECK(nested_in(where, 63, 2, 1, e, out, sizeof out, &n) == 0, "%s: 63 levels alternating list/map", f);
+        CHECK(nested(where, 64, 0, e) == COLLECTOR_E_DEPTH, "%s: 64 nested lists, the innermost empty (a list at depth 63)", f);
+        CHECK(nested(where, 64, 1, e) == COLLECTOR_E_DEPTH, "%s: 64 nested lists + a null", f);
+        CHECK(nested_in(where, 64, 0, 1, e, out, sizeof out, &n) == COLLECTOR_E_DEPTH,
+              "%s: 64 levels alternating list/map, the innermost an empty map", f);
+        CHECK(nested(where, 5000, 0, e) == COLLECTOR_E_DEPTH, "%s: 5000 levels", f);
+    }
     free(e);
 }
 
@@ -621,6 +676,8 @@ static void test_iterators(const char *golden_dir) {
     CHECK(collector_map_next(&li, NULL, &item) == COLLECTOR_E_TYPE, "map_next on a list");
     rc = collector_map_get(&s.extra, "extra_list", 10, &v);
     CHECK(rc == 1 && v.type == COLLECTOR_VALUE_LIST, "extra_list");
+    /* an extra value is a sample field, at depth 0 like resource_metadata's */
+    CHECK(v.depth == 0 && s.resource_metadata.value.depth == 0, "extra_list depth %u", (unsigned)v.depth);
     CHECK(collector_map_get(&v, "x", 1, &item) == COLLECTOR_E_TYPE, "map_get on a list");
     {
         collector_number n;

@@ -257,26 +257,28 @@ pub const Value = union(enum) {
 pub const List = struct {
     count: usize,
     bytes: []const u8,
-    depth: u32,
+    /// Nesting depth of the items: a list that is a sample field's value (depth 0)
+    /// has its items at 1.
+    item_depth: u32,
 
     pub fn len(l: List) usize {
         return l.count;
     }
 
     pub fn iterator(l: List) ListIterator {
-        return .{ .cursor = .{ .buf = l.bytes, .pos = 0 }, .left = l.count, .depth = l.depth };
+        return .{ .cursor = .{ .buf = l.bytes, .pos = 0 }, .left = l.count, .item_depth = l.item_depth };
     }
 };
 
 pub const ListIterator = struct {
     cursor: Cursor,
     left: usize,
-    depth: u32,
+    item_depth: u32,
 
     /// The next item; `null` at the end. Errors only on invalid UTF-8 in a string.
     pub fn next(it: *ListIterator) DecodeError!?Value {
         if (it.left == 0) return null;
-        const v = try it.cursor.value(it.depth + 1);
+        const v = try it.cursor.value(it.item_depth);
         it.left -= 1;
         return v;
     }
@@ -287,16 +289,19 @@ pub const ListIterator = struct {
 pub const Map = struct {
     count: usize,
     bytes: []const u8,
-    depth: u32,
+    /// Nesting depth of the values: a map that is a sample field's value (depth 0)
+    /// has them at 1; a sample's `extra` (the sample dict's own entries) at 0, like
+    /// `resource_metadata`'s value.
+    item_depth: u32,
 
-    pub const empty: Map = .{ .count = 0, .bytes = &.{}, .depth = 0 };
+    pub const empty: Map = .{ .count = 0, .bytes = &.{}, .item_depth = 0 };
 
     pub fn len(m: Map) usize {
         return m.count;
     }
 
     pub fn iterator(m: Map) MapIterator {
-        return .{ .cursor = .{ .buf = m.bytes, .pos = 0 }, .left = m.count, .depth = m.depth };
+        return .{ .cursor = .{ .buf = m.bytes, .pos = 0 }, .left = m.count, .item_depth = m.item_depth };
     }
 
     /// The value of the first entry with this key, or `null`.
@@ -317,13 +322,13 @@ pub const MapEntry = struct {
 pub const MapIterator = struct {
     cursor: Cursor,
     left: usize,
-    depth: u32,
+    item_depth: u32,
 
     /// The next entry; `null` at the end. Errors only on invalid UTF-8 in a string.
     pub fn next(it: *MapIterator) DecodeError!?MapEntry {
         if (it.left == 0) return null;
         const k = try it.cursor.str();
-        const v = try it.cursor.value(it.depth + 1);
+        const v = try it.cursor.value(it.item_depth);
         it.left -= 1;
         return .{ .key = k, .value = v };
     }
@@ -371,7 +376,7 @@ pub const DecodeError = error{
     InvalidBool,
     /// An unknown Value or Number tag.
     UnknownTag,
-    /// Lists/maps nested deeper than [`max_depth`].
+    /// Lists/maps nested deeper than [`max_depth`] below a sample field.
     TooDeep,
     /// Bytes left over after the last sample.
     TrailingBytes,
@@ -379,8 +384,16 @@ pub const DecodeError = error{
     BatchEndedEarly,
 };
 
-/// Deepest nesting of lists and maps below a sample field (as the Rust SDK).
-pub const max_depth: u32 = 64;
+/// Deepest nesting of one sample, in levels of dicts and lists, the sample dict
+/// itself counting as level 1: the ABI's one nesting limit (docs/ABI.md section 9.7,
+/// the Rust SDK's `collector_sdk::abi::MAX_NESTING`).
+pub const max_nesting: u32 = 64;
+
+/// Levels of lists and maps a sample field's value (`resource_metadata`, or an extra
+/// key's value) may hold: [`max_nesting`] less the sample dict itself (63, the Rust
+/// SDK's `codec::MAX_DEPTH`). The field's own value, if a list or map, is level 1;
+/// empty lists and maps count. Deeper is `error.TooDeep`.
+pub const max_depth: u32 = max_nesting - 1;
 
 /// Value tags (u32) of ABI.md section 9.6.
 pub const tag = struct {
@@ -492,8 +505,8 @@ const Cursor = struct {
         return .{ .value = try c.str() };
     }
 
+    /// A value at nesting `depth` (0: a sample field's own value).
     fn value(c: *Cursor, depth: u32) DecodeError!Value {
-        if (depth > max_depth) return error.TooDeep;
         const t = try c.int(u32);
         switch (t) {
             tag.null_ => return .null,
@@ -511,13 +524,17 @@ const Cursor = struct {
             tag.str => return .{ .str = try c.str() },
             tag.bytes => return .{ .bytes = try c.bytes() },
             tag.list => {
+                try enter(depth);
                 const start = c.pos;
-                try c.skipPayload(tag.list, depth);
+                try c.skipItems(tag.list, depth + 1);
                 const body = c.buf[start..c.pos];
                 const count: usize = @intCast(std.mem.readInt(u64, body[0..8], .little));
-                return .{ .list = .{ .count = count, .bytes = body[8..], .depth = depth } };
+                return .{ .list = .{ .count = count, .bytes = body[8..], .item_depth = depth + 1 } };
             },
-            tag.map => return .{ .map = try c.map(depth) },
+            tag.map => {
+                try enter(depth);
+                return .{ .map = try c.entries(depth + 1) };
+            },
             else => {
                 c.pos -= 4;
                 return error.UnknownTag;
@@ -525,35 +542,39 @@ const Cursor = struct {
         }
     }
 
-    fn map(c: *Cursor, depth: u32) DecodeError!Map {
-        const start = c.pos;
-        try c.skipPayload(tag.map, depth);
-        const body = c.buf[start..c.pos];
-        const count: usize = @intCast(std.mem.readInt(u64, body[0..8], .little));
-        return .{ .count = count, .bytes = body[8..], .depth = depth };
+    /// A list or map at nesting `depth` (0: a sample field's own value) is level
+    /// `depth + 1` below the field: refused from [`max_depth`] on, even when empty.
+    inline fn enter(depth: u32) DecodeError!void {
+        if (depth >= max_depth) return error.TooDeep;
     }
 
-    /// Steps over the payload of a value at nesting `depth` whose tag `t` was just
-    /// read, checking structure and bounds but not the UTF-8 of nested strings
-    /// (checked when they are read). Scalars inside lists and maps are skipped in
-    /// the loop; only nested lists and maps recurse.
-    fn skipPayload(c: *Cursor, t: u32, depth: u32) DecodeError!void {
-        switch (t) {
-            tag.list, tag.map => {
-                const count = try c.len();
-                if (count != 0 and depth + 1 > max_depth) return error.TooDeep;
-                var i: usize = 0;
-                while (i < count) : (i += 1) {
-                    if (t == tag.map) _ = try c.bytes();
-                    const t2 = try c.int(u32);
-                    if (t2 == tag.list or t2 == tag.map) {
-                        try c.skipPayload(t2, depth + 1);
-                    } else {
-                        try c.skipScalar(t2);
-                    }
-                }
-            },
-            else => try c.skipScalar(t),
+    /// The u64 count and (key, value) entries of a map whose values sit at
+    /// `item_depth`: a metadata map at depth `d` has them at `d + 1`; the sample's
+    /// extra keys, like its fields, at 0.
+    fn entries(c: *Cursor, item_depth: u32) DecodeError!Map {
+        const start = c.pos;
+        try c.skipItems(tag.map, item_depth);
+        const body = c.buf[start..c.pos];
+        const count: usize = @intCast(std.mem.readInt(u64, body[0..8], .little));
+        return .{ .count = count, .bytes = body[8..], .item_depth = item_depth };
+    }
+
+    /// Steps over the count and items of a list or map (`t`; its tag, if it has one,
+    /// was just read) whose items sit at nesting `item_depth`, checking structure and bounds but not
+    /// the UTF-8 of nested strings (checked when they are read). Scalars are skipped
+    /// in the loop; only nested lists and maps recurse.
+    fn skipItems(c: *Cursor, t: u32, item_depth: u32) DecodeError!void {
+        const count = try c.len();
+        var i: usize = 0;
+        while (i < count) : (i += 1) {
+            if (t == tag.map) _ = try c.bytes();
+            const t2 = try c.int(u32);
+            if (t2 == tag.list or t2 == tag.map) {
+                try enter(item_depth);
+                try c.skipItems(t2, item_depth + 1);
+            } else {
+                try c.skipScalar(t2);
+            }
         }
     }
 
@@ -595,7 +616,7 @@ const Cursor = struct {
         else
             .{ .value = try c.number() };
         s.message_signature = if (try c.flag()) try c.str() else null;
-        s.extra = try c.map(0);
+        s.extra = try c.entries(0); // the sample dict's own entries: fields, at depth 0
         return s;
     }
 };
@@ -1634,21 +1655,67 @@ test "malformed input gives errors" {
         );
     }
     {
-        // 64 nested lists are fine, 65 are not.
-        for ([_]usize{ 64, 65 }) |levels| {
-            var md: TestEnc = .{};
-            defer md.deinit();
-            for (0..levels) |_| {
-                try md.int(u32, tag.list);
-                try md.int(u64, 1);
+        // max_nesting (64) levels with the sample dict (ABI.md 9.7): a resource_metadata
+        // or extra value may hold 63 levels of lists/maps (depths 0..62), the innermost
+        // empty or holding a null (at depth 63); 64 levels are refused, an empty
+        // innermost list or map counting too. Maps (one key "k") alternate with lists
+        // when `maps`.
+        try std.testing.expectEqual(@as(u32, 64), max_nesting);
+        try std.testing.expectEqual(@as(u32, 63), max_depth);
+        for ([_]bool{ false, true }) |in_extra| {
+            for ([_]usize{ 63, 64 }) |levels| {
+                for ([_]bool{ false, true }) |with_null| {
+                    for ([_]bool{ false, true }) |maps| {
+                        var v: TestEnc = .{};
+                        defer v.deinit();
+                        for (0..levels) |i| {
+                            const is_map = maps and i % 2 == 1;
+                            const inner: u64 = if (i + 1 < levels) 1 else @intFromBool(with_null);
+                            try v.int(u32, if (is_map) tag.map else tag.list);
+                            try v.int(u64, inner);
+                            if (is_map and inner == 1) try v.str("k");
+                        }
+                        if (with_null) try v.int(u32, tag.null_);
+                        var ex: TestEnc = .{};
+                        defer ex.deinit();
+                        if (in_extra) {
+                            try ex.int(u64, 1);
+                            try ex.str("x_deep");
+                            try ex.raw(v.list.items);
+                        } else try ex.int(u64, 0);
+                        var e: TestEnc = .{};
+                        defer e.deinit();
+                        try e.int(u64, 1);
+                        try e.sample(vol_int, if (in_extra) null else v.list.items, ex.list.items);
+                        const batch = try Batch.init(e.list.items);
+                        const r = batch.validate();
+                        if (levels == 64) {
+                            try std.testing.expectError(error.TooDeep, r);
+                            continue;
+                        }
+                        try r;
+                        // Accepted values are written out in full (the writer walks them
+                        // with the iterators, which check the depth again).
+                        var it = batch.iterator();
+                        const s = (try it.next()).?;
+                        const text = try jsonOf(json.writeSample, .{&s});
+                        defer std.testing.allocator.free(text);
+                        if (!maps) {
+                            var want: std.ArrayList(u8) = .empty;
+                            defer want.deinit(std.testing.allocator);
+                            try want.appendSlice(std.testing.allocator, if (in_extra) "\"x_deep\":" else "\"resource_metadata\":");
+                            try want.appendNTimes(std.testing.allocator, '[', levels);
+                            if (with_null) try want.appendSlice(std.testing.allocator, "null");
+                            try want.appendNTimes(std.testing.allocator, ']', levels);
+                            try std.testing.expect(std.mem.indexOf(u8, text, want.items) != null);
+                        }
+                        // The field's value is at depth 0, its items at 1.
+                        const top = if (in_extra) (try s.extra.get("x_deep")).? else s.resource_metadata.?;
+                        try std.testing.expectEqual(@as(u32, 0), s.extra.item_depth);
+                        try std.testing.expectEqual(@as(u32, 1), top.list.item_depth);
+                    }
+                }
             }
-            try md.int(u32, tag.null_);
-            var e: TestEnc = .{};
-            defer e.deinit();
-            try e.int(u64, 1);
-            try e.sample(vol_int, md.list.items, no_extra);
-            const r = (try Batch.init(e.list.items)).validate();
-            if (levels == 64) try r else try std.testing.expectError(error.TooDeep, r);
         }
     }
     {

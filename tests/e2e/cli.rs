@@ -84,3 +84,21 @@ fn bad_config_exits_64_and_names_the_field() {
     let (status, _, err) = collector(&["run", "--config", "/nonexistent/c.toml"], dir.path());
     assert_eq!(status.code(), Some(64), "{err}");
 }
+
+#[test]
+fn check_refuses_a_plugin_with_several_memories() {
+    let (status, out, _) = collector(&["check", &plugin("multi-memory.wat")], &root());
+    assert!(!status.success(), "{out}");
+    assert!(
+        out.contains("FAIL") && out.contains("multiple memories"),
+        "{out}"
+    );
+    assert!(!out.contains("memory stable"), "{out}");
+}
+
+#[test]
+fn check_counts_tables_in_the_memory_cap() {
+    let (status, out, _) = collector(&["check", &plugin("table-hog.wat")], &root());
+    assert!(!status.success(), "{out}");
+    assert!(out.contains("memory refused"), "{out}");
+}

@@ -4,6 +4,7 @@
 mod amqp;
 mod cli;
 mod config_reload;
+mod hostile;
 mod languages;
 mod reload;
 mod sandbox;

@@ -81,6 +81,15 @@ pub fn collector(args: &[&str], cwd: &Path) -> (ExitStatus, String, String) {
     )
 }
 
+/// What else a test daemon runs with.
+#[derive(Debug, Default, Clone)]
+pub struct Options {
+    /// Extra environment variables.
+    pub env: Vec<(String, String)>,
+    /// `RLIMIT_NOFILE` (soft and hard) for the daemon.
+    pub nofile: Option<u64>,
+}
+
 /// A running daemon.
 pub struct Daemon {
     child: Option<Child>,
@@ -100,6 +109,11 @@ impl Daemon {
     /// Starts `collector run --config` with `toml` (write `{DIR}` for the test's
     /// directory) and waits until it says it is ready.
     pub fn start(toml: &str) -> Daemon {
+        Self::start_with(toml, &Options::default())
+    }
+
+    /// Like [`Daemon::start`], with extra environment or limits.
+    pub fn start_with(toml: &str, opts: &Options) -> Daemon {
         let dir = tempfile::tempdir().expect("tempdir");
         let cfg = dir.path().join("collector.toml");
         std::fs::write(
@@ -112,27 +126,43 @@ impl Daemon {
             "--config".into(),
             cfg.display().to_string(),
         ];
-        Self::spawn(dir, &args)
+        Self::spawn(dir, &args, opts)
     }
 
     /// Starts `collector run` with no config, in a fresh directory.
     pub fn start_default() -> Daemon {
         let dir = tempfile::tempdir().expect("tempdir");
-        Self::spawn(dir, &["run".to_string()])
+        Self::spawn(dir, &["run".to_string()], &Options::default())
     }
 
-    fn spawn(dir: tempfile::TempDir, args: &[String]) -> Daemon {
+    fn spawn(dir: tempfile::TempDir, args: &[String], opts: &Options) -> Daemon {
+        use std::os::unix::process::CommandExt;
         let log_path = dir.path().join("collector.log");
         let log = std::fs::File::create(&log_path).expect("log file");
-        let child = Command::new(binary())
-            .args(args)
+        let mut cmd = Command::new(binary());
+        cmd.args(args)
             .current_dir(dir.path())
             .env("RUST_LOG", "info")
+            .envs(opts.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn collector");
+            .stderr(log);
+        if let Some(n) = opts.nofile {
+            // SAFETY: setrlimit is async-signal-safe; it runs in the child before exec.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let lim = libc::rlimit {
+                        rlim_cur: n,
+                        rlim_max: n,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let child = cmd.spawn().expect("spawn collector");
         let mut d = Daemon {
             child: Some(child),
             dir,
@@ -264,6 +294,11 @@ impl Daemon {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+
+    /// File descriptors the daemon holds now (from /proc).
+    pub fn open_files(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid())).map_or(0, Iterator::count)
     }
 
     /// SIGTERM, then waits for the exit (at most 60 s).

@@ -126,6 +126,7 @@ fn check(args: &CheckArgs) -> Result<bool, String> {
         memory_limit_bytes: args.memory_limit_bytes,
         dirs,
         config_json: args.config.clone(),
+        log: crate::plugin::runtime::LogPolicy::unlimited(),
     };
     let mut inst = match Instance::new(&compiled, &settings) {
         Ok(i) => i,

@@ -108,3 +108,74 @@ pub fn realistic(i: u64, rng: &mut Rng, secret: &[u8]) -> Sample {
     sample.message_signature = Some(signature::compute(&sample, secret));
     sample
 }
+
+/// Hostile inputs, for the tests and benchmarks that check decoding stays linear
+/// and bounded: the worst datagrams and messages we know how to build.
+pub mod hostile {
+    use super::{Rng, realistic};
+    use crate::wire::msgpack;
+
+    /// The `i`-th distinct short key (base 62, one to three characters, then more).
+    fn key(mut i: usize) -> String {
+        const DIGITS: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+        let mut out = String::from("x");
+        loop {
+            out.push(char::from(DIGITS[i % 62]));
+            i /= 62;
+            if i == 0 {
+                return out;
+            }
+        }
+    }
+
+    /// A datagram of at most `max_bytes` (64 KiB is what UDP carries) holding a
+    /// sample dict with as many distinct extra keys (`null` each) as fit: about
+    /// 13,000 in 64 KiB. Unsigned: it fails its signature after decoding.
+    pub fn many_keys_datagram(max_bytes: usize) -> Vec<u8> {
+        let mut rng = Rng::new(1);
+        let base = realistic(0, &mut rng, b"");
+        let mut head = Vec::new();
+        msgpack::encode_sample(&base, &mut head);
+        // Re-encode with a map32 header, then append `key: nil` entries.
+        let (known, header) = match head.as_slice() {
+            [b, ..] if (0x80..=0x8f).contains(b) => (usize::from(b & 0x0f), 1),
+            [0xde, hi, lo, ..] => (usize::from(u16::from_be_bytes([*hi, *lo])), 3),
+            _ => (0, head.len()),
+        };
+        let body = head.get(header..).unwrap_or_default().to_vec();
+        let mut entries = Vec::new();
+        let mut n = 0;
+        while 5 + body.len() + entries.len() + 6 <= max_bytes {
+            let k = key(n);
+            entries.push(0xa0 | k.len() as u8);
+            entries.extend_from_slice(k.as_bytes());
+            entries.push(0xc0);
+            n += 1;
+        }
+        let mut out = vec![0xdf];
+        out.extend_from_slice(&((known + n) as u32).to_be_bytes());
+        out.extend_from_slice(&body);
+        out.extend_from_slice(&entries);
+        out
+    }
+
+    /// An oslo 2.0 notification whose one sample carries `keys` distinct extra keys
+    /// (100,000 make about 1.9 MB); signed with a wrong secret.
+    pub fn many_keys_notification(keys: usize) -> Vec<u8> {
+        let mut rng = Rng::new(2);
+        let mut sample = crate::wire::json::sample_to_json(&realistic(0, &mut rng, b"wrong"));
+        if let Some(map) = sample.as_object_mut() {
+            for i in 0..keys {
+                map.insert(key(i), serde_json::Value::Null);
+            }
+        }
+        let inner = serde_json::json!({
+            "message_id": "hostile", "publisher_id": "telemetry.publisher.hostile",
+            "event_type": "metering", "priority": "SAMPLE", "payload": [sample],
+            "timestamp": "2026-12-01 00:00:00.000000", "_unique_id": "0123456789abcdef",
+        });
+        serde_json::json!({"oslo.version": "2.0", "oslo.message": inner.to_string()})
+            .to_string()
+            .into_bytes()
+    }
+}

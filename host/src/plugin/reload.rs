@@ -14,10 +14,10 @@ use std::time::{Duration, Instant};
 use notify::{EventKind, RecursiveMode, Watcher};
 use tokio::sync::{mpsc, watch};
 
-use super::{Instance, Runtime};
+use super::{CallOutcome, Instance, Runtime};
 use crate::config::PluginSource;
 use crate::dispatch::Loaded;
-use crate::telemetry::Counter;
+use crate::telemetry::{Counter, Untrusted};
 
 /// Reload counters.
 #[derive(Debug, Default)]
@@ -162,9 +162,31 @@ fn reload(t: &Target, runtime: &Runtime, stats: &ReloadStats) {
         }
         *last = new;
     }
-    let trial = runtime
-        .compile(name, &wasm)
-        .and_then(|module| Instance::new(&module, &t.loaded.settings).map(|inst| (module, inst)));
+    let trial = runtime.compile(name, &wasm).and_then(|module| {
+        let inst = Instance::new(&module, &t.loaded.settings)?;
+        Ok((module, inst))
+    });
+    // The new version must also take the running state: a `collector_restore` that
+    // traps on it would leave every thread on the old version.
+    let trial = trial.and_then(|(module, mut inst)| {
+        if let Some(state) = t.loaded.slot.latest_state() {
+            match inst.restore(&state, t.loaded.settings.timeout) {
+                CallOutcome::Failed(f) => {
+                    return Err(super::PluginError::Init(format!(
+                        "collector_restore {f} on the running state ({} bytes)",
+                        state.len()
+                    )));
+                }
+                CallOutcome::Retry(m) | CallOutcome::Reject(m) => tracing::warn!(
+                    dispatcher = %name, %file,
+                    "The new version refuses the running state and will start without it: {}",
+                    Untrusted(&m)
+                ),
+                CallOutcome::Ok => {}
+            }
+        }
+        Ok((module, inst))
+    });
     match trial {
         Ok((module, trial_instance)) => {
             drop(trial_instance);
@@ -181,7 +203,8 @@ fn reload(t: &Target, runtime: &Runtime, stats: &ReloadStats) {
             stats.failures.inc();
             tracing::error!(
                 dispatcher = %name, %file, kept = %old,
-                "Plugin reload failed, the old version keeps serving: {e}"
+                "Plugin reload failed, the old version keeps serving: {}",
+                Untrusted::capped(&e.to_string(), 1024)
             );
         }
     }

@@ -20,6 +20,7 @@ use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
 use super::PluginError;
+use crate::telemetry::{Counter, RateLimit, Untrusted};
 
 /// How often the engine's epoch advances; the granularity of `timeout_ms`.
 pub const EPOCH_TICK: Duration = Duration::from_millis(5);
@@ -31,40 +32,158 @@ pub struct HostState {
     /// Message from `collector.set_error` during the current call.
     error: Option<String>,
     plugin: Arc<str>,
+    log: LogPolicy,
 }
 
-/// Refuses memory growth beyond the cap, remembering that it did.
+/// How much a plugin may write to the daemon's log through `collector.log`.
+#[derive(Clone, Debug)]
+pub struct LogPolicy {
+    /// Lines per second for all instances of a dispatcher (`None`: no limit, for
+    /// `collector check`, where the plugin's output is the point).
+    pub limit: Option<Arc<RateLimit>>,
+    /// Longer lines are cut (and say how much was cut).
+    pub max_line_bytes: usize,
+    /// Lines the limit kept out of the log.
+    pub suppressed: Arc<Counter>,
+}
+
+impl LogPolicy {
+    /// No rate limit, lines up to 1 MiB: what `collector check` shows.
+    pub fn unlimited() -> Self {
+        LogPolicy {
+            limit: None,
+            max_line_bytes: 1 << 20,
+            suppressed: Arc::default(),
+        }
+    }
+}
+
+/// Longest `collector.set_error` message kept (it is logged and shown by `/status`).
+const MAX_ERROR_BYTES: usize = 4096;
+
+/// Bytes wasmtime keeps per table element (a pointer, as its limiter docs say).
+const TABLE_ELEMENT_BYTES: usize = std::mem::size_of::<usize>();
+
+/// The instance-wide cap: every linear memory and every table of the store count
+/// together against `memory_limit_bytes`, however many a module declares. Growth
+/// beyond it traps (and is reported as a memory refusal).
 struct MemoryCap {
     limit_bytes: usize,
+    /// Bytes of all memories and tables now.
+    total_bytes: usize,
+    /// The growth last allowed, taken back if wasmtime then fails to grow.
+    pending_bytes: usize,
     refused: Option<(usize, usize)>,
+}
+
+impl MemoryCap {
+    fn new(limit_bytes: usize) -> Self {
+        MemoryCap {
+            limit_bytes,
+            total_bytes: 0,
+            pending_bytes: 0,
+            refused: None,
+        }
+    }
+
+    /// Grows the total from `current` to `desired` bytes of one memory or table.
+    fn grow(&mut self, what: &str, current: usize, desired: usize) -> wasmtime::Result<bool> {
+        let delta = desired.saturating_sub(current);
+        let total = self.total_bytes.saturating_add(delta);
+        if total > self.limit_bytes {
+            self.refused = Some((total, self.limit_bytes));
+            return Err(wasmtime::format_err!(
+                "memory limit exceeded: growing a {what} would make the plugin's memories and \
+                 tables {total} bytes, memory_limit_bytes is {}",
+                self.limit_bytes
+            ));
+        }
+        self.total_bytes = total;
+        self.pending_bytes = delta;
+        Ok(true)
+    }
+
+    fn grow_failed(&mut self) {
+        self.total_bytes = self.total_bytes.saturating_sub(self.pending_bytes);
+        self.pending_bytes = 0;
+    }
 }
 
 impl ResourceLimiter for MemoryCap {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > self.limit_bytes {
-            self.refused = Some((desired, self.limit_bytes));
-            return Err(wasmtime::format_err!(
-                "memory limit exceeded: the plugin asked for {desired} bytes of linear memory, \
-                 memory_limit_bytes is {}",
-                self.limit_bytes
-            ));
-        }
-        Ok(true)
+        self.grow("linear memory", current, desired)
+    }
+
+    fn memory_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.grow_failed();
+        Ok(())
     }
 
     fn table_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        Ok(desired <= 100_000)
+        let bytes = |n: usize| n.saturating_mul(TABLE_ELEMENT_BYTES);
+        self.grow("table", bytes(current), bytes(desired))
     }
+
+    fn table_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.grow_failed();
+        Ok(())
+    }
+
+    // One module per store, so one instance; multi-memory is off, so one memory.
+    fn instances(&self) -> usize {
+        1
+    }
+
+    fn memories(&self) -> usize {
+        1
+    }
+
+    fn tables(&self) -> usize {
+        MAX_TABLES
+    }
+}
+
+/// Tables a plugin may declare (reference types allow several; their elements
+/// count against the memory cap).
+const MAX_TABLES: usize = 8;
+
+/// The engine settings every plugin runs under: the epoch deadline, and only the
+/// wasm features the ABI and the toolchains we support need (docs/ABI.md §8.2).
+///
+/// Kept: the MVP with mutable globals, sign extension, saturating float-to-int,
+/// multi-value, bulk memory, reference types (Rust 1.82+ and clang emit them),
+/// fixed-width SIMD, extended constants and tail calls: none of them adds memory
+/// outside the one linear memory and the tables the cap counts.
+/// Refused, so that a module using them does not compile: multi-memory, 64-bit
+/// memories, threads and shared memory, relaxed SIMD, custom page sizes, wide
+/// arithmetic, stack switching (and GC, typed function references and exceptions,
+/// which this build of wasmtime does not include).
+pub fn engine_config() -> wasmtime::Config {
+    let mut cfg = wasmtime::Config::new();
+    cfg.epoch_interruption(true);
+    cfg.wasm_multi_memory(false)
+        .wasm_memory64(false)
+        .wasm_relaxed_simd(false)
+        .wasm_custom_page_sizes(false)
+        .wasm_wide_arithmetic(false)
+        .wasm_stack_switching(false)
+        .wasm_gc(false)
+        .wasm_simd(true)
+        .wasm_bulk_memory(true)
+        .wasm_multi_value(true)
+        .wasm_extended_const(true)
+        .wasm_tail_call(true);
+    cfg
 }
 
 /// The process-wide wasm engine, its linker and the epoch ticker.
@@ -93,9 +212,8 @@ impl Runtime {
     /// # Errors
     /// When wasmtime cannot be configured on this machine.
     pub fn new(cache_dir: Option<&std::path::Path>) -> Result<Arc<Runtime>, PluginError> {
-        let mut cfg = wasmtime::Config::new();
-        cfg.epoch_interruption(true);
-        let engine = Engine::new(&cfg).map_err(|e| wasm_err("creating the wasm engine", e))?;
+        let engine =
+            Engine::new(&engine_config()).map_err(|e| wasm_err("creating the wasm engine", e))?;
         let mut linker: Linker<HostState> = Linker::new(&engine);
         wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |s: &mut HostState| &mut s.wasi)
             .map_err(|e| wasm_err("adding WASI to the linker", e))?;
@@ -262,46 +380,81 @@ fn fmt_types(kind: &str, tys: &[ValType]) -> String {
     format!(" ({kind} {})", names.join(" "))
 }
 
-/// Reads `len` bytes the guest passed at `ptr`.
+/// Reads the first `max` of the `len` bytes the guest passed at `ptr` (the whole
+/// buffer must lie in its memory); also returns `len`.
 fn guest_bytes(
     caller: &mut Caller<'_, HostState>,
     ptr: i32,
     len: i32,
-) -> wasmtime::Result<Vec<u8>> {
+    max: usize,
+) -> wasmtime::Result<(Vec<u8>, usize)> {
     let mem = caller
         .get_export(abi::MEMORY)
         .and_then(|e| e.into_memory())
         .ok_or_else(|| wasmtime::format_err!("plugin has no `memory` export"))?;
-    let (start, len) = (ptr as u32 as usize, (len as u32 as usize).min(1 << 20));
-    let bytes = mem
-        .data(&caller)
-        .get(start..start + len)
-        .ok_or_else(|| wasmtime::format_err!("plugin passed a buffer outside its memory"))?;
-    Ok(bytes.to_vec())
+    let (start, len) = (ptr as u32 as usize, len as u32 as usize);
+    let data = mem.data(&caller);
+    if start.checked_add(len).is_none_or(|end| end > data.len()) {
+        return Err(wasmtime::format_err!(
+            "plugin passed a buffer outside its memory"
+        ));
+    }
+    let bytes = data.get(start..start + len.min(max)).unwrap_or_default();
+    Ok((bytes.to_vec(), len))
 }
 
+/// `collector.log`: rate-limited per dispatcher, escaped, cut to `max_line_bytes`.
 fn host_log(
     mut caller: Caller<'_, HostState>,
     level: i32,
     ptr: i32,
     len: i32,
 ) -> wasmtime::Result<()> {
-    let bytes = guest_bytes(&mut caller, ptr, len)?;
-    let msg = String::from_utf8_lossy(&bytes);
+    let policy = caller.data().log.clone();
+    let suppressed = match &policy.limit {
+        None => 0,
+        Some(limit) => match limit.allow() {
+            Some(n) => n,
+            None => {
+                policy.suppressed.inc();
+                return Ok(());
+            }
+        },
+    };
+    let (bytes, len) = guest_bytes(&mut caller, ptr, len, policy.max_line_bytes)?;
+    let text = String::from_utf8_lossy(&bytes);
+    let cut = len - bytes.len();
+    let msg = Untrusted::capped(&text, policy.max_line_bytes);
     let plugin = &*caller.data().plugin;
+    macro_rules! log_at {
+        ($level:ident) => {
+            match (suppressed, cut) {
+                (0, 0) => tracing::$level!(target: "plugin", plugin, "{msg}"),
+                (0, cut) => tracing::$level!(target: "plugin", plugin, "{msg}…(+{cut} bytes)"),
+                (suppressed, cut) => tracing::$level!(
+                    target: "plugin", plugin, suppressed,
+                    "{msg}{}", if cut > 0 { format!("…(+{cut} bytes)") } else { String::new() }
+                ),
+            }
+        };
+    }
     match level {
-        abi::LOG_ERROR => tracing::error!(target: "plugin", plugin, "{msg}"),
-        abi::LOG_WARN => tracing::warn!(target: "plugin", plugin, "{msg}"),
-        abi::LOG_INFO => tracing::info!(target: "plugin", plugin, "{msg}"),
-        abi::LOG_DEBUG => tracing::debug!(target: "plugin", plugin, "{msg}"),
-        _ => tracing::trace!(target: "plugin", plugin, "{msg}"),
+        abi::LOG_ERROR => log_at!(error),
+        abi::LOG_WARN => log_at!(warn),
+        abi::LOG_INFO => log_at!(info),
+        abi::LOG_DEBUG => log_at!(debug),
+        _ => log_at!(trace),
     }
     Ok(())
 }
 
 fn host_set_error(mut caller: Caller<'_, HostState>, ptr: i32, len: i32) -> wasmtime::Result<()> {
-    let bytes = guest_bytes(&mut caller, ptr, len)?;
-    caller.data_mut().error = Some(String::from_utf8_lossy(&bytes).into_owned());
+    let (bytes, len) = guest_bytes(&mut caller, ptr, len, MAX_ERROR_BYTES)?;
+    let mut msg = String::from_utf8_lossy(&bytes).into_owned();
+    if len > bytes.len() {
+        msg.push_str(&format!("…(+{} bytes)", len - bytes.len()));
+    }
+    caller.data_mut().error = Some(msg);
     Ok(())
 }
 
@@ -326,6 +479,7 @@ pub struct InstanceSettings {
     pub dirs: Vec<(PathBuf, String, bool)>,
     /// The plugin's config, as JSON.
     pub config_json: String,
+    pub log: LogPolicy,
 }
 
 /// What a plugin call came to.
@@ -393,12 +547,10 @@ impl Instance {
         }
         let state = HostState {
             wasi: wasi.build_p1(),
-            limiter: MemoryCap {
-                limit_bytes: settings.memory_limit_bytes,
-                refused: None,
-            },
+            limiter: MemoryCap::new(settings.memory_limit_bytes),
             error: None,
             plugin: module.name.clone(),
+            log: settings.log.clone(),
         };
         let mut store = Store::new(module.pre.module().engine(), state);
         store.limiter(|s| &mut s.limiter);
@@ -559,9 +711,9 @@ impl Instance {
         }
     }
 
-    /// Bytes of linear memory the instance holds now.
+    /// Bytes of all the instance's memories and tables now: what its cap counts.
     pub fn memory_bytes(&self) -> usize {
-        self.memory.data_size(&self.store)
+        self.store.data().limiter.total_bytes
     }
 }
 
@@ -569,7 +721,7 @@ impl Instance {
 fn classify(store: &Store<HostState>, e: wasmtime::Error, timeout: Duration) -> Failure {
     if let Some((desired, limit)) = store.data().limiter.refused {
         return Failure::Memory(format!(
-            "the plugin asked for {desired} bytes of linear memory, memory_limit_bytes is {limit}"
+            "the plugin asked for {desired} bytes of memories and tables, memory_limit_bytes is {limit}"
         ));
     }
     match e.downcast_ref::<Trap>() {

@@ -10,6 +10,7 @@
 //! connection loses nothing but unacked deliveries, which the broker redelivers.
 
 use std::collections::{BTreeMap, HashMap};
+use std::ops::Range;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -27,8 +28,10 @@ use crate::batch::Batcher;
 use crate::config::{AmqpConfig, BatchConfig, redact_url};
 use crate::dispatch::{BatchReport, Fanout};
 use crate::signature::Signer;
+use crate::telemetry::Untrusted;
 use crate::telemetry::{RateLimit, SourceStats};
 use crate::wire::oslo::{self, OsloMessage};
+use collector_sdk::model::{Sample, SchemaError};
 
 /// Everything the consumers of one source share, across reconnects.
 pub struct AmqpSource {
@@ -224,7 +227,13 @@ impl AmqpSource {
                 let reason = match ended {
                     Ok(Err(e)) => e,
                     Ok(Ok(())) => "a consumer stopped".to_owned(),
-                    Err(e) => format!("a consumer task failed: {e}"),
+                    Err(e) => {
+                        if e.is_panic() {
+                            self.stats.worker_panics.inc();
+                            crate::telemetry::count_panic();
+                        }
+                        format!("a consumer task failed: {e}; the session starts again")
+                    }
                 };
                 SessionEnd::Lost(reason)
             }
@@ -370,11 +379,12 @@ struct Consumer {
     tag: String,
     signer: Signer,
     batcher: Batcher,
-    /// Deliveries with samples in the open batch.
-    open: Vec<u64>,
+    /// Deliveries with samples in the open batch, with the index there of the first.
+    open: Vec<(u64, u64)>,
     pending: BTreeMap<u64, Pending>,
-    /// Sealed batches in flight: id → the deliveries they hold.
-    batches: HashMap<u64, Vec<u64>>,
+    /// Sealed batches in flight: id → the deliveries they hold, each with the
+    /// indexes of its samples in the batch.
+    batches: HashMap<u64, Vec<(u64, Range<u64>)>>,
     next_batch: u64,
     /// Outcomes of sealed batches, by batch id (sent by one small task per batch).
     report_tx: mpsc::UnboundedSender<(u64, BatchReport)>,
@@ -467,14 +477,24 @@ impl Consumer {
             stats.redelivered.inc();
         }
         let tag = d.delivery_tag;
-        let msg = match oslo::decode_message(&d.data) {
+        let bytes = d.data.len();
+        let key_of_body = format!("body:{:016x}", fnv1a(&d.data));
+        // Decoding and verifying are CPU work on input from outside: they run on the
+        // blocking pool, never on the async workers that serve the admin endpoint,
+        // the other consumers and shutdown.
+        let signer = self.signer.clone();
+        let decoded = tokio::task::spawn_blocking(move || decode_and_verify(&d.data, &signer))
+            .await
+            .map_err(|e| format!("the message decoder failed: {e}"))?;
+        let msg = match decoded {
             Ok(m) => m,
             Err(e) => {
                 stats.malformed.inc();
                 if let Some(suppressed) = self.src.bad_input.allow() {
                     tracing::warn!(
-                        queue = %self.queue, bytes = d.data.len(), suppressed,
-                        "AMQP: cannot decode message, rejecting it without requeue: {e}"
+                        queue = %self.queue, bytes, suppressed,
+                        "AMQP: cannot decode message, rejecting it without requeue: {}",
+                        Untrusted(&e.to_string())
                     );
                 }
                 self.insert(tag, Pending::settled());
@@ -485,10 +505,7 @@ impl Consumer {
                 return self.settle().await;
             }
         };
-        let key = msg
-            .unique_id
-            .clone()
-            .unwrap_or_else(|| format!("body:{:016x}", fnv1a(&d.data)));
+        let key = msg.unique_id.clone().unwrap_or(key_of_body);
         let delivery_count = header_delivery_count(&d.properties).unwrap_or(0);
         self.insert(
             tag,
@@ -509,7 +526,7 @@ impl Consumer {
         self.settle().await
     }
 
-    async fn push_samples(&mut self, tag: u64, msg: OsloMessage) {
+    async fn push_samples(&mut self, tag: u64, msg: Verified) {
         let stats = self.src.stats.clone();
         if !msg.invalid.is_empty() {
             stats.invalid_samples.add(msg.invalid.len() as u64);
@@ -517,31 +534,32 @@ impl Consumer {
                 let (i, e) = &msg.invalid[0];
                 tracing::warn!(
                     queue = %self.queue, invalid = msg.invalid.len(), suppressed,
-                    "AMQP: dropping samples that are not valid (payload[{i}]: {e})"
+                    "AMQP: dropping samples that are not valid (payload[{i}]: {})",
+                    Untrusted(&e.to_string())
+                );
+            }
+        }
+        if let Some(first) = &msg.first_bad_signature {
+            stats.bad_signature.add(msg.bad_signatures);
+            if let Some(suppressed) = self.src.bad_input.allow() {
+                tracing::warn!(
+                    queue = %self.queue, message_id = %Untrusted(first), count = msg.bad_signatures,
+                    suppressed, "AMQP: sample signature invalid, discarding"
                 );
             }
         }
         for sample in msg.samples {
-            if !self.signer.verify(&sample) {
-                stats.bad_signature.inc();
-                if let Some(suppressed) = self.src.bad_input.allow() {
-                    tracing::warn!(
-                        queue = %self.queue, message_id = %sample.message_id, suppressed,
-                        "AMQP: sample signature invalid, discarding"
-                    );
-                }
-                continue;
-            }
             stats.samples.inc();
             match self.batcher.push(&sample) {
-                None => self.join_open(tag),
+                None => self.join_open(tag, self.batcher.pending() - 1),
                 // The sample did not fit: it starts the next batch.
                 Some(b) if self.batcher.pending() == 1 => {
                     self.send(b).await;
-                    self.join_open(tag);
+                    self.join_open(tag, 0);
                 }
+                // The sample completed the batch.
                 Some(b) => {
-                    self.join_open(tag);
+                    self.join_open(tag, b.samples - 1);
                     self.send(b).await;
                 }
             }
@@ -557,10 +575,10 @@ impl Consumer {
         }
     }
 
-    /// Records that `tag` has samples in the open batch.
-    fn join_open(&mut self, tag: u64) {
-        if self.open.last() != Some(&tag) {
-            self.open.push(tag);
+    /// Records that `tag` has samples in the open batch, from index `first` on.
+    fn join_open(&mut self, tag: u64, first: u64) {
+        if self.open.last().map(|(t, _)| *t) != Some(tag) {
+            self.open.push((tag, first));
             if let Some(p) = self.pending.get_mut(&tag) {
                 p.parts += 1;
             }
@@ -578,7 +596,18 @@ impl Consumer {
     async fn send(&mut self, b: crate::batch::Sealed) {
         let id = self.next_batch;
         self.next_batch += 1;
-        self.batches.insert(id, std::mem::take(&mut self.open));
+        let open = std::mem::take(&mut self.open);
+        let ends = open
+            .iter()
+            .skip(1)
+            .map(|(_, first)| *first)
+            .chain([b.samples]);
+        let held = open
+            .iter()
+            .zip(ends)
+            .map(|((tag, first), end)| (*tag, *first..end))
+            .collect();
+        self.batches.insert(id, held);
         let rx = self.src.fanout.send_wait(b).await;
         let tx = self.report_tx.clone();
         tokio::spawn(async move {
@@ -589,15 +618,17 @@ impl Consumer {
     }
 
     async fn on_report(&mut self, id: u64, report: BatchReport) -> Result<(), String> {
-        let Some(tags) = self.batches.remove(&id) else {
+        let Some(held) = self.batches.remove(&id) else {
             return Ok(());
         };
-        for tag in tags {
+        for (tag, samples) in held {
             if let Some(p) = self.pending.get_mut(&tag) {
                 p.parts = p.parts.saturating_sub(1);
-                if !report.ok() && p.failure.is_none() {
-                    let (d, why) = &report.failures[0];
-                    p.failure = Some(format!("dispatcher {d}: {why}"));
+                // Only the messages holding samples a dispatcher failed pay for it.
+                if let Some(f) = report.failure_for(&samples)
+                    && p.failure.is_none()
+                {
+                    p.failure = Some(format!("dispatcher {}: {}", f.dispatcher, f.reason));
                 }
             }
             self.check(tag).await?;
@@ -636,12 +667,13 @@ impl Consumer {
         let requeue = cfg.requeue_on_dispatcher_error && !give_up;
         if requeue {
             self.src.stats.requeued.inc();
-            tracing::warn!(queue = %self.queue, deliveries, "AMQP: requeueing a message: {reason}");
+            tracing::warn!(queue = %self.queue, deliveries, "AMQP: requeueing a message: {}", Untrusted(&reason));
         } else {
             self.src.stats.dead_lettered.inc();
             tracing::error!(
                 queue = %self.queue, deliveries,
-                "AMQP: rejecting a message to the dead-letter exchange (if the queue has one): {reason}"
+                "AMQP: rejecting a message to the dead-letter exchange (if the queue has one): {}",
+                Untrusted(&reason)
             );
         }
         self.channel
@@ -706,6 +738,43 @@ impl Pending {
             delivery_count: 0,
         }
     }
+}
+
+/// A decoded message whose samples passed their signature check.
+struct Verified {
+    unique_id: Option<String>,
+    /// The samples with a valid signature, in payload order.
+    samples: Vec<Sample>,
+    invalid: Vec<(usize, SchemaError)>,
+    /// Samples dropped for a bad signature, and the `message_id` of the first (for the log).
+    bad_signatures: u64,
+    first_bad_signature: Option<String>,
+}
+
+/// Decodes a message body and verifies its samples: CPU work, for the blocking pool.
+fn decode_and_verify(body: &[u8], signer: &Signer) -> Result<Verified, oslo::OsloError> {
+    let OsloMessage {
+        unique_id,
+        samples,
+        invalid,
+        ..
+    } = oslo::decode_message(body)?;
+    let mut out = Verified {
+        unique_id,
+        samples: Vec::with_capacity(samples.len()),
+        invalid,
+        bad_signatures: 0,
+        first_bad_signature: None,
+    };
+    for sample in samples {
+        if signer.verify(&sample) {
+            out.samples.push(sample);
+        } else {
+            out.bad_signatures += 1;
+            out.first_bad_signature.get_or_insert(sample.message_id);
+        }
+    }
+    Ok(out)
 }
 
 /// `x-delivery-count` (quorum queues count deliveries for us).

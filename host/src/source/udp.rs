@@ -8,6 +8,7 @@
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -20,7 +21,7 @@ use crate::batch::Batcher;
 use crate::config::{BatchConfig, UdpConfig};
 use crate::dispatch::Fanout;
 use crate::signature::Signer;
-use crate::telemetry::{RateLimit, SourceStats};
+use crate::telemetry::{RateLimit, SourceStats, Untrusted};
 use crate::wire::msgpack;
 
 /// Largest UDP payload over IPv4; Ceilometer's collector read 64 KiB.
@@ -257,12 +258,30 @@ fn decode_loop(d: &Decoding, rx: &Receiver<Chunk>) {
         };
         match next {
             Ok(chunk) => {
-                let mut start = 0;
-                for &(end, peer) in &chunk.ends {
-                    if let Some(datagram) = chunk.data.get(start..end) {
-                        handle(datagram, peer, &signer, &mut batcher, d);
+                let handled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    let mut start = 0;
+                    for &(end, peer) in &chunk.ends {
+                        if let Some(datagram) = chunk.data.get(start..end) {
+                            handle(datagram, peer, &signer, &mut batcher, d);
+                        }
+                        start = end;
                     }
-                    start = end;
+                }));
+                match handled {
+                    Ok(()) => d.stats.healthy.store(true, Ordering::Relaxed),
+                    Err(_) => {
+                        // The open batch may hold half a sample: it is given up.
+                        let lost = batcher.discard();
+                        d.stats.worker_panics.inc();
+                        d.stats.healthy.store(false, Ordering::Relaxed);
+                        crate::telemetry::count_panic();
+                        tracing::error!(
+                            datagrams = chunk.ends.len(),
+                            open_batch_samples_lost = lost,
+                            panics = d.stats.worker_panics.get(),
+                            "A UDP decoder thread panicked; it goes on with the next datagrams"
+                        );
+                    }
                 }
             }
             Err(RecvTimeoutError::Timeout) => {
@@ -284,7 +303,10 @@ fn handle(datagram: &[u8], peer: SocketAddr, signer: &Signer, batcher: &mut Batc
         Err(e) => {
             d.stats.malformed.inc();
             if let Some(suppressed) = d.bad_input.allow() {
-                tracing::warn!(%peer, bytes = datagram.len(), suppressed, "UDP: cannot decode datagram: {e}");
+                tracing::warn!(
+                    %peer, bytes = datagram.len(), suppressed,
+                    "UDP: cannot decode datagram: {}", Untrusted(&e.to_string())
+                );
             }
             return;
         }
@@ -292,7 +314,10 @@ fn handle(datagram: &[u8], peer: SocketAddr, signer: &Signer, batcher: &mut Batc
     if !signer.verify(&sample) {
         d.stats.bad_signature.inc();
         if let Some(suppressed) = d.bad_input.allow() {
-            tracing::warn!(%peer, message_id = %sample.message_id, suppressed, "UDP: sample signature invalid, discarding");
+            tracing::warn!(
+                %peer, message_id = %Untrusted(&sample.message_id), suppressed,
+                "UDP: sample signature invalid, discarding"
+            );
         }
         return;
     }

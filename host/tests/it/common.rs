@@ -48,6 +48,7 @@ pub fn settings(config_json: &str, timeout_ms: u64) -> InstanceSettings {
         memory_limit_bytes: 16 << 20,
         dirs: vec![],
         config_json: config_json.to_owned(),
+        log: collector::plugin::runtime::LogPolicy::unlimited(),
     }
 }
 

@@ -170,3 +170,48 @@ fn file_plugin_writes_the_golden_json_and_rotates() {
         "the newest samples are kept, in order, equal to the input"
     );
 }
+
+#[test]
+fn a_module_with_several_memories_does_not_compile() {
+    let wasm = std::fs::read(plugin_path("multi-memory.wat")).expect("fixture");
+    let err = runtime()
+        .compile("multi-memory", &wasm)
+        .err()
+        .expect("multi-memory is refused");
+    assert!(
+        matches!(&err, PluginError::Compile(m) if m.contains("multiple memories")),
+        "{err}"
+    );
+}
+
+#[test]
+fn memories_and_tables_count_together_against_the_cap() {
+    // 40 MiB of memory and 32 MB of table: each under 64 MiB, not both.
+    let mut s = settings("{}", 5000);
+    s.memory_limit_bytes = 64 << 20;
+    let mut inst = Instance::new(&module("table-hog.wat"), &s).expect("instance");
+    let out = inst.dispatch(&batch(1, false), Duration::from_secs(5));
+    match out {
+        CallOutcome::Failed(Failure::Memory(m)) => {
+            assert!(m.contains("memory_limit_bytes is 67108864"), "{m}");
+        }
+        other => panic!("expected a memory refusal, got {other:?}"),
+    }
+    assert!(
+        inst.memory_bytes() <= 64 << 20,
+        "{} bytes held",
+        inst.memory_bytes()
+    );
+    // With room for both, the same plugin runs.
+    s.memory_limit_bytes = 128 << 20;
+    let mut roomy = Instance::new(&module("table-hog.wat"), &s).expect("instance");
+    assert_eq!(
+        roomy.dispatch(&batch(1, false), Duration::from_secs(5)),
+        CallOutcome::Ok
+    );
+    assert!(
+        roomy.memory_bytes() > (40 << 20) + 32_000_000,
+        "the total counts the table: {}",
+        roomy.memory_bytes()
+    );
+}

@@ -9,8 +9,21 @@
 
 import { utf8Valid, utf8EqualsString, bytesEqual, fnv1a, decodeUtf8 } from "./utf8";
 
-/** Deepest nesting of lists and maps below a sample field (as the Rust SDK). */
-export const MAX_DEPTH: i32 = 64;
+/**
+ * Deepest nesting of one sample, in levels of dicts and lists, the sample dict itself
+ * counting as level 1: the ABI's one nesting limit (docs/ABI.md section 9.7, the Rust
+ * SDK's `collector_sdk::abi::MAX_NESTING`).
+ */
+export const MAX_NESTING: i32 = 64;
+
+/**
+ * Levels of lists and maps a sample field's value (`resource_metadata`, or an extra
+ * key's value) may hold: MAX_NESTING less the sample dict itself (63, the Rust SDK's
+ * `codec::MAX_DEPTH`). The field's own value, if a list or map, is level 1; empty
+ * lists and maps count. In `Value.depth` terms: a list or map at depth >= MAX_DEPTH
+ * is refused ("values nested too deeply"); a scalar may sit at depth MAX_DEPTH.
+ */
+export const MAX_DEPTH: i32 = MAX_NESTING - 1;
 
 /** Whether an optional key was in the sample dict. */
 export enum Presence {
@@ -139,16 +152,16 @@ const SKIP_IS_MAP = memory.data(MAX_DEPTH + 2);
 
 /**
  * Steps over one Value at p (at nesting `depth`), checking its structure and bounds
- * but not the UTF-8 of nested strings. Iterative, with the innermost list/map in
- * locals: metadata is mostly flat maps of strings, and a loop over them costs less
- * than a call per value.
+ * (no list or map at depth MAX_DEPTH or deeper) but not the UTF-8 of nested strings.
+ * Iterative, with the innermost list/map in locals: metadata is mostly flat maps of
+ * strings, and a loop over them costs less than a call per value. At most
+ * MAX_DEPTH - 1 outer lists/maps are saved below.
  */
 function skipValue(p: usize, end: usize, depth: i32): usize {
   let level: i32 = 0; // open lists/maps around the value at p
   let left: u64 = 0;  // values still to read in the innermost one
   let isMap = false;
   while (true) {
-    if (depth + level > MAX_DEPTH) return fail(p, "values nested too deeply");
     if (end - p < 4) return fail(p, "unexpected end of batch");
     const t = load<u32>(p);
     p += 4;
@@ -167,6 +180,8 @@ function skipValue(p: usize, end: usize, depth: i32): usize {
       if (load<u8>(p) > 1) return fail(p, "bool is not 0 or 1");
       p += 1;
     } else if (t == ValueKind.List || t == ValueKind.Map) {
+      // level depth + level + 1 below the field: refused even when empty
+      if (depth + level >= MAX_DEPTH) return fail(p, "values nested too deeply");
       if (end - p < 8) return fail(p, "unexpected end of batch");
       const count = load<u64>(p);
       p += 8;
@@ -199,8 +214,8 @@ function skipValue(p: usize, end: usize, depth: i32): usize {
   }
 }
 
-/** Steps over a u64 count of (String key, Value) entries at p. */
-function skipEntries(p: usize, end: usize, depth: i32): usize {
+/** Steps over a u64 count of (String key, Value) entries at p, the values at nesting `itemDepth`. */
+function skipEntries(p: usize, end: usize, itemDepth: i32): usize {
   if (end - p < 8) return fail(p, "unexpected end of batch");
   let count = load<u64>(p);
   p += 8;
@@ -209,7 +224,7 @@ function skipEntries(p: usize, end: usize, depth: i32): usize {
     const n = load<u64>(p);
     if (n > <u64>(end - p - 8)) return fail(p, n > 0xffffffff ? "length too large" : "unexpected end of batch");
     p += 8 + <usize>n;
-    p = skipValue(p, end, depth + 1);
+    p = skipValue(p, end, itemDepth);
     if (!p) return 0;
   }
   return p;
@@ -330,7 +345,11 @@ export class Value {
   payload: usize = 0;
   /** First byte after the whole value. */
   end: usize = 0;
-  /** Nesting depth (0 for a sample field). */
+  /**
+   * Nesting depth: 0 for a sample field's value (resource_metadata or an extra key's),
+   * d + 1 for the items of a list or map at depth d. `Sample.extra` (the sample dict's
+   * own entries) is -1, so that its values are at 0.
+   */
   depth: i32 = 0;
 
   get isPresent(): bool { return this.presence == Presence.Present; }
@@ -523,7 +542,10 @@ export class Sample {
   monotonicTime: Num = new Num();
   /** Absent or a string (never null). */
   messageSignature: Utf8 = new Utf8();
-  /** Every other top-level key, in the order received: always a Map (maybe empty). */
+  /**
+   * Every other top-level key, in the order received: always a Map (maybe empty), at
+   * depth -1: its values are sample fields, at depth 0 like resource_metadata's.
+   */
   extra: Value = new Value();
   /** Index of the sample in its batch. */
   index: i32 = -1;
@@ -581,13 +603,14 @@ function readSample(p: usize, end: usize, s: Sample): usize {
   } else {
     p = readStr(p, end, s.messageSignature, true); if (!p) return 0;
   }
-  // Extra keys: a map without a tag; the view points its payload at the count.
+  // Extra keys: a map without a tag; the view points its payload at the count. They
+  // are the sample dict's own entries: their values are fields, at depth 0.
   const e = skipEntries(p, end, 0); if (!e) return 0;
   s.extra.presence = Presence.Present;
   s.extra.kind = ValueKind.Map;
   s.extra.payload = p;
   s.extra.end = e;
-  s.extra.depth = 0;
+  s.extra.depth = -1;
   s.end = e;
   return e;
 }

@@ -20,7 +20,7 @@ export {
   collector_abi_version_1, collector_alloc, collector_init, collector_dispatch,
 } from "./abi";
 export {
-  MAX_DEPTH, Presence, NumberKind, ValueKind,
+  MAX_NESTING, MAX_DEPTH, Presence, NumberKind, ValueKind,
   Utf8, Num, Value, ListIter, MapIter, Sample, Batch,
 } from "./batch";
 export { JsonWriter } from "./json";

@@ -5,7 +5,7 @@
 import {
   register, setError, reject, logInfo, logError, STATUS_OK,
   Batch, JsonWriter, ByteWriter, Utf8Set, parseJson, jsonError, formatF64, writeF64,
-  utf8EqualsString, utf8Valid, decodeUtf8, ValueKind,
+  utf8EqualsString, utf8Valid, decodeUtf8, ValueKind, MAX_NESTING, MAX_DEPTH,
 } from "../assembly/index";
 
 export { collector_abi_version_1, collector_alloc, collector_init, collector_dispatch } from "../assembly/index";
@@ -169,6 +169,8 @@ export function unit_tests(): i32 {
   // A hand-made batch: one sample with Bytes, NaN and infinities in its extra keys.
   // (Built by the driver; see run.mjs. Here: ValueKind constants match the ABI.)
   check(<i32>ValueKind.Bytes == 6 && <i32>ValueKind.Map == 8, "ValueKind tags");
+  // The nesting limit of docs/ABI.md 9.7 (abi::MAX_NESTING; the boundaries: run.mjs).
+  check(MAX_NESTING == 64 && MAX_DEPTH == 63, "MAX_NESTING 64, MAX_DEPTH 63");
 
   // writeF64 never writes more than F64_MAX_CHARS
   const buf = memory.data(64);

@@ -211,23 +211,39 @@ for (const rt of RUNTIMES) {
   ok(r.status === 0 && sp.endsWith('"nan":NaN,"inf":Infinity,"ninf":-Infinity,"bytes":"f\uFFFDo\uFFFD","bytes_ok":"héllo"}'),
     `[${rt}] Bytes, NaN and infinities are written as Python's json reads them`, sp.slice(-120));
 
-  // Nesting limit, as the Rust SDK (codec::MAX_DEPTH = 64 below a sample field):
-  // resource_metadata may hold 65 nested lists (depths 0..64), an extra key 64.
+  // Nesting limit, the ABI's one (docs/ABI.md 9.7, abi::MAX_NESTING = 64 levels with the
+  // sample dict): a resource_metadata or extra key's value holds at most 63 levels of
+  // lists/maps (depths 0..62), empty ones included; 64 are refused.
   {
-    const nested = (k) => Buffer.concat(Array.from({ length: k }, (_, i) => Buffer.concat([tag(7), u64le(i + 1 < k ? 1 : 0)])));
+    // k nested lists (maps of one key "k" at odd levels when `maps`), the innermost
+    // empty or holding one null.
+    const nested = (k, withNull = false, maps = false) => Buffer.concat([
+      ...Array.from({ length: k }, (_, i) => {
+        const isMap = maps && i % 2 === 1, n = i + 1 < k || withNull ? 1 : 0;
+        return Buffer.concat([tag(isMap ? 8 : 7), u64le(n), isMap && n ? str("k") : Buffer.alloc(0)]);
+      }),
+      withNull ? tag(0) : Buffer.alloc(0)]);
     const metaAt = 0x6a - 8; // resource_metadata flag of 002-minimal's sample (docs/ABI.md section 10)
-    const withMeta = (k) => joinBatch([Buffer.concat([minimal.subarray(0, metaAt), Buffer.from([1]), nested(k), minimal.subarray(metaAt + 1)])]);
-    const withExtra = (k) => joinBatch([Buffer.concat([minimal.subarray(0, minimal.length - 8), u64le(1), str("deep"), nested(k)])]);
-    const deep = (k) => "[".repeat(k) + "]".repeat(k);
-    let a = p.dispatch(withMeta(65));
-    ok(a.status === 0 && JSON.parse(outputText(p)).resource_metadata !== undefined && outputText(p).includes(`"resource_metadata":${deep(65)}`),
-      `[${rt}] resource_metadata with 65 nested lists decodes`, JSON.stringify(a));
-    a = p.dispatch(withMeta(66));
-    ok(a.status === 2 && /values nested too deeply/.test(a.error), `[${rt}] 66 nested lists are refused`, JSON.stringify(a));
-    a = p.dispatch(withExtra(64));
-    ok(a.status === 0 && outputText(p).includes(`"deep":${deep(64)}`), `[${rt}] an extra key with 64 nested lists decodes`, JSON.stringify(a));
-    a = p.dispatch(withExtra(65));
-    ok(a.status === 2 && /values nested too deeply/.test(a.error), `[${rt}] an extra key with 65 nested lists is refused`, JSON.stringify(a));
+    const withMeta = (v) => joinBatch([Buffer.concat([minimal.subarray(0, metaAt), Buffer.from([1]), v, minimal.subarray(metaAt + 1)])]);
+    const withExtra = (v) => joinBatch([Buffer.concat([minimal.subarray(0, minimal.length - 8), u64le(1), str("deep"), v])]);
+    const deep = (k, inner = "") => "[".repeat(k) + inner + "]".repeat(k);
+    for (const [where, build, key] of [["resource_metadata", withMeta, "resource_metadata"], ["an extra key", withExtra, "deep"]]) {
+      let a = p.dispatch(build(nested(63)));
+      ok(a.status === 0 && JSON.parse(outputText(p))[key] !== undefined && outputText(p).includes(`"${key}":${deep(63)}`),
+        `[${rt}] ${where} with 63 nested lists (the innermost empty) decodes and is written in full`, JSON.stringify(a));
+      a = p.dispatch(build(nested(63, true)));
+      ok(a.status === 0 && outputText(p).includes(`"${key}":${deep(63, "null")}`),
+        `[${rt}] ${where} with 63 nested lists and a null in the innermost decodes`, JSON.stringify(a));
+      a = p.dispatch(build(nested(63, true, true)));
+      ok(a.status === 0 && JSON.parse(outputText(p))[key] !== undefined,
+        `[${rt}] ${where} with 63 levels alternating list/map decodes`, JSON.stringify(a));
+      a = p.dispatch(build(nested(64)));
+      ok(a.status === 2 && /values nested too deeply/.test(a.error), `[${rt}] ${where} with 64 nested lists (the innermost empty) is refused`, JSON.stringify(a));
+      a = p.dispatch(build(nested(64, true)));
+      ok(a.status === 2 && /values nested too deeply/.test(a.error), `[${rt}] ${where} with 64 nested lists and a null is refused`, JSON.stringify(a));
+      a = p.dispatch(build(nested(64, false, true)));
+      ok(a.status === 2 && /values nested too deeply/.test(a.error), `[${rt}] ${where} with 64 levels alternating list/map is refused`, JSON.stringify(a));
+    }
   }
 
   // Float formatting: Rust `{:?}` rules with the shortest round-trip digits.

@@ -4,6 +4,11 @@
 //! misbehave as `mode` says: `loop` (never returns), `trap`, `hog` (grows memory
 //! without bound), `reject`. `fail_first = N` answers `retry` to its first N calls.
 //! Other batches are accepted.
+//!
+//! Besides: `log_lines = N` logs N lines per batch, each with a forged log line
+//! after a newline (for the log escaping and rate-limit tests); `snapshot` makes
+//! `collector_snapshot` return a state (`some`), trap (`trap`) or never return
+//! (`loop`); `restore = "trap"` makes `collector_restore` trap.
 
 use collector_sdk::{Batch, Config, Dispatcher, Outcome};
 use serde::Deserialize;
@@ -17,6 +22,12 @@ struct Settings {
     trigger_meter: String,
     #[serde(default)]
     fail_first: u64,
+    #[serde(default)]
+    log_lines: u64,
+    #[serde(default)]
+    snapshot: String,
+    #[serde(default)]
+    restore: String,
 }
 
 fn default_trigger() -> String {
@@ -38,6 +49,12 @@ impl Dispatcher for Misbehave {
         ) {
             return Err(format!("unknown mode {:?}", settings.mode));
         }
+        if !matches!(settings.snapshot.as_str(), "" | "some" | "trap" | "loop") {
+            return Err(format!("unknown snapshot {:?}", settings.snapshot));
+        }
+        if !matches!(settings.restore.as_str(), "" | "trap") {
+            return Err(format!("unknown restore {:?}", settings.restore));
+        }
         Ok(Misbehave {
             settings,
             calls: 0,
@@ -45,8 +62,37 @@ impl Dispatcher for Misbehave {
         })
     }
 
+    fn snapshot(&self) -> Option<Vec<u8>> {
+        match self.settings.snapshot.as_str() {
+            "some" => Some(self.calls.to_le_bytes().to_vec()),
+            "trap" => panic!("snapshot fails"),
+            "loop" => {
+                let mut n: u64 = 0;
+                loop {
+                    n = core::hint::black_box(n.wrapping_add(1));
+                }
+            }
+            _ => None,
+        }
+    }
+
+    fn restore(&mut self, state: &[u8]) -> Result<(), String> {
+        if self.settings.restore == "trap" {
+            panic!("restore fails");
+        }
+        if let Ok(calls) = <[u8; 8]>::try_from(state) {
+            self.calls = u64::from_le_bytes(calls);
+        }
+        Ok(())
+    }
+
     fn dispatch(&mut self, batch: Batch<'_>) -> Outcome {
         self.calls += 1;
+        for i in 0..self.settings.log_lines {
+            collector_sdk::warn!(
+                "flood-line {i}\n2026-12-01T00:00:00.000000Z  INFO collector: forged by a plugin"
+            );
+        }
         if self.calls <= self.settings.fail_first {
             return Outcome::Retry(format!(
                 "failing call {} of the first {}",

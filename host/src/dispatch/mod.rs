@@ -1,0 +1,288 @@
+//! Fan-out: every sealed batch goes to every dispatcher. Each dispatcher has a
+//! bounded queue and its own thread(s) running plugin instances ([`worker`]), so a
+//! slow or failing one holds up nobody but itself. The outcome of each batch, over
+//! all dispatchers, is reported back to the source that sent it ([`report`]).
+
+pub mod report;
+pub mod worker;
+
+use std::sync::{Arc, RwLock};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+
+pub use report::{BatchReport, DispatchFailure};
+
+use crate::batch::Sealed;
+use crate::config::DispatcherConfig;
+use crate::plugin::runtime::LogPolicy;
+use crate::plugin::{Instance, InstanceSettings, PluginError, PluginSlot, Runtime};
+use crate::telemetry::{DispatcherStats, RateLimit};
+use report::Tracker;
+use worker::{Job, Policy, Queue, Worker};
+
+#[derive(Clone)]
+struct Handle {
+    name: Arc<str>,
+    tx: mpsc::Sender<Job>,
+    stats: Arc<DispatcherStats>,
+}
+
+/// Sends batches to every dispatcher. Cheap to clone. The set of dispatchers can
+/// change while it runs (config reload); a dispatcher taken out of the set stops
+/// once its queue is empty.
+#[derive(Clone, Default)]
+pub struct Fanout {
+    handles: Arc<RwLock<Arc<[Handle]>>>,
+    full_warn: Arc<RateLimit>,
+}
+
+impl Fanout {
+    /// The dispatchers a batch goes to now.
+    fn current(&self) -> Arc<[Handle]> {
+        match self.handles.read() {
+            Ok(h) => h.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Makes `dispatchers` the set every following batch goes to.
+    pub fn install(&self, dispatchers: &[Dispatcher]) {
+        let set: Arc<[Handle]> = dispatchers.iter().map(|d| d.handle.clone()).collect();
+        match self.handles.write() {
+            Ok(mut h) => *h = set,
+            Err(poisoned) => *poisoned.into_inner() = set,
+        }
+    }
+
+    fn jobs(&self, batch: Sealed) -> (Vec<(Handle, Job)>, oneshot::Receiver<BatchReport>) {
+        let handles = self.current();
+        let (tracker, rx) = Tracker::new(handles.len(), batch.samples);
+        let tracker = Arc::new(tracker);
+        let bytes = Arc::new(batch.bytes);
+        let starts = Arc::new(batch.starts);
+        let jobs = handles
+            .iter()
+            .map(|h| {
+                let job = Job {
+                    bytes: bytes.clone(),
+                    starts: starts.clone(),
+                    samples: batch.samples,
+                    tracker: tracker.clone(),
+                };
+                (h.clone(), job)
+            })
+            .collect();
+        (jobs, rx)
+    }
+
+    /// Queues the batch for every dispatcher whose queue has room; for the others
+    /// the batch fails at once (counted as dropped). For sources that cannot wait (UDP).
+    pub fn send_or_drop(&self, batch: Sealed) -> oneshot::Receiver<BatchReport> {
+        let (jobs, rx) = self.jobs(batch);
+        for (h, job) in jobs {
+            h.stats
+                .queued
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if let Err(e) = h.tx.try_send(job) {
+                h.stats
+                    .queued
+                    .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                let job = match e {
+                    mpsc::error::TrySendError::Full(j) | mpsc::error::TrySendError::Closed(j) => j,
+                };
+                h.stats.batches_dropped.inc();
+                h.stats.samples_failed.add(job.samples);
+                if let Some(suppressed) = self.full_warn.allow() {
+                    tracing::warn!(
+                        dispatcher = %h.name, samples = job.samples, suppressed,
+                        "Dispatcher queue full: batch dropped for this dispatcher"
+                    );
+                }
+                job.tracker.fail_all(&h.name, "queue full");
+            }
+        }
+        rx
+    }
+
+    /// Queues the batch for every dispatcher, waiting for room. For sources that
+    /// can hold back their input (AMQP).
+    pub async fn send_wait(&self, batch: Sealed) -> oneshot::Receiver<BatchReport> {
+        let (jobs, rx) = self.jobs(batch);
+        for (h, job) in jobs {
+            h.stats
+                .queued
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if let Err(mpsc::error::SendError(job)) = h.tx.send(job).await {
+                h.stats
+                    .queued
+                    .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                job.tracker.fail_all(&h.name, "dispatcher stopped");
+            }
+        }
+        rx
+    }
+}
+
+/// A running dispatcher: its queue, threads, plugin slot and counters.
+pub struct Dispatcher {
+    pub cfg: DispatcherConfig,
+    handle: Handle,
+    pub loaded: Loaded,
+    pub stats: Arc<DispatcherStats>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Dispatcher {
+    /// Stops taking batches (once no batch holds its queue) and returns its threads,
+    /// which finish what is queued and exit.
+    pub fn retire(self) -> Vec<JoinHandle<()>> {
+        self.threads
+    }
+}
+
+/// A running dispatcher's plugin: where it came from and where new versions go.
+#[derive(Clone)]
+pub struct Loaded {
+    pub dispatcher: Arc<str>,
+    pub source: crate::config::PluginSource,
+    pub slot: Arc<PluginSlot>,
+    pub settings: InstanceSettings,
+}
+
+/// A dispatcher that could not be started.
+#[derive(Debug, thiserror::Error)]
+#[error("dispatcher `{name}` ({plugin}): {source}")]
+pub struct StartError {
+    pub name: String,
+    pub plugin: String,
+    #[source]
+    pub source: PluginError,
+}
+
+/// Compiles the plugin, starts its instances and threads. Blocking (JIT).
+///
+/// # Errors
+/// Naming the dispatcher and why, when its plugin cannot be loaded or started.
+pub fn start_one(runtime: &Arc<Runtime>, cfg: &DispatcherConfig) -> Result<Dispatcher, StartError> {
+    let fail = |source| StartError {
+        name: cfg.name.clone(),
+        plugin: cfg.plugin.clone(),
+        source,
+    };
+    let wasm = crate::plugin::read_plugin(&cfg.plugin_source()).map_err(fail)?;
+    let module = runtime.compile(&cfg.name, &wasm).map_err(fail)?;
+    let stats = Arc::new(DispatcherStats::default());
+    let settings = instance_settings(cfg, &stats).map_err(fail)?;
+    let policy = Policy {
+        max_retries: cfg.max_retries,
+        backoff_initial: Duration::from_millis(cfg.retry_backoff_ms),
+        backoff_max: Duration::from_millis(cfg.retry_backoff_max_ms.max(cfg.retry_backoff_ms)),
+        isolation_max_calls: cfg.isolation_max_calls,
+    };
+    // The worker threads run WASI file I/O on the daemon's runtime (see `Worker::run`).
+    let rt = tokio::runtime::Handle::try_current().map_err(|e| {
+        fail(PluginError::Wasm(format!(
+            "dispatchers must be started inside the daemon's runtime: {e}"
+        )))
+    })?;
+    // Every instance is made before any thread starts: a plugin that cannot start
+    // leaves nothing behind.
+    let mut instances = Vec::new();
+    for _ in 0..cfg.instances {
+        instances.push(Instance::new(&module, &settings).map_err(fail)?);
+    }
+    let (tx, rx) = mpsc::channel::<Job>(cfg.queue_batches);
+    let queue: Queue = Arc::new(tokio::sync::Mutex::new(rx));
+    let name: Arc<str> = cfg.name.as_str().into();
+    tracing::info!(
+        dispatcher = %name, plugin = %cfg.plugin, version = %module.hash, instances = cfg.instances,
+        "Plugin loaded"
+    );
+    let slot = Arc::new(PluginSlot::new(module.clone(), cfg.instances));
+    let loaded = Loaded {
+        dispatcher: name.clone(),
+        source: cfg.plugin_source(),
+        slot: slot.clone(),
+        settings: settings.clone(),
+    };
+    let inject_panic = fault_injected(&cfg.name);
+    let mut threads = Vec::new();
+    for (i, instance) in instances.into_iter().enumerate() {
+        let w = Worker {
+            name: name.clone(),
+            index: i,
+            slot: slot.clone(),
+            generation: slot.generation(),
+            module: module.clone(),
+            settings: settings.clone(),
+            instance: Some(instance),
+            state: None,
+            policy,
+            stats: stats.clone(),
+            warn: RateLimit::default(),
+            snapshot_failures: 0,
+            inject_panic: inject_panic && i == 0,
+        };
+        let (queue, rt) = (queue.clone(), rt.clone());
+        let t = std::thread::Builder::new()
+            .name(format!("dispatch-{}-{i}", cfg.name))
+            .spawn(move || w.run(&queue, &rt))
+            .map_err(|e| fail(PluginError::Wasm(format!("cannot start thread: {e}"))))?;
+        threads.push(t);
+    }
+    Ok(Dispatcher {
+        cfg: cfg.clone(),
+        handle: Handle {
+            name,
+            tx,
+            stats: stats.clone(),
+        },
+        loaded,
+        stats,
+        threads,
+    })
+}
+
+/// Instance settings from a dispatcher's config; creates granted directories.
+///
+/// # Errors
+/// When a granted directory cannot be created.
+pub fn instance_settings(
+    cfg: &DispatcherConfig,
+    stats: &DispatcherStats,
+) -> Result<InstanceSettings, PluginError> {
+    let mut dirs = Vec::new();
+    for g in &cfg.dirs {
+        std::fs::create_dir_all(&g.host).map_err(|e| PluginError::Read {
+            path: g.host.display().to_string(),
+            reason: format!("cannot create granted directory: {e}"),
+        })?;
+        dirs.push((g.host.clone(), g.guest.clone(), g.writable));
+    }
+    Ok(InstanceSettings {
+        timeout: Duration::from_millis(cfg.timeout_ms),
+        memory_limit_bytes: cfg.memory_limit_bytes,
+        dirs,
+        config_json: cfg.config_json(),
+        log: LogPolicy {
+            limit: (cfg.log_lines_per_second > 0).then(|| {
+                Arc::new(RateLimit::new(
+                    cfg.log_lines_per_second,
+                    Duration::from_secs(1),
+                ))
+            }),
+            max_line_bytes: cfg.log_line_max_bytes,
+            suppressed: stats.log_suppressed.clone(),
+        },
+    })
+}
+
+/// Debug builds only: `COLLECTOR_FAULT_PANIC_DISPATCHER=NAME` makes the first
+/// batch of dispatcher NAME panic in its worker, for the test of the panic guard.
+/// Release builds ignore it.
+fn fault_injected(name: &str) -> bool {
+    cfg!(debug_assertions)
+        && std::env::var("COLLECTOR_FAULT_PANIC_DISPATCHER").is_ok_and(|v| v == name)
+}
