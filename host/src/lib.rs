@@ -5,27 +5,30 @@
 //!
 //! Module map, in the order a sample travels:
 //! - [`source`]: where samples come from (UDP, AMQP);
-//! - [`wire`]: Ceilometer's wire formats (msgpack, oslo.messaging JSON) into the sample model;
-//! - [`signature`]: Ceilometer-compatible HMAC verification;
+//! - [`wire`]: Ceilometer's wire formats (msgpack, oslo.messaging JSON) into the sample
+//!   model, and [`signature`]: Ceilometer-compatible HMAC verification (the
+//!   `collector-wire` crate, `host/wire/`);
 //! - [`batch`]: flush on count, bytes or age;
 //! - [`dispatch`]: fan-out to every dispatcher, one bounded queue and thread each;
 //! - [`plugin`]: loading, checking and sandboxing the wasm plugins;
 //! - [`daemon`]: runs all of it, and replaces it on a config reload;
-//! - [`config`], [`telemetry`], [`admin`]: configuration, counters, `/status`;
+//! - [`config`] (the `collector-config` crate, `host/config/`), [`telemetry`], [`admin`]:
+//!   configuration, counters, `/status`;
 //! - [`cli`]: the `check` and `send` commands.
 
 pub mod admin;
 pub mod batch;
 pub mod cli;
-pub mod config;
 pub mod daemon;
 pub mod dispatch;
 pub mod metrics;
 pub mod plugin;
-pub mod signature;
 pub mod source;
 pub mod telemetry;
-pub mod wire;
+
+pub use collector_config as config;
+pub use collector_wire as wire;
+pub use collector_wire::signature;
 
 use std::future::Future;
 

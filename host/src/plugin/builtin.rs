@@ -8,7 +8,7 @@ use super::PluginError;
 include!(concat!(env!("OUT_DIR"), "/builtin.rs"));
 
 /// Names accepted after `builtin:`.
-pub const NAMES: [&str; 2] = ["file", "noop"];
+pub const NAMES: [&str; 2] = collector_config::BUILTIN_PLUGINS;
 
 /// The wasm bytes of a bundled plugin.
 ///

@@ -973,14 +973,14 @@ impl<'de> Visitor<'de> for MessageSeed<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::json::{sample_from_json, sample_to_json};
+    use crate::json::{sample_from_json, sample_to_json};
     use collector_sdk::model::Number;
     use serde_json::Value as Json;
     use std::path::{Path, PathBuf};
 
     /// Ceilometer's captured fixtures, kept in the repository (tests/fixtures/ceilometer).
     fn fixtures() -> PathBuf {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/ceilometer")
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/ceilometer")
     }
 
     fn read(path: &Path) -> Vec<u8> {

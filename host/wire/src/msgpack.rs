@@ -619,7 +619,9 @@ mod tests {
     fn fixtures() -> PathBuf {
         match std::env::var_os("CEILOMETER_FIXTURES") {
             Some(dir) => PathBuf::from(dir),
-            None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/ceilometer"),
+            None => {
+                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/ceilometer")
+            }
         }
     }
 

@@ -711,13 +711,13 @@ fn pairs(sample: &Sample) -> Vec<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::json::sample_from_json;
+    use crate::json::sample_from_json;
     use serde_json::Value as Json;
     use std::path::PathBuf;
 
     /// Ceilometer's captured fixtures, kept in the repository (tests/fixtures/ceilometer).
     fn fixtures() -> PathBuf {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/ceilometer")
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/ceilometer")
     }
 
     fn jsonl(rel: &str) -> Vec<Json> {
