@@ -90,6 +90,7 @@ impl State {
                     "dead_lettered": s.dead_lettered.get(),
                     "connected": s.connected.load(std::sync::atomic::Ordering::Relaxed),
                     "invalid_samples": s.invalid_samples.get(),
+                    "oversized": s.oversized.get(),
                     "worker_panics": s.worker_panics.get(),
                     "healthy": s.healthy.load(std::sync::atomic::Ordering::Relaxed),
                 });

@@ -33,6 +33,7 @@ struct Sources {
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     stats: Vec<(&'static str, Arc<SourceStats>)>,
+    grace: Duration,
 }
 
 impl Sources {
@@ -63,6 +64,7 @@ impl Sources {
                 fanout.clone(),
                 s,
                 stop_rx.clone(),
+                Duration::from_millis(cfg.shutdown.grace_period_ms),
             )));
         }
         if let Some(a) = &cfg.sources.amqp {
@@ -88,6 +90,7 @@ impl Sources {
             stop,
             tasks,
             stats,
+            grace: Duration::from_millis(cfg.shutdown.grace_period_ms),
         })
     }
 
@@ -95,11 +98,20 @@ impl Sources {
         self.cfg == cfg.sources && self.batch == cfg.batch && self.secret == cfg.telemetry_secret
     }
 
-    /// Stops reading; returns when every open batch is flushed (and AMQP settled).
-    async fn stop(self) {
+    /// Stops reading; returns when every open batch is flushed (and AMQP settled),
+    /// or at `deadline`, leaving what is not finished (it is counted and logged).
+    async fn stop(self, deadline: Instant) {
         let _ = self.stop.send(true);
-        for t in self.tasks {
-            let _ = t.await;
+        let all = async {
+            for t in self.tasks {
+                let _ = t.await;
+            }
+        };
+        if tokio::time::timeout_at(deadline.into(), all).await.is_err() {
+            tracing::error!(
+                "Sources did not finish within the shutdown grace period; they are abandoned \
+                 (unacked AMQP messages go back to their queue)"
+            );
         }
     }
 }
@@ -518,7 +530,8 @@ impl Daemon {
         old_watch.stop().await;
         if let Some(s) = sources {
             let old = std::mem::replace(&mut self.sources, s);
-            old.stop().await;
+            let deadline = Instant::now() + old.grace;
+            old.stop(deadline).await;
         }
         self.cfg = new;
         let state = admin_state(
@@ -540,6 +553,9 @@ impl Daemon {
     /// Stop receiving, flush, let the dispatchers finish within the grace period.
     async fn shutdown(self) -> Summary {
         tracing::info!("Shutting down: stop receiving, flush open batches");
+        // One deadline bounds every wait below: sources, then dispatchers.
+        let grace = Duration::from_millis(self.cfg.shutdown.grace_period_ms);
+        let deadline = Instant::now() + grace;
         let Daemon {
             sources,
             plugin_watch,
@@ -551,8 +567,8 @@ impl Daemon {
             config_stats,
             ..
         } = self;
-        sources.stop().await;
-        plugin_watch.stop().await;
+        sources.stop(deadline).await;
+        let _ = tokio::time::timeout_at(deadline.into(), plugin_watch.stop()).await;
         tracing::info!(
             reloads = reload_stats.reloads.get(),
             failures = reload_stats.failures.get(),
@@ -568,13 +584,12 @@ impl Daemon {
         for d in dispatchers {
             retired.extend(d.retire());
         }
-        let grace = Duration::from_millis(cfg.shutdown.grace_period_ms);
         let join = tokio::task::spawn_blocking(move || {
             for t in retired {
                 let _ = t.join();
             }
         });
-        let drained = tokio::time::timeout(grace, join).await.is_ok();
+        let drained = tokio::time::timeout_at(deadline.into(), join).await.is_ok();
         for (name, s) in &stats {
             tracing::info!(
                 dispatcher = %name,

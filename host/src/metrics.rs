@@ -113,6 +113,12 @@ impl Collector for StateCollector {
         )?;
         counter(
             &mut enc,
+            "collector_amqp_oversized",
+            "AMQP messages rejected for max_message_bytes or max_samples_per_message",
+            amqp_src(&|s| s.oversized.get()),
+        )?;
+        counter(
+            &mut enc,
             "collector_amqp_acked",
             "AMQP messages acked after every dispatcher took them",
             amqp_src(&|s| s.acked.get()),

@@ -38,6 +38,9 @@ pub struct SourceStats {
     pub dropped: Counter,
     /// Dicts in a message that are not valid samples (AMQP; dropped, the rest go on).
     pub invalid_samples: Counter,
+    /// Messages over `max_message_bytes` or `max_samples_per_message` (AMQP; also
+    /// counted as malformed).
+    pub oversized: Counter,
     /// Messages acked after every dispatcher took their samples (AMQP).
     pub acked: Counter,
     /// Messages requeued after a dispatcher failed them (AMQP).
@@ -70,6 +73,7 @@ impl Default for SourceStats {
             bad_signature: Counter::default(),
             dropped: Counter::default(),
             invalid_samples: Counter::default(),
+            oversized: Counter::default(),
             acked: Counter::default(),
             requeued: Counter::default(),
             dead_lettered: Counter::default(),

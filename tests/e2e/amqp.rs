@@ -420,3 +420,50 @@ fn real_ceilometer_publishers_are_received_exactly_once() {
         "what Ceilometer sent is what the file dispatcher wrote"
     );
 }
+
+#[test]
+fn a_password_holding_url_separators_is_never_logged() {
+    let broker = Broker::start();
+    // A raw `@`, `,` and `:`, as an operator may write them (the URL parser reads
+    // the credentials up to the last `@`).
+    let password = "s3cr@t,p:wrd";
+    broker.rabbitmqctl(&["add_user", "collector", password]);
+    broker.rabbitmqctl(&["set_permissions", "-p", "/", "collector", ".*", ".*", ".*"]);
+    let url = format!(
+        "amqp://collector:{password}@127.0.0.1:{}/%2f",
+        broker.port()
+    );
+    let cfg = amqp_config(&broker, "", "max_delay_ms = 50", "")
+        .replace(&broker.url(), &url)
+        .replace(
+            "[sources.amqp]",
+            "[sources.amqp]\nreconnect_backoff_ms = 100",
+        );
+    let d = start(&cfg);
+    let (bodies, ids) = notifications(3, 5, SECRET.as_bytes(), 9);
+    let publisher = Publisher::connect(&broker.url());
+    for b in &bodies {
+        publisher.publish("ceilometer", "metering.sample", b);
+    }
+    let want: HashSet<String> = ids.into_iter().collect();
+    let got = wait_ids(&d.path("out/samples.jsonl"), &want, Duration::from_secs(60));
+    assert!(want.iter().all(|w| got.contains(w)), "{}", d.log());
+    // Down and back: the URL is logged again, redacted, each time.
+    drop(publisher);
+    broker.restart();
+    d.wait_log("AMQP is back", Duration::from_secs(60));
+    let stopped = d.stop();
+    assert!(stopped.status.success(), "{}", stopped.log);
+    assert!(
+        stopped.log.contains("collector:***@127.0.0.1"),
+        "{}",
+        stopped.log
+    );
+    for piece in ["s3cr", "t,p", "p:w", password] {
+        assert!(
+            !stopped.log.contains(piece),
+            "`{piece}` of the password was logged:\n{}",
+            stopped.log
+        );
+    }
+}

@@ -102,3 +102,54 @@ fn check_counts_tables_in_the_memory_cap() {
     assert!(!status.success(), "{out}");
     assert!(out.contains("memory refused"), "{out}");
 }
+
+#[test]
+fn an_admin_address_in_use_is_named_as_such() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("addr");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = write_config(
+        dir.path(),
+        &format!(
+            "[admin]\naddress = '{addr}'\n[sources.udp]\naddress = '127.0.0.1:0'\n\
+             [[dispatchers]]\nname = 'n'\nplugin = '{}'\n",
+            plugin("noop.wasm")
+        ),
+    );
+    let (status, _, err) = collector(&["run", "--config", &cfg], dir.path());
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!("cannot bind the admin endpoint {addr}")),
+        "{err}"
+    );
+    assert!(!err.contains("cannot bind UDP"), "{err}");
+}
+
+#[test]
+fn an_admin_endpoint_beyond_loopback_is_warned_about() {
+    let port = collector_e2e::free_port();
+    let d = collector_e2e::Daemon::start(&format!(
+        "[admin]\naddress = '0.0.0.0:{port}'\n[[dispatchers]]\nname = 'n'\nplugin = '{}'\n",
+        plugin("noop.wasm")
+    ));
+    let stopped = d.stop();
+    assert!(stopped.status.success(), "{}", stopped.log);
+    let warning = stopped
+        .log
+        .lines()
+        .find(|l| l.contains("WARN") && l.contains("no authentication"))
+        .unwrap_or_else(|| panic!("no warning:\n{}", stopped.log));
+    assert!(warning.contains(&format!("0.0.0.0:{port}")), "{warning}");
+    // On loopback, no such warning.
+    let d = collector_e2e::Daemon::start(&format!(
+        "[admin]\naddress = '127.0.0.1:{}'\n[[dispatchers]]\nname = 'n'\nplugin = '{}'\n",
+        collector_e2e::free_port(),
+        plugin("noop.wasm")
+    ));
+    let stopped = d.stop();
+    assert!(
+        !stopped.log.contains("no authentication"),
+        "{}",
+        stopped.log
+    );
+}

@@ -591,3 +591,147 @@ log_lines = 1000
         "every line is logged or counted: {logged} + {suppressed}"
     );
 }
+
+/// Peak resident memory of a process, from /proc (kB).
+fn peak_rss_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// A notification of `n` small unsigned samples (about 140 bytes each).
+fn small_samples_notification(n: usize) -> Vec<u8> {
+    let item = r#"{"source":"s","counter_name":"c","counter_type":"gauge","counter_unit":"u","counter_volume":1,"resource_id":"r","timestamp":"2026-12-01T00:00:00","message_id":"m"}"#;
+    let mut payload = String::with_capacity(n * (item.len() + 1) + 2);
+    payload.push('[');
+    for i in 0..n {
+        if i > 0 {
+            payload.push(',');
+        }
+        payload.push_str(item);
+    }
+    payload.push(']');
+    let inner = format!(
+        r#"{{"message_id":"huge","publisher_id":"p","event_type":"metering","priority":"SAMPLE","payload":{payload},"timestamp":"t","_unique_id":"u"}}"#
+    );
+    serde_json::json!({"oslo.version": "2.0", "oslo.message": inner})
+        .to_string()
+        .into_bytes()
+}
+
+#[test]
+fn huge_messages_are_refused_within_their_bounds_and_udp_goes_on() {
+    let broker = Broker::start();
+    let admin = format!("127.0.0.1:{}", free_port());
+    let toml = format!(
+        r#"{}
+[admin]
+address = "{admin}"
+[sources.amqp]
+url = "{url}"
+rpc = false
+max_message_bytes = 8388608
+max_samples_per_message = 10000
+"#,
+        udp_to_file_config(SECRET, "max_delay_ms = 50"),
+        url = broker.url()
+    );
+    let publisher = Publisher::connect(&broker.url());
+    publisher.declare_notification_queue(false);
+    // 300,000 samples in 50 MB: refused unparsed. 40,000 in 7 MB: refused at the
+    // 10,001st. Decoded, they would take several hundred MB.
+    let too_big = small_samples_notification(300_000);
+    let too_many = small_samples_notification(40_000);
+    assert!(too_many.len() < 8 << 20);
+    let d = Daemon::start(&toml);
+    let baseline = peak_rss_kb(d.pid());
+    let sender = {
+        let addr = d.udp_addr();
+        std::thread::spawn(move || {
+            let sock = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+            for i in 0..2000u64 {
+                sock.send_to(&datagram(&signed(i, 70)), addr).expect("send");
+                if i % 50 == 49 {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
+        })
+    };
+    publisher.publish("ceilometer", "metering.sample", &too_big);
+    publisher.publish("ceilometer", "metering.sample", &too_many);
+    let (bodies, ids) = notifications(5, 10, SECRET.as_bytes(), 71);
+    for b in &bodies {
+        publisher.publish("ceilometer", "metering.sample", b);
+    }
+    sender.join().expect("udp sender");
+    let lines = d.wait_lines(
+        "out/samples.jsonl",
+        2000 + ids.len(),
+        Duration::from_secs(60),
+    );
+    assert_eq!(lines.len(), 2000 + ids.len(), "{}", d.log());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while status(&admin)["sources"]["amqp"]["oversized"] != 2 {
+        assert!(Instant::now() < deadline, "{}", d.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let peak = peak_rss_kb(d.pid());
+    eprintln!("peak RSS {peak} kB, {baseline} kB at start");
+    let stopped = d.stop();
+    assert!(stopped.status.success(), "{}", stopped.log);
+    for why in [
+        "exceeds the limit of 8388608 (sources.amqp.max_message_bytes)",
+        "more than 10000 samples (sources.amqp.max_samples_per_message)",
+    ] {
+        assert!(stopped.log.contains(why), "{why}:\n{}", stopped.log);
+    }
+    assert_eq!(stat(&stopped.log, "UDP source stopped", "dropped"), 0);
+    // The broker client holds a 45 MB body while it arrives; no decoded sample is kept.
+    assert!(
+        peak < baseline + 160 * 1024,
+        "peak RSS {peak} kB (at start {baseline} kB)"
+    );
+}
+
+#[test]
+fn sigterm_with_a_decoder_backlog_exits_within_the_grace_period() {
+    let grace_ms = 2000;
+    let toml = format!(
+        "{}\n[shutdown]\ngrace_period_ms = {grace_ms}\n",
+        udp_to_file_config(SECRET, "max_delay_ms = 50")
+    );
+    let d = Daemon::start(&toml);
+    let worst = many_keys_datagram(65_507);
+    let addr = d.udp_addr();
+    // As fast as loopback takes them, for 2 s: far more than the decoders can do.
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let until = Instant::now() + Duration::from_secs(2);
+    let mut sent = 0u64;
+    while Instant::now() < until {
+        for _ in 0..64 {
+            if sock.send_to(&worst, addr).is_ok() {
+                sent += 1;
+            }
+        }
+    }
+    let t = Instant::now();
+    let stopped = d.stop();
+    let took = t.elapsed();
+    assert!(stopped.status.success(), "{}", stopped.log);
+    assert!(
+        took < Duration::from_millis(grace_ms + 1500),
+        "SIGTERM took {took:?} with a backlog of hostile datagrams ({sent} sent)"
+    );
+    let log = &stopped.log;
+    let decoded = stat(log, "UDP source stopped", "bad_signature");
+    let dropped = stat(log, "UDP source stopped", "dropped");
+    assert!(
+        dropped > 0,
+        "no backlog was built ({sent} sent, {decoded} decoded)"
+    );
+}

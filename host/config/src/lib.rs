@@ -256,6 +256,15 @@ pub struct AmqpConfig {
     /// Deliveries of a failing message before it is rejected for good (0 = no cap).
     #[serde(default = "default_max_deliveries")]
     pub max_deliveries: u32,
+    /// A message body larger than this is rejected (without requeue) before it is
+    /// parsed. Memory held for AMQP is at most about prefetch_count × channels ×
+    /// queues × this.
+    #[serde(default = "default_max_message_bytes")]
+    pub max_message_bytes: usize,
+    /// A message with more samples is rejected (without requeue); decoding stops
+    /// at the first one too many.
+    #[serde(default = "default_max_samples_per_message")]
+    pub max_samples_per_message: usize,
     #[serde(default = "default_reconnect_ms")]
     pub reconnect_backoff_ms: u64,
     #[serde(default = "default_reconnect_max_ms")]
@@ -282,6 +291,12 @@ fn default_channels() -> usize {
 }
 fn default_max_deliveries() -> u32 {
     5
+}
+fn default_max_message_bytes() -> usize {
+    16 << 20
+}
+fn default_max_samples_per_message() -> usize {
+    20_000
 }
 fn default_reconnect_ms() -> u64 {
     500
@@ -324,18 +339,57 @@ pub fn machine_name() -> String {
     }
 }
 
-/// The URL with its password replaced, for logs.
+/// The URL with every password replaced by `***`, for logs.
+///
+/// The authority runs from `://` to the first `/`, `?` or `#` after its last `@`
+/// (a password may hold `@`, `,`, `:` or `/`, written raw). In an `amqp://` or
+/// `amqps://` URL (one host), everything from the user name's `:` to that last
+/// `@` is hidden. oslo.messaging's `transport_url`
+/// (`rabbit://user:pass@host1:5672,user:pass@host2:5672/vhost`) has one set of
+/// credentials per host, which a URL parser would not see (it keeps only the
+/// last host): there the authority is split at each `@`, what stands between two
+/// `@` being the previous host and, after its first `,`, the next `user:password`;
+/// any other piece was part of a password. Only user names and hosts are kept;
+/// in doubt, more is hidden.
 pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return "(unparsable URL)".into();
     };
-    match rest.split_once('@') {
-        Some((cred, host)) => {
-            let user = cred.split(':').next().unwrap_or("");
-            format!("{scheme}://{user}:***@{host}")
-        }
-        None => url.to_owned(),
+    let Some(last_at) = rest.rfind('@') else {
+        return url.to_owned();
+    };
+    let end = rest[last_at..]
+        .find(['/', '?', '#'])
+        .map_or(rest.len(), |i| last_at + i);
+    let (authority, tail) = rest.split_at(end);
+    let mask = |userinfo: &str| match userinfo.split_once(':') {
+        Some((user, _)) => format!("{user}:***"),
+        None => userinfo.to_owned(),
+    };
+    if matches!(scheme, "amqp" | "amqps") {
+        // One host: the credentials run to the last `@`, as the URL parser reads them.
+        let (userinfo, host) = authority.split_at(last_at);
+        return format!("{scheme}://{}{host}{tail}", mask(userinfo));
     }
+    let pieces: Vec<&str> = authority.split('@').collect();
+    let mut hosts = Vec::new();
+    let mut userinfo = pieces[0].to_owned();
+    for piece in &pieces[1..pieces.len() - 1] {
+        // `host,user:password`: the next host's credentials; anything else was part
+        // of a password (a `,` in one is possible, but then `user:` must follow).
+        match piece.split_once(',').filter(|(_, next)| next.contains(':')) {
+            Some((host, next)) => {
+                hosts.push(format!("{}@{host}", mask(&userinfo)));
+                userinfo = next.to_owned();
+            }
+            None => {
+                userinfo.push('@');
+                userinfo.push_str(piece);
+            }
+        }
+    }
+    hosts.push(format!("{}@{}", mask(&userinfo), pieces[pieces.len() - 1]));
+    format!("{scheme}://{}{tail}", hosts.join(","))
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -595,6 +649,18 @@ impl Config {
                     "must be between 1 and 64",
                 ));
             }
+            if a.max_message_bytes < 1024 {
+                return Err(bad(
+                    "sources.amqp.max_message_bytes".into(),
+                    "must be at least 1024",
+                ));
+            }
+            if a.max_samples_per_message == 0 {
+                return Err(bad(
+                    "sources.amqp.max_samples_per_message".into(),
+                    "must be at least 1",
+                ));
+            }
             if a.prefetch_count == 0 {
                 return Err(bad(
                     "sources.amqp.prefetch_count".into(),
@@ -743,6 +809,49 @@ mod tests {
             "amqp://guest:***@h:5672/%2f"
         );
         assert_eq!(redact_url("amqp://h:5672/"), "amqp://h:5672/");
+    }
+
+    #[test]
+    fn redacts_passwords_holding_separators_and_every_host_of_an_oslo_url() {
+        let cases = [
+            ("amqp://u:p@ss@h:5672/v", "amqp://u:***@h:5672/v"),
+            ("amqp://u:a@b@c@h/", "amqp://u:***@h/"),
+            ("amqp://u:p,w@h:5672/", "amqp://u:***@h:5672/"),
+            ("amqp://u:p/w@h:5672/v", "amqp://u:***@h:5672/v"),
+            ("amqp://u:p:w@h", "amqp://u:***@h"),
+            (
+                "rabbit://u1:p1@h1:5672,u2:p@2,x@h2:5672,u3:p3@h3:5672/v?ssl=1",
+                "rabbit://u1:***@h1:5672,u2:***@h2:5672,u3:***@h3:5672/v?ssl=1",
+            ),
+            ("rabbit://u:p@h1,h2,h3/", "rabbit://u:***@h1,h2,h3/"),
+            ("rabbit://user@h1:5672/", "rabbit://user@h1:5672/"),
+            ("amqp://u:p@[::1]:5672/", "amqp://u:***@[::1]:5672/"),
+            ("amqp://u:s3cr@t,p:w/rd@h:1/%2f", "amqp://u:***@h:1/%2f"),
+            ("amqps://u:a,b:c@d@h/", "amqps://u:***@h/"),
+        ];
+        for (url, want) in cases {
+            assert_eq!(redact_url(url), want, "{url}");
+        }
+        // Whatever the password, no piece of it longer than the user name survives.
+        for password in [
+            "p@ss",
+            "a,b@c",
+            "x/y@z",
+            "@@@",
+            ",,@,,",
+            "p:@,/w",
+            "s3cr@t,p:w/rd",
+        ] {
+            let url = format!("amqp://me:{password}@h1:5672/vh");
+            let shown = redact_url(&url);
+            assert_eq!(shown, "amqp://me:***@h1:5672/vh", "{url}");
+        }
+        for password in ["p@ss", "a,b@c", "@@@", ",,@,,", "p@w"] {
+            let url = format!("rabbit://me:{password}@h1:5672,me:{password}@h2/vh");
+            let shown = redact_url(&url);
+            assert!(!shown.contains(password), "{url} -> {shown}");
+            assert!(shown.ends_with("/vh"), "{url} -> {shown}");
+        }
     }
 
     #[test]

@@ -483,13 +483,24 @@ impl Consumer {
         // blocking pool, never on the async workers that serve the admin endpoint,
         // the other consumers and shutdown.
         let signer = self.signer.clone();
-        let decoded = tokio::task::spawn_blocking(move || decode_and_verify(&d.data, &signer))
-            .await
-            .map_err(|e| format!("the message decoder failed: {e}"))?;
+        let limits = oslo::Limits {
+            max_bytes: self.src.cfg.max_message_bytes,
+            max_samples: self.src.cfg.max_samples_per_message,
+        };
+        let decoded =
+            tokio::task::spawn_blocking(move || decode_and_verify(&d.data, &signer, &limits))
+                .await
+                .map_err(|e| format!("the message decoder failed: {e}"))?;
         let msg = match decoded {
             Ok(m) => m,
             Err(e) => {
                 stats.malformed.inc();
+                if matches!(
+                    e,
+                    oslo::OsloError::TooLarge { .. } | oslo::OsloError::TooManySamples { .. }
+                ) {
+                    stats.oversized.inc();
+                }
                 if let Some(suppressed) = self.src.bad_input.allow() {
                     tracing::warn!(
                         queue = %self.queue, bytes, suppressed,
@@ -752,13 +763,17 @@ struct Verified {
 }
 
 /// Decodes a message body and verifies its samples: CPU work, for the blocking pool.
-fn decode_and_verify(body: &[u8], signer: &Signer) -> Result<Verified, oslo::OsloError> {
+fn decode_and_verify(
+    body: &[u8],
+    signer: &Signer,
+    limits: &oslo::Limits,
+) -> Result<Verified, oslo::OsloError> {
     let OsloMessage {
         unique_id,
         samples,
         invalid,
         ..
-    } = oslo::decode_message(body)?;
+    } = oslo::decode_message_within(body, limits)?;
     let mut out = Verified {
         unique_id,
         samples: Vec::with_capacity(samples.len()),

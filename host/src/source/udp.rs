@@ -49,6 +49,8 @@ struct Decoding {
     fanout: Fanout,
     stats: Arc<SourceStats>,
     bad_input: Arc<RateLimit>,
+    /// Set at shutdown: chunks still queued after it are dropped, not decoded.
+    stop_by: Arc<std::sync::OnceLock<Instant>>,
 }
 
 impl UdpSource {
@@ -91,7 +93,9 @@ impl UdpSource {
         self.socket.local_addr()
     }
 
-    /// Receives until `shutdown` turns true, then lets the decoders flush their batches.
+    /// Receives until `shutdown` turns true, then lets the decoders flush their
+    /// batches. They have half of `grace` for what they hold: what is still queued
+    /// then is dropped (counted), so that the dispatchers keep the other half.
     pub async fn run(
         self,
         batch: BatchConfig,
@@ -99,6 +103,7 @@ impl UdpSource {
         fanout: Fanout,
         stats: Arc<SourceStats>,
         mut shutdown: watch::Receiver<bool>,
+        grace: Duration,
     ) {
         stats
             .udp_inode
@@ -109,6 +114,7 @@ impl UdpSource {
             fanout,
             stats: stats.clone(),
             bad_input: Arc::default(),
+            stop_by: Arc::default(),
         };
         let mut senders = Vec::new();
         let mut threads = Vec::new();
@@ -142,6 +148,7 @@ impl UdpSource {
             tokio::select! {
                 biased;
                 _ = shutdown.changed() => {
+                    let _ = decoding.stop_by.set(Instant::now() + grace / 2);
                     // What the kernel already holds is ours: read it before closing.
                     loop {
                         let chunk = self.read_chunk(&mut buf);
@@ -167,9 +174,11 @@ impl UdpSource {
         }
         let span = intake.span;
         drop(intake);
-        let joined = tokio::task::spawn_blocking(move || threads.into_iter().for_each(join)).await;
-        if joined.is_err() {
-            tracing::error!("A UDP decoder thread panicked");
+        let joined = tokio::task::spawn_blocking(move || threads.into_iter().for_each(join));
+        match tokio::time::timeout(grace, joined).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => tracing::error!("A UDP decoder thread panicked"),
+            Err(_) => tracing::error!("UDP decoders did not stop within the grace period"),
         }
         tracing::info!(
             received = stats.received.get(),
@@ -260,7 +269,12 @@ fn decode_loop(d: &Decoding, rx: &Receiver<Chunk>) {
             Ok(chunk) => {
                 let handled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                     let mut start = 0;
-                    for &(end, peer) in &chunk.ends {
+                    for (i, &(end, peer)) in chunk.ends.iter().enumerate() {
+                        // Past the shutdown deadline, what is left is dropped, counted.
+                        if d.stop_by.get().is_some_and(|t| Instant::now() >= *t) {
+                            d.stats.dropped.add((chunk.ends.len() - i) as u64);
+                            return;
+                        }
                         if let Some(datagram) = chunk.data.get(start..end) {
                             handle(datagram, peer, &signer, &mut batcher, d);
                         }

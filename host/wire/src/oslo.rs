@@ -89,6 +89,12 @@ pub enum OsloError {
     /// Ceilometer would fail on the whole batch, so the whole message is refused.
     #[error("payload item {index} is {found}, not a sample dict")]
     SampleNotObject { index: usize, found: &'static str },
+    #[error(
+        "message body of {bytes} bytes exceeds the limit of {limit} (sources.amqp.max_message_bytes)"
+    )]
+    TooLarge { bytes: usize, limit: usize },
+    #[error("payload holds more than {limit} samples (sources.amqp.max_samples_per_message)")]
+    TooManySamples { limit: usize },
 }
 
 /// Decodes one AMQP message body: the oslo 2.0 envelope or a bare (v1) message, holding a
@@ -99,10 +105,44 @@ pub enum OsloError {
 /// are not valid samples do not fail the message; they are listed in
 /// [`OsloMessage::invalid`].
 pub fn decode_message(body: &[u8]) -> Result<OsloMessage, OsloError> {
+    decode_message_within(body, &Limits::default())
+}
+
+/// What one message may hold: the memory a message takes is bounded by these.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Bytes of the body (checked before anything is parsed).
+    pub max_bytes: usize,
+    /// Samples (dicts) in its payload; decoding stops at the next one.
+    pub max_samples: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_bytes: 16 << 20,
+            max_samples: 20_000,
+        }
+    }
+}
+
+/// [`decode_message`] within `limits`: a bigger body is refused before it is
+/// parsed, and a payload with more samples as soon as the first one too many
+/// is met, so that a message costs memory in proportion to the limits only.
+///
+/// # Errors
+/// As [`decode_message`], and [`OsloError::TooLarge`] / [`OsloError::TooManySamples`].
+pub fn decode_message_within(body: &[u8], limits: &Limits) -> Result<OsloMessage, OsloError> {
+    if body.len() > limits.max_bytes {
+        return Err(OsloError::TooLarge {
+            bytes: body.len(),
+            limit: limits.max_bytes,
+        });
+    }
     let text = std::str::from_utf8(body).map_err(|e| OsloError::NotUtf8 {
         valid_up_to: e.valid_up_to(),
     })?;
-    let mut fields = match parse(text).map_err(OsloError::BodyJson)? {
+    let mut fields = match parse(text, limits).map_err(OsloError::body)? {
         Top::Object(fields) => fields,
         Top::Other(found) => return Err(OsloError::BodyNotAnObject { found }),
     };
@@ -120,7 +160,7 @@ pub fn decode_message(body: &[u8]) -> Result<OsloMessage, OsloError> {
         Loose::Str(s) => s,
         Loose::Other(found) => return Err(OsloError::EnvelopeMessageNotString { found }),
     };
-    match parse(&inner).map_err(OsloError::InnerJson)? {
+    match parse(&inner, limits).map_err(OsloError::inner)? {
         Top::Object(fields) => into_message(fields, &inner),
         Top::Other(found) => Err(OsloError::InnerNotAnObject { found }),
     }
@@ -141,14 +181,43 @@ fn version_compatible(v: &str) -> bool {
     }
 }
 
+/// Why one JSON text could not be parsed.
+enum ParseError {
+    Json(serde_json::Error),
+    TooManySamples(usize),
+}
+
+impl OsloError {
+    fn body(e: ParseError) -> OsloError {
+        match e {
+            ParseError::Json(e) => OsloError::BodyJson(e),
+            ParseError::TooManySamples(limit) => OsloError::TooManySamples { limit },
+        }
+    }
+
+    fn inner(e: ParseError) -> OsloError {
+        match e {
+            ParseError::Json(e) => OsloError::InnerJson(e),
+            ParseError::TooManySamples(limit) => OsloError::TooManySamples { limit },
+        }
+    }
+}
+
 /// Parses one JSON text (the body or the inner message) down to the message's fields.
-fn parse(text: &str) -> Result<Top<'_>, serde_json::Error> {
-    let mut ctx = Ctx::default();
+fn parse<'t>(text: &'t str, limits: &Limits) -> Result<Top<'t>, ParseError> {
+    let mut ctx = Ctx {
+        max_samples: limits.max_samples,
+        ..Ctx::default()
+    };
     // serde_json's recursion limit (128) turns deep nesting into an error, not a stack
     // overflow; every reader below recurses only through its `deserialize_any`.
     let mut de = serde_json::Deserializer::from_str(text);
-    let top = MessageSeed { ctx: &mut ctx }.deserialize(&mut de)?;
-    de.end()?;
+    let top = MessageSeed { ctx: &mut ctx }.deserialize(&mut de);
+    if ctx.too_many_samples {
+        return Err(ParseError::TooManySamples(limits.max_samples));
+    }
+    let top = top.map_err(ParseError::Json)?;
+    de.end().map_err(ParseError::Json)?;
     Ok(top)
 }
 
@@ -330,6 +399,10 @@ struct Ctx {
     items: Vec<Value>,
     /// A container of the value being read would nest deeper than [`MAX_NESTING`].
     too_deep: bool,
+    /// Payload items allowed ([`Limits::max_samples`]).
+    max_samples: usize,
+    /// The payload had more: parsing stopped there.
+    too_many_samples: bool,
 }
 
 impl Ctx {
@@ -724,6 +797,10 @@ impl<'de> Visitor<'de> for SamplesSeed<'_> {
         while let Some(item) = seq.next_element_seed(ItemSeed {
             ctx: &mut *self.ctx,
         })? {
+            if items.len() >= self.ctx.max_samples {
+                self.ctx.too_many_samples = true;
+                return Err(de::Error::custom("too many samples"));
+            }
             items.push(item);
         }
         Ok(Samples::List(items))
@@ -1662,6 +1739,41 @@ mod tests {
         let more = format!(r#", "x_extra": {}"#, maps(63));
         let m = decode(&notification(&format!("[{}]", sample("1", &more)))).expect("decodes");
         assert_eq!(m.samples.len(), 1);
+    }
+
+    #[test]
+    fn limits_refuse_a_big_body_unparsed_and_stop_at_the_first_sample_too_many() {
+        let payload = |n: usize| {
+            let items: Vec<String> = (0..n).map(|i| sample(&i.to_string(), "")).collect();
+            format!("[{}]", items.join(","))
+        };
+        let limits = Limits {
+            max_bytes: 1 << 20,
+            max_samples: 10,
+        };
+        let ok = envelope(r#""2.0""#, &notification(&payload(10)));
+        let m = decode_message_within(ok.as_bytes(), &limits).expect("10 samples pass");
+        assert_eq!(m.samples.len(), 10);
+        let over = envelope(r#""2.0""#, &notification(&payload(11)));
+        assert!(matches!(
+            decode_message_within(over.as_bytes(), &limits),
+            Err(OsloError::TooManySamples { limit: 10 })
+        ));
+        let bare = notification(&payload(11));
+        assert!(matches!(
+            decode_message_within(bare.as_bytes(), &limits),
+            Err(OsloError::TooManySamples { limit: 10 })
+        ));
+        let small = Limits {
+            max_bytes: 100,
+            max_samples: 10,
+        };
+        let err = decode_message_within(ok.as_bytes(), &small).unwrap_err();
+        assert!(
+            matches!(err, OsloError::TooLarge { limit: 100, .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("max_message_bytes"), "{err}");
     }
 
     #[test]
