@@ -4,6 +4,7 @@
 mod amqp;
 mod cli;
 mod config_reload;
+mod handoff;
 mod hostile;
 mod languages;
 mod reload;

@@ -278,3 +278,126 @@ fn broken_files_leave_the_old_version_serving_until_a_good_one_comes() {
     assert_eq!(stat(&stopped.log, "Plugin reload summary", "failures"), 3);
     assert_eq!(stat(&stopped.log, "Plugin reload summary", "reloads"), 1);
 }
+
+/// Where the data section (id 11) of a module starts: what comes before it is a
+/// valid module of its own, without its data.
+fn data_section_start(wasm: &[u8]) -> usize {
+    let mut i = 8;
+    while i < wasm.len() {
+        let id = wasm[i];
+        let (mut len, mut shift, mut j) = (0usize, 0, i + 1);
+        loop {
+            let b = wasm[j];
+            len |= usize::from(b & 0x7f) << shift;
+            shift += 7;
+            j += 1;
+            if b < 0x80 {
+                break;
+            }
+        }
+        if id == 11 {
+            return i;
+        }
+        i = j + len;
+    }
+    panic!("no data section")
+}
+
+#[test]
+fn a_file_written_in_place_with_a_pause_is_only_loaded_whole() {
+    use std::io::Write;
+    let (_pdir, path) = plugin_dir(&tagger(1));
+    let d = Daemon::start(&config(&path, None));
+    let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let grams = datagrams(3, 44, SECRET.as_bytes());
+    let send = |i: usize, expect_version: u32| {
+        sock.send_to(&grams[i], d.udp_addr()).expect("send");
+        let lines = d.wait_lines("out/tagged.jsonl", i + 1, Duration::from_secs(30));
+        assert_eq!(lines.len(), i + 1, "{}", d.log());
+        assert_eq!(
+            tagged(&d.path("out/tagged.jsonl"))[i].version,
+            expect_version,
+            "{}",
+            d.log()
+        );
+    };
+    send(0, 1);
+    let next = tagger(2);
+    let cut = data_section_start(&next);
+    assert!(
+        loads_as_a_plugin(&next[..cut]),
+        "the first part alone must be a valid module for this test to mean anything"
+    );
+    // One writer: the first part, a pause of ten debounce periods, then the rest.
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(&path)
+        .expect("open in place");
+    f.write_all(&next[..cut]).expect("first part");
+    f.flush().expect("flush");
+    std::thread::sleep(Duration::from_millis(1000));
+    send(1, 1);
+    f.write_all(&next[cut..]).expect("the rest");
+    drop(f);
+    d.wait_log("Plugin reloaded", Duration::from_secs(60));
+    send(2, 2);
+    let stopped = d.stop();
+    assert_eq!(
+        stat(&stopped.log, "Plugin reload summary", "reloads"),
+        1,
+        "only the whole file was loaded:\n{}",
+        stopped.log
+    );
+    assert_eq!(stat(&stopped.log, "Plugin reload summary", "failures"), 0);
+}
+
+/// Compiles `wasm` and checks it against the ABI, as the daemon would.
+fn loads_as_a_plugin(wasm: &[u8]) -> bool {
+    let rt = collector::plugin::Runtime::new(None).expect("runtime");
+    rt.compile("prefix", wasm).is_ok()
+}
+
+#[test]
+fn a_symlinked_plugin_follows_its_target_and_a_repointed_link() {
+    let links = tempfile::tempdir().expect("tempdir");
+    let first = tempfile::tempdir().expect("tempdir");
+    let second = tempfile::tempdir().expect("tempdir");
+    let target = first.path().join("real.wasm");
+    std::fs::write(&target, tagger(1)).expect("first version");
+    let link = links.path().join("tagger.wasm");
+    std::os::unix::fs::symlink(&target, &link).expect("link");
+    let d = Daemon::start(&config(&link, None));
+    let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let grams = datagrams(4, 45, SECRET.as_bytes());
+    let send = |i: usize, expect_version: u32| {
+        sock.send_to(&grams[i], d.udp_addr()).expect("send");
+        let lines = d.wait_lines("out/tagged.jsonl", i + 1, Duration::from_secs(30));
+        assert_eq!(lines.len(), i + 1, "{}", d.log());
+        assert_eq!(
+            tagged(&d.path("out/tagged.jsonl"))[i].version,
+            expect_version,
+            "{}",
+            d.log()
+        );
+    };
+    send(0, 1);
+    // The target changes (renamed over, in its own directory).
+    deploy(&target, &tagger(2));
+    d.wait_log_count("Plugin reloaded", 1, Duration::from_secs(60));
+    send(1, 2);
+    // The link is pointed elsewhere, atomically (as `ln -sfn` through a rename).
+    let other = second.path().join("other.wasm");
+    std::fs::write(&other, tagger(3)).expect("third version");
+    let tmp_link = links.path().join("tagger.wasm.new");
+    std::os::unix::fs::symlink(&other, &tmp_link).expect("new link");
+    std::fs::rename(&tmp_link, &link).expect("swap link");
+    d.wait_log_count("Plugin reloaded", 2, Duration::from_secs(60));
+    send(2, 3);
+    // And the new target is watched in turn, here written in place.
+    std::fs::write(&other, tagger(4)).expect("fourth version");
+    d.wait_log_count("Plugin reloaded", 3, Duration::from_secs(60));
+    send(3, 4);
+    let stopped = d.stop();
+    assert_eq!(stat(&stopped.log, "Plugin reload summary", "reloads"), 3);
+}

@@ -1,13 +1,16 @@
 //! Compiled plugins on disk, so that restarts and reloads of a known version skip
-//! the JIT. An entry is keyed by the wasm's SHA-256 and by the engine (wasmtime
-//! version and settings), and carries a checksum of its own bytes: an entry that
-//! does not match is recompiled, never handed to `Module::deserialize`.
+//! the JIT. An entry is filed under the wasm's SHA-256 and the engine's key
+//! (wasmtime version and settings), and starts with a checksum that binds its
+//! bytes to both: SHA-256 of (wasm digest, engine key, payload). An entry that
+//! does not match the wasm being loaded (corrupt, or another plugin's entry
+//! copied under this name) is recompiled, never handed to `Module::deserialize`.
 //!
-//! The directory belongs to the daemon: it is created private (0700), and a
-//! directory that others may write to is not used.
+//! The directory belongs to the daemon: it is created private (0700), a
+//! directory that others may write to is not used, and neither is an entry file
+//! that is not the daemon's own or that others may write.
 
 use std::hash::{Hash, Hasher};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
@@ -55,10 +58,18 @@ impl ModuleCache {
         })
     }
 
-    fn entry(&self, wasm: &[u8]) -> PathBuf {
-        let digest = Sha256::digest(wasm);
+    fn entry(&self, digest: &[u8]) -> PathBuf {
         let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
         self.dir.join(format!("{hex}-{}.cwasm", self.engine_key))
+    }
+
+    /// The checksum an entry for the wasm with `digest` must start with.
+    fn seal(&self, digest: &[u8], payload: &[u8]) -> [u8; 32] {
+        let mut h = Sha256::new();
+        h.update(digest);
+        h.update(self.engine_key.as_bytes());
+        h.update(payload);
+        h.finalize().into()
     }
 
     /// The compiled module for `wasm`: from the cache when a sound entry exists,
@@ -72,9 +83,10 @@ impl ModuleCache {
         wasm: &[u8],
         compile: impl FnOnce() -> Result<Module, E>,
     ) -> Result<Module, E> {
-        let path = self.entry(wasm);
-        if let Ok(bytes) = std::fs::read(&path) {
-            match self.load(engine, &bytes) {
+        let digest = Sha256::digest(wasm);
+        let path = self.entry(&digest);
+        if let Ok(bytes) = read_own(&path) {
+            match self.load(engine, &digest, &bytes) {
                 Ok(m) => {
                     tracing::debug!(entry = %path.display(), "Compiled plugin taken from the cache");
                     return Ok(m);
@@ -86,30 +98,50 @@ impl ModuleCache {
             }
         }
         let module = compile()?;
-        if let Err(e) = self.store(&path, &module) {
+        if let Err(e) = self.store(&path, &digest, &module) {
             tracing::warn!(entry = %path.display(), "Cannot write the compiled plugin to the cache: {e}");
         }
         Ok(module)
     }
 
-    fn load(&self, engine: &Engine, bytes: &[u8]) -> Result<Module, String> {
+    fn load(&self, engine: &Engine, digest: &[u8], bytes: &[u8]) -> Result<Module, String> {
         let (sum, payload) = bytes.split_at_checked(32).ok_or("truncated")?;
-        if Sha256::digest(payload).as_slice() != sum {
-            return Err("checksum mismatch".into());
+        if self.seal(digest, payload).as_slice() != sum {
+            return Err("its checksum does not match this wasm file and engine".into());
         }
         // SAFETY: the payload is exactly what `Module::serialize` wrote into this private
-        // directory (the checksum proves it is intact), for an engine with these settings.
+        // directory for this very wasm (the checksum binds it to the wasm's digest and
+        // proves it intact), for an engine with these settings.
         unsafe { Module::deserialize(engine, payload) }.map_err(|e| format!("{e:#}"))
     }
 
-    fn store(&self, path: &Path, module: &Module) -> Result<(), String> {
+    fn store(&self, path: &Path, digest: &[u8], module: &Module) -> Result<(), String> {
         let payload = module.serialize().map_err(|e| format!("{e:#}"))?;
-        let mut bytes = Sha256::digest(&payload).to_vec();
+        let mut bytes = self.seal(digest, &payload).to_vec();
         bytes.extend_from_slice(&payload);
         let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-        std::fs::write(&tmp, &bytes).map_err(|e| e.to_string())?;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(|e| e.to_string())?;
+        std::io::Write::write_all(&mut f, &bytes).map_err(|e| e.to_string())?;
+        drop(f);
         std::fs::rename(&tmp, path).map_err(|e| e.to_string())
     }
+}
+
+/// Reads an entry only if it is a regular file of this user that no one else may write.
+fn read_own(path: &Path) -> Result<Vec<u8>, String> {
+    let meta = std::fs::symlink_metadata(path).map_err(|e| e.to_string())?;
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    if !meta.file_type().is_file() || meta.uid() != me || meta.permissions().mode() & 0o022 != 0 {
+        return Err("not a private file of this daemon".into());
+    }
+    std::fs::read(path).map_err(|e| e.to_string())
 }
 
 /// The default cache directory: `$XDG_CACHE_HOME/collector` or `~/.cache/collector`.
@@ -150,7 +182,7 @@ mod tests {
         get();
         assert_eq!(compiled, 1, "second load came from the cache");
         // Flip a byte of the entry: it must be recompiled, not deserialized.
-        let entry = cache.entry(&wasm);
+        let entry = cache.entry(&Sha256::digest(&wasm));
         let mut bytes = std::fs::read(&entry).expect("entry");
         let last = bytes.len() - 1;
         bytes[last] ^= 0xff;
@@ -168,6 +200,45 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o700);
+    }
+
+    #[test]
+    fn an_entry_filed_under_another_wasm_is_not_run() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let engine = Engine::default();
+        let cache = ModuleCache::open(&dir.path().join("c"), &engine).expect("cache");
+        let a = br#"(module (func (export "a") (result i32) (i32.const 1)))"#.to_vec();
+        let b = br#"(module (func (export "b") (result i32) (i32.const 2)))"#.to_vec();
+        for w in [&a, &b] {
+            cache
+                .get_or_compile(&engine, w, || Module::new(&engine, w))
+                .expect("module");
+        }
+        // Swap: a's compiled code filed under b's name.
+        let (ea, eb) = (
+            cache.entry(&Sha256::digest(&a)),
+            cache.entry(&Sha256::digest(&b)),
+        );
+        std::fs::copy(&ea, &eb).expect("swap entries");
+        let mut compiled = 0;
+        let m = cache
+            .get_or_compile(&engine, &b, || {
+                compiled += 1;
+                Module::new(&engine, &b)
+            })
+            .expect("module");
+        assert_eq!(compiled, 1, "the swapped entry was refused");
+        assert!(m.get_export("b").is_some() && m.get_export("a").is_none());
+        // An entry others may write is not used either.
+        std::fs::set_permissions(&ea, std::fs::Permissions::from_mode(0o666)).expect("chmod");
+        let mut compiled = 0;
+        cache
+            .get_or_compile(&engine, &a, || {
+                compiled += 1;
+                Module::new(&engine, &a)
+            })
+            .expect("module");
+        assert_eq!(compiled, 1, "a world-writable entry was refused");
     }
 
     #[test]

@@ -1,10 +1,22 @@
 //! Hot reload of plugin files: watch each dispatcher's `.wasm` (its directory, so
-//! that atomic renames, delete-then-create and editors' bursts are all seen),
-//! wait for the file to be quiet, then load the new version in the background:
-//! compile, check the ABI, instantiate and `init` a trial instance. Only a version
-//! that passed all of that is published; anything else leaves the old version
-//! serving, is logged with the file and the reason, and counted. The next change
-//! of the file is tried again.
+//! that atomic renames, delete-then-create and editors' bursts are all seen; and
+//! the directory of what a symbolic link points to, so that a change of the
+//! target is seen too), wait until the file is whole, then load the new version
+//! in the background: compile, check the ABI, instantiate, `init` and `restore`
+//! the running state in a trial instance. Only a version that passed all of that
+//! is published; anything else leaves the old version serving, is logged with
+//! the file and the reason, and counted. The next change of the file is tried
+//! again.
+//!
+//! When is a file whole? A rename onto it (the way to deploy: write elsewhere,
+//! then `mv`) delivers it whole at once. A file written in place is taken only
+//! once its writer has closed it (inotify's close-after-write) and it has stayed
+//! quiet for `debounce_ms`, and only if two reads a moment apart agree: a copy
+//! that pauses half-way, even on a valid wasm prefix, is never loaded. (A writer
+//! that keeps the file open past 10 × `debounce_ms`, at least 30 s, is not
+//! waited for any longer.) We chose the writer's close over a hash or length
+//! in the config because it needs nothing from the operator and covers `cp`,
+//! `scp`, `rsync --inplace` and editors alike.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -29,10 +41,43 @@ pub struct ReloadStats {
 /// One watched plugin file.
 struct Target {
     loaded: Loaded,
+    /// The path as configured (its directory made absolute).
     path: PathBuf,
+    /// What it resolves to through symbolic links (the same path when it is none):
+    /// a change of the target file must be seen too.
+    resolved: std::sync::Mutex<PathBuf>,
     /// Hash of the last content tried, so that a broken file is tried once, and
     /// again only when it changes.
     last_tried: std::sync::Mutex<String>,
+}
+
+impl Target {
+    fn resolved(&self) -> PathBuf {
+        self.resolved
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn is(&self, path: &Path) -> bool {
+        path == self.path || path == self.resolved()
+    }
+}
+
+/// Where a changed file stands.
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    /// When to look at it again.
+    due: Instant,
+    /// Written to, and not closed since: a writer is still at it.
+    writing: bool,
+    /// When the writes began.
+    since: Instant,
+}
+
+/// How long a file may stay open for writing before it is loaded anyway.
+fn max_open_wait(debounce: Duration) -> Duration {
+    (debounce * 10).max(Duration::from_secs(30))
 }
 
 /// Watches the plugin files of `plugins` until `shutdown` turns true.
@@ -50,9 +95,12 @@ pub fn spawn(
     for p in plugins {
         if let PluginSource::File(path) = &p.source {
             let last_tried = std::sync::Mutex::new(p.slot.hash());
+            let path = absolute(path);
+            let resolved = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
             targets.push(Target {
                 loaded: p.clone(),
-                path: absolute(path),
+                path,
+                resolved: std::sync::Mutex::new(resolved),
                 last_tried,
             });
         }
@@ -64,16 +112,33 @@ pub fn spawn(
     let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
         let _ = tx.send(res);
     })?;
-    let mut dirs: Vec<&Path> = targets.iter().filter_map(|t| t.path.parent()).collect();
-    dirs.sort();
-    dirs.dedup();
-    for d in dirs {
-        watcher.watch(d, RecursiveMode::NonRecursive)?;
-        tracing::info!(dir = %d.display(), "Watching plugin files for changes");
+    let mut watched = Vec::new();
+    for t in &targets {
+        for file in [t.path.clone(), t.resolved()] {
+            watch_dir_of(&mut watcher, &mut watched, &file)?;
+        }
     }
     Ok(Some(tokio::spawn(watch_loop(
-        watcher, rx, targets, runtime, debounce, stats, shutdown,
+        watcher, watched, rx, targets, runtime, debounce, stats, shutdown,
     ))))
+}
+
+/// Watches the directory of `file`, once.
+fn watch_dir_of(
+    watcher: &mut notify::RecommendedWatcher,
+    watched: &mut Vec<PathBuf>,
+    file: &Path,
+) -> Result<(), notify::Error> {
+    let Some(dir) = file.parent() else {
+        return Ok(());
+    };
+    if watched.iter().any(|w| w == dir) {
+        return Ok(());
+    }
+    watcher.watch(dir, RecursiveMode::NonRecursive)?;
+    tracing::info!(dir = %dir.display(), "Watching plugin files for changes");
+    watched.push(dir.to_path_buf());
+    Ok(())
 }
 
 /// The path with its directory made absolute and resolved, as the watcher reports it.
@@ -92,8 +157,45 @@ fn absolute(path: &Path) -> PathBuf {
     std::fs::canonicalize(dir).map_or_else(|_| path.to_path_buf(), |d| d.join(name))
 }
 
+/// When a file changed by `kind` should be looked at, given where it stood.
+fn after_event(kind: &EventKind, before: Option<Pending>, debounce: Duration) -> Option<Pending> {
+    use notify::event::{AccessKind, AccessMode, ModifyKind};
+    let now = Instant::now();
+    let writing = before.is_some_and(|p| p.writing);
+    let since = before.filter(|p| p.writing).map_or(now, |p| p.since);
+    match kind {
+        // The writer closed it: once quiet for the debounce, it is whole.
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => Some(Pending {
+            due: now + debounce,
+            writing: false,
+            since,
+        }),
+        EventKind::Access(_) | EventKind::Modify(ModifyKind::Metadata(_)) => before,
+        // A rename onto the file (or a link swapped) delivers it whole: load at once.
+        EventKind::Modify(ModifyKind::Name(_)) => Some(Pending {
+            due: now,
+            writing: false,
+            since: now,
+        }),
+        // Written to: wait for the close, and for quiet.
+        EventKind::Create(_) | EventKind::Modify(_) => Some(Pending {
+            due: now + debounce,
+            writing: true,
+            since: if writing { since } else { now },
+        }),
+        // Removed (maybe to come back, or the target of a swapped link): look again.
+        _ => Some(Pending {
+            due: now + debounce,
+            writing,
+            since,
+        }),
+    }
+}
+
+#[allow(clippy::too_many_arguments, reason = "the loop owns all of these")]
 async fn watch_loop(
-    _watcher: notify::RecommendedWatcher,
+    mut watcher: notify::RecommendedWatcher,
+    mut watched: Vec<PathBuf>,
     mut rx: mpsc::UnboundedReceiver<notify::Result<notify::Event>>,
     targets: Vec<Target>,
     runtime: Arc<Runtime>,
@@ -102,25 +204,28 @@ async fn watch_loop(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let targets: Vec<Arc<Target>> = targets.into_iter().map(Arc::new).collect();
-    // Index of a target → when its file has been quiet long enough.
-    let mut due: HashMap<usize, Instant> = HashMap::new();
+    let mut pending: HashMap<usize, Pending> = HashMap::new();
     loop {
-        let next = due.values().min().copied();
+        let next = pending.values().map(|p| p.due).min();
         let sleep_until = next.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
         tokio::select! {
             _ = shutdown.changed() => break,
             ev = rx.recv() => match ev {
                 Some(Ok(ev)) => {
-                    if matches!(ev.kind, EventKind::Access(_)) {
-                        continue;
-                    }
-                    // A rename onto the file delivers it whole: load at once. Writes
-                    // come in bursts: wait until the file is quiet.
-                    let whole = matches!(ev.kind, EventKind::Modify(notify::event::ModifyKind::Name(_)));
-                    let when = Instant::now() + if whole { Duration::ZERO } else { debounce };
+                    // A symbolic link is created whole (`ln -sf`): nothing will close it.
+                    let kind = match ev.kind {
+                        EventKind::Create(_)
+                            if ev.paths.iter().any(|p| std::fs::symlink_metadata(p).is_ok_and(|m| m.is_symlink())) =>
+                        {
+                            EventKind::Modify(notify::event::ModifyKind::Name(notify::event::RenameMode::To))
+                        }
+                        k => k,
+                    };
                     for (i, t) in targets.iter().enumerate() {
-                        if ev.paths.iter().any(|p| p == &t.path) {
-                            due.insert(i, when);
+                        if ev.paths.iter().any(|p| t.is(p))
+                            && let Some(p) = after_event(&kind, pending.get(&i).copied(), debounce)
+                        {
+                            pending.insert(i, p);
                         }
                     }
                 }
@@ -129,36 +234,73 @@ async fn watch_loop(
             },
             _ = tokio::time::sleep_until(sleep_until.into()), if next.is_some() => {
                 let now = Instant::now();
-                let ready: Vec<usize> = due.iter().filter(|(_, t)| **t <= now).map(|(i, _)| *i).collect();
+                let ready: Vec<usize> = pending.iter().filter(|(_, p)| p.due <= now).map(|(i, _)| *i).collect();
                 for i in ready {
-                    due.remove(&i);
-                    let (t, rt, st) = (targets[i].clone(), runtime.clone(), stats.clone());
-                    let _ = tokio::task::spawn_blocking(move || reload(&t, &rt, &st)).await;
+                    let Some(p) = pending.remove(&i) else { continue };
+                    let t = targets[i].clone();
+                    if p.writing && now.duration_since(p.since) < max_open_wait(debounce) {
+                        // Still open for writing: a half-written file is never loaded.
+                        tracing::debug!(dispatcher = %t.loaded.dispatcher, file = %t.path.display(),
+                            "Plugin file still being written; waiting for the writer to close it");
+                        pending.insert(i, Pending { due: now + debounce, ..p });
+                        continue;
+                    }
+                    let (rt, st) = (runtime.clone(), stats.clone());
+                    let settle = debounce.min(Duration::from_millis(100));
+                    let t2 = t.clone();
+                    let outcome = tokio::task::spawn_blocking(move || reload(&t2, &rt, &st, settle)).await;
+                    if matches!(outcome, Ok(Reload::Changing)) {
+                        pending.insert(i, Pending { due: Instant::now() + debounce, writing: false, since: now });
+                    }
+                    // A symbolic link may point elsewhere now: watch the new target too.
+                    let resolved = std::fs::canonicalize(&t.path).unwrap_or_else(|_| t.path.clone());
+                    if resolved != t.resolved() {
+                        if let Err(e) = watch_dir_of(&mut watcher, &mut watched, &resolved) {
+                            tracing::warn!(error = %e, file = %resolved.display(), "Cannot watch a plugin's link target");
+                        }
+                        *t.resolved.lock().unwrap_or_else(|p| p.into_inner()) = resolved;
+                    }
                 }
             }
         }
     }
 }
 
+/// What a look at a changed file came to.
+enum Reload {
+    /// Loaded, refused, or unchanged: nothing more to do until it changes again.
+    Done,
+    /// Its content moved while it was read: look again after the debounce.
+    Changing,
+}
+
 /// Loads the file's current content as a new version, if it changed and works.
-fn reload(t: &Target, runtime: &Runtime, stats: &ReloadStats) {
+/// The file is read twice, `settle` apart: content that moves in between is still
+/// being written, and is looked at again later.
+fn reload(t: &Target, runtime: &Runtime, stats: &ReloadStats, settle: Duration) -> Reload {
     let name = &t.loaded.dispatcher;
     let file = t.path.display();
     let started = Instant::now();
-    let wasm = match std::fs::read(&t.path) {
+    let read = || std::fs::read(&t.path);
+    let wasm = match read() {
         Ok(w) => w,
         Err(e) => {
             // Deleted (maybe to be created again): the old version keeps serving.
             tracing::warn!(dispatcher = %name, %file, "Plugin file unreadable, keeping the running version: {e}");
-            return;
+            return Reload::Done;
         }
     };
+    std::thread::sleep(settle);
+    if read().ok().as_ref() != Some(&wasm) {
+        tracing::debug!(dispatcher = %name, %file, "Plugin file changed while it was read; waiting");
+        return Reload::Changing;
+    }
     let old = t.loaded.slot.hash();
     let new = super::short_hash(&wasm);
     if let Ok(mut last) = t.last_tried.lock() {
         if *last == new {
             tracing::debug!(dispatcher = %name, %file, "Plugin file touched but unchanged");
-            return;
+            return Reload::Done;
         }
         *last = new;
     }
@@ -208,4 +350,5 @@ fn reload(t: &Target, runtime: &Runtime, stats: &ReloadStats) {
             );
         }
     }
+    Reload::Done
 }
