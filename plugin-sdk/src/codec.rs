@@ -187,9 +187,19 @@ pub fn encode_batch(samples: &[Sample]) -> Vec<u8> {
 
 /// Decodes a batch into owned samples with serde + bincode `legacy()`.
 ///
+/// The zero-copy view checks the batch first (structure, UTF-8, nesting), so
+/// that both decoders refuse the same inputs and serde never recurses deeper
+/// than [`MAX_DEPTH`] on a hostile batch.
+///
 /// # Errors
 /// When the bytes are not a valid batch, or bytes are left over.
 pub fn decode_batch(bytes: &[u8]) -> Result<Vec<Sample>, DecodeError> {
+    let view = BatchView::new(bytes)?;
+    let mut it = view.iter();
+    for s in &mut it {
+        check_sample_strings(&s?)?;
+    }
+    it.finish()?;
     let (samples, used): (Vec<Sample>, usize) =
         bincode::serde::decode_from_slice(bytes, bincode::config::legacy()).map_err(|_| {
             DecodeError {
@@ -204,6 +214,47 @@ pub fn decode_batch(bytes: &[u8]) -> Result<Vec<Sample>, DecodeError> {
         });
     }
     Ok(samples)
+}
+
+/// Reads every nested string of a sample (they are checked as they are read), so
+/// that one that is not UTF-8 fails the sample instead of ending an iteration early.
+fn check_sample_strings(s: &SampleView<'_>) -> Result<(), DecodeError> {
+    if let Some(md) = &s.resource_metadata {
+        check_strings(md)?;
+    }
+    check_strings(&ValueView::Map(s.extra))
+}
+
+/// Reads every string below `v`, so that one that is not UTF-8 is found.
+fn check_strings(v: &ValueView<'_>) -> Result<(), DecodeError> {
+    let bad = DecodeError {
+        offset: 0,
+        reason: "a nested string is not UTF-8",
+    };
+    match v {
+        ValueView::List(l) => {
+            let mut n = 0;
+            for item in l.iter() {
+                check_strings(&item)?;
+                n += 1;
+            }
+            if n != l.len() {
+                return Err(bad);
+            }
+        }
+        ValueView::Map(m) => {
+            let mut n = 0;
+            for (_, item) in m.iter() {
+                check_strings(&item)?;
+                n += 1;
+            }
+            if n != m.len() {
+                return Err(bad);
+            }
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 // ---------------------------------------------------------------- borrowed view
@@ -652,7 +703,9 @@ impl<'a> BatchView<'a> {
         let mut it = self.iter();
         let mut out = Vec::with_capacity(self.count.min(1 << 16) as usize);
         for s in &mut it {
-            out.push(s?.to_owned_sample());
+            let s = s?;
+            check_sample_strings(&s)?;
+            out.push(s.to_owned_sample());
         }
         it.finish()?;
         Ok(out)
