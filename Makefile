@@ -11,7 +11,7 @@ WASM_PROFILE := wasm
 RUST_PLUGINS_WASI := file tagger
 RUST_PLUGINS_PURE := noop misbehave
 
-.PHONY: help run build plugins rust-plugins wat-plugins toolchain test test-deps sdk-tests rabbitmq lint bench clean
+.PHONY: help run build plugins rust-plugins wat-plugins toolchain test test-deps sdk-tests rabbitmq lint bench clean fuzz fuzz-smoke fuzz-tools
 
 help:
 	@grep -E '^[a-z-]+:.*' Makefile | sed 's/:.*//' | sort -u | tr '\n' ' '; echo
@@ -73,8 +73,36 @@ sdk-tests:
 	cd plugin-sdk/assemblyscript && npm test
 
 ## test: what CI runs
-test: test-deps plugins build lint sdk-tests
+test: test-deps plugins build lint sdk-tests fuzz-smoke
 	$(CARGO) test --workspace
+
+# Coverage-guided fuzzing (fuzz/, docs/fuzzing.md): cargo-fuzz and libFuzzer on
+# the stable toolchain (RUSTC_BOOTSTRAP=1 lets it pass the sanitizer flags).
+FUZZ_TARGETS := msgpack_datagram oslo_message batch_view batch_differential config_toml
+FUZZ_SECONDS ?= 300
+FUZZ_SMOKE_SECONDS ?= 15
+FUZZ := cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz
+
+## fuzz-tools: cargo-fuzz from crates.io, when missing
+fuzz-tools:
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+
+## fuzz: every target for FUZZ_SECONDS (default 300) each; new inputs go to fuzz/corpus/TARGET
+fuzz: fuzz-tools
+	@for t in $(FUZZ_TARGETS); do \
+	  echo "== fuzz $$t for $(FUZZ_SECONDS) s"; \
+	  ( $(FUZZ) run $$t corpus/$$t -- -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 ) || exit 1; \
+	done
+
+## fuzz-smoke: every target briefly, from its corpus (CI); the corpus is not changed
+fuzz-smoke: fuzz-tools
+	$(FUZZ) build
+	@for t in $(FUZZ_TARGETS); do \
+	  scratch=$$(mktemp -d); \
+	  echo "== fuzz-smoke $$t for $(FUZZ_SMOKE_SECONDS) s"; \
+	  ( $(FUZZ) run $$t $$scratch corpus/$$t -- -max_total_time=$(FUZZ_SMOKE_SECONDS) -rss_limit_mb=2048 ) || exit 1; \
+	  rm -rf $$scratch; \
+	done
 
 ## bench: dispatch-path and end-to-end figures (release build)
 bench: test-deps plugins

@@ -584,12 +584,23 @@ impl Daemon {
         for d in dispatchers {
             retired.extend(d.retire());
         }
-        let join = tokio::task::spawn_blocking(move || {
-            for t in retired {
-                let _ = t.join();
-            }
-        });
-        let drained = tokio::time::timeout_at(deadline.into(), join).await.is_ok();
+        // Joined on a thread of its own, so that nothing of the runtime waits for it.
+        let (joined_tx, joined) = tokio::sync::oneshot::channel();
+        let _ = std::thread::Builder::new()
+            .name("dispatch-join".into())
+            .spawn(move || {
+                for t in retired {
+                    let _ = t.join();
+                }
+                let _ = joined_tx.send(());
+            });
+        let drained = tokio::time::timeout_at(deadline.into(), joined)
+            .await
+            .is_ok();
+        if !drained {
+            // What is still queued fails now rather than after the deadline.
+            dispatch::abandon_queues();
+        }
         for (name, s) in &stats {
             tracing::info!(
                 dispatcher = %name,
@@ -611,8 +622,8 @@ impl Daemon {
                 tracing::error!(
                     dispatcher = %name, queued_batches = queued,
                     grace_period_ms = cfg.shutdown.grace_period_ms,
-                    "Shutdown grace period over: batches not finished by this dispatcher are lost \
-                     for UDP; unacked AMQP messages go back to their queue"
+                    "Shutdown grace period over: the batches this dispatcher had not finished are \
+                     failed (lost for UDP; unacked AMQP messages go back to their queue)"
                 );
             }
         }

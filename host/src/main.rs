@@ -101,7 +101,11 @@ fn run(path: Option<PathBuf>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(collector::run(cfg, path, shutdown_signal())) {
+    let outcome = rt.block_on(collector::run(cfg, path, shutdown_signal()));
+    // The run kept its grace period; nothing still running in the background
+    // (a message being decoded, a plugin being compiled) may hold the exit.
+    rt.shutdown_timeout(std::time::Duration::from_secs(1));
+    match outcome {
         Ok(_) if collector::telemetry::panics() > 0 => {
             let n = collector::telemetry::panics();
             tracing::error!(

@@ -45,14 +45,18 @@ fn dispatcher<'a>(status: &'a serde_json::Value, name: &str) -> &'a serde_json::
         .unwrap_or_else(|| panic!("no dispatcher {name} in {status}"))
 }
 
+/// UDP into the file dispatcher, with a shutdown grace period of `grace_ms`.
+fn udp_daemon_with_grace(grace_ms: u64) -> Daemon {
+    Daemon::start(&format!(
+        "{}\n[shutdown]\ngrace_period_ms = {grace_ms}\n",
+        udp_to_file_config(SECRET, "max_delay_ms = 50")
+    ))
+}
+
 #[test]
 fn the_worst_datagrams_cost_the_good_ones_nothing_and_shutdown_stays_prompt() {
     let grace_ms = 3000;
-    let toml = format!(
-        "{}\n[shutdown]\ngrace_period_ms = {grace_ms}\n",
-        udp_to_file_config(SECRET, "max_delay_ms = 50")
-    );
-    let d = Daemon::start(&toml);
+    let d = udp_daemon_with_grace(grace_ms);
     let worst = many_keys_datagram(65_507);
     let addr = d.udp_addr();
     let hostile = std::thread::spawn(move || {
@@ -80,6 +84,7 @@ fn the_worst_datagrams_cost_the_good_ones_nothing_and_shutdown_stays_prompt() {
     let t = Instant::now();
     let stopped = d.stop();
     let took = t.elapsed();
+    eprintln!("shutdown with hostile datagrams arriving: {took:?}");
     assert!(stopped.status.success(), "{}", stopped.log);
     assert!(
         took < Duration::from_millis(grace_ms + 2000),
@@ -149,6 +154,7 @@ dirs = [{{ host = "out", guest = "/data", writable = true }}]
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+    eprintln!("slowest /healthz while hostile messages were decoded: {slowest:?}");
     assert!(
         slowest < Duration::from_secs(2),
         "the admin endpoint froze for {slowest:?}"
@@ -234,6 +240,7 @@ fn running_out_of_descriptors_neither_kills_a_dispatcher_nor_spins_the_accept_lo
         std::thread::sleep(Duration::from_millis(200));
     };
     let accept_errors = metric(&metrics, "collector_admin_accept_errors_total");
+    eprintln!("accept errors while descriptors were exhausted for 3 s: {accept_errors}");
     assert!(accept_errors >= 1.0, "descriptors were not exhausted");
     assert!(
         accept_errors < 40.0,
@@ -555,6 +562,10 @@ log_lines = 1000
     };
     let elapsed = t.elapsed().as_secs_f64();
     let stopped = d.stop();
+    eprintln!(
+        "plugin log lines: {} logged, the rest suppressed, in {elapsed:.1} s",
+        stopped.log.matches("flood-line").count()
+    );
     let log = &stopped.log;
     for line in log.lines() {
         assert!(
@@ -699,33 +710,41 @@ max_samples_per_message = 10000
 }
 
 #[test]
-fn sigterm_with_a_decoder_backlog_exits_within_the_grace_period() {
+fn sigterm_under_a_flood_and_a_decoder_backlog_exits_within_the_grace_period() {
     let grace_ms = 2000;
-    let toml = format!(
-        "{}\n[shutdown]\ngrace_period_ms = {grace_ms}\n",
-        udp_to_file_config(SECRET, "max_delay_ms = 50")
-    );
-    let d = Daemon::start(&toml);
+    let d = udp_daemon_with_grace(grace_ms);
     let worst = many_keys_datagram(65_507);
     let addr = d.udp_addr();
-    // As fast as loopback takes them, for 2 s: far more than the decoders can do.
-    let sock = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
-    let until = Instant::now() + Duration::from_secs(2);
-    let mut sent = 0u64;
-    while Instant::now() < until {
-        for _ in 0..64 {
-            if sock.send_to(&worst, addr).is_ok() {
-                sent += 1;
+    // As fast as loopback takes them, for 2 s before SIGTERM and on until the
+    // daemon has exited: far more than the decoders can do, and a drain that
+    // would read "until the socket is empty" would never end.
+    let flooding = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let flood = {
+        let flooding = flooding.clone();
+        std::thread::spawn(move || {
+            let sock = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+            let mut sent = 0u64;
+            while flooding.load(std::sync::atomic::Ordering::Relaxed) {
+                for _ in 0..64 {
+                    if sock.send_to(&worst, addr).is_ok() {
+                        sent += 1;
+                    }
+                }
             }
-        }
-    }
+            sent
+        })
+    };
+    std::thread::sleep(Duration::from_secs(2));
     let t = Instant::now();
     let stopped = d.stop();
     let took = t.elapsed();
+    flooding.store(false, std::sync::atomic::Ordering::Relaxed);
+    let sent = flood.join().expect("flood");
+    eprintln!("SIGTERM under a flood of hostile datagrams ({sent} sent): {took:?}");
     assert!(stopped.status.success(), "{}", stopped.log);
     assert!(
         took < Duration::from_millis(grace_ms + 1500),
-        "SIGTERM took {took:?} with a backlog of hostile datagrams ({sent} sent)"
+        "SIGTERM took {took:?} under a flood of hostile datagrams ({sent} sent)"
     );
     let log = &stopped.log;
     let decoded = stat(log, "UDP source stopped", "bad_signature");
@@ -733,5 +752,48 @@ fn sigterm_with_a_decoder_backlog_exits_within_the_grace_period() {
     assert!(
         dropped > 0,
         "no backlog was built ({sent} sent, {decoded} decoded)"
+    );
+}
+
+#[test]
+fn sigterm_with_a_slow_dispatcher_and_a_full_queue_exits_within_the_grace_period() {
+    let grace_ms = 2000;
+    let toml = format!(
+        r#"{}
+[shutdown]
+grace_period_ms = {grace_ms}
+[[dispatchers]]
+name = "slow"
+plugin = "{misbehave}"
+timeout_ms = 1000
+queue_batches = 100
+[dispatchers.config]
+mode = "loop"
+trigger_meter = "cpu"
+"#,
+        udp_to_file_config(SECRET, "max_samples = 1\nmax_delay_ms = 20"),
+        misbehave = plugin("misbehave.wasm")
+    );
+    let d = Daemon::start(&toml);
+    // Every `cpu` sample makes a batch that takes the slow dispatcher 1 s: 40 s of work.
+    let grams: Vec<Vec<u8>> = (0..320).map(|i| datagram(&signed(i, 80))).collect();
+    d.send_udp(&grams);
+    std::thread::sleep(Duration::from_secs(1));
+    let t = Instant::now();
+    let stopped = d.stop();
+    let took = t.elapsed();
+    eprintln!("SIGTERM with 40 s of work queued for a dispatcher: {took:?}");
+    assert!(stopped.status.success(), "{}", stopped.log);
+    // The grace period, plus the one call in progress (timeout_ms), plus slack.
+    assert!(
+        took < Duration::from_millis(grace_ms + 1000 + 1500),
+        "SIGTERM took {took:?}"
+    );
+    assert!(
+        stopped
+            .log
+            .contains("the batches this dispatcher had not finished are failed"),
+        "{}",
+        stopped.log
     );
 }

@@ -87,6 +87,36 @@ fn tagged(path: &Path) -> Vec<Line> {
         .collect()
 }
 
+/// Signed datagrams sent one by one, each checked to come out of the version expected.
+struct Probe {
+    sock: UdpSocket,
+    grams: Vec<Vec<u8>>,
+}
+
+impl Probe {
+    fn new(n: u64, seed: u64) -> Probe {
+        Probe {
+            sock: UdpSocket::bind("127.0.0.1:0").expect("bind"),
+            grams: datagrams(n, seed, SECRET.as_bytes()),
+        }
+    }
+
+    /// Sends datagram `i` (the `i`-th sent) and waits for its line, tagged `expect_version`.
+    fn send(&self, d: &Daemon, i: usize, expect_version: u32) {
+        self.sock
+            .send_to(&self.grams[i], d.udp_addr())
+            .expect("send");
+        let lines = d.wait_lines("out/tagged.jsonl", i + 1, Duration::from_secs(30));
+        assert_eq!(lines.len(), i + 1, "{}", d.log());
+        assert_eq!(
+            tagged(&d.path("out/tagged.jsonl"))[i].version,
+            expect_version,
+            "{}",
+            d.log()
+        );
+    }
+}
+
 fn plugin_dir(first: &[u8]) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("tagger.wasm");
@@ -215,19 +245,8 @@ fn plugin_replaced_20_times_under_udp_and_amqp_load_loses_and_duplicates_nothing
 fn broken_files_leave_the_old_version_serving_until_a_good_one_comes() {
     let (_pdir, path) = plugin_dir(&tagger(1));
     let d = Daemon::start(&config(&path, None));
-    let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
-    let grams = datagrams(4, 43, SECRET.as_bytes());
-    let send = |i: usize, expect_version: u32| {
-        sock.send_to(&grams[i], d.udp_addr()).expect("send");
-        let lines = d.wait_lines("out/tagged.jsonl", i + 1, Duration::from_secs(30));
-        assert_eq!(lines.len(), i + 1, "{}", d.log());
-        assert_eq!(
-            tagged(&d.path("out/tagged.jsonl"))[i].version,
-            expect_version,
-            "{}",
-            d.log()
-        );
-    };
+    let probe = Probe::new(4, 43);
+    let send = |i: usize, expect_version: u32| probe.send(&d, i, expect_version);
     send(0, 1);
     let good = tagger(2);
     let cases: [(&str, Vec<u8>); 3] = [
@@ -308,19 +327,8 @@ fn a_file_written_in_place_with_a_pause_is_only_loaded_whole() {
     use std::io::Write;
     let (_pdir, path) = plugin_dir(&tagger(1));
     let d = Daemon::start(&config(&path, None));
-    let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
-    let grams = datagrams(3, 44, SECRET.as_bytes());
-    let send = |i: usize, expect_version: u32| {
-        sock.send_to(&grams[i], d.udp_addr()).expect("send");
-        let lines = d.wait_lines("out/tagged.jsonl", i + 1, Duration::from_secs(30));
-        assert_eq!(lines.len(), i + 1, "{}", d.log());
-        assert_eq!(
-            tagged(&d.path("out/tagged.jsonl"))[i].version,
-            expect_version,
-            "{}",
-            d.log()
-        );
-    };
+    let probe = Probe::new(3, 44);
+    let send = |i: usize, expect_version: u32| probe.send(&d, i, expect_version);
     send(0, 1);
     let next = tagger(2);
     let cut = data_section_start(&next);
@@ -368,19 +376,8 @@ fn a_symlinked_plugin_follows_its_target_and_a_repointed_link() {
     let link = links.path().join("tagger.wasm");
     std::os::unix::fs::symlink(&target, &link).expect("link");
     let d = Daemon::start(&config(&link, None));
-    let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
-    let grams = datagrams(4, 45, SECRET.as_bytes());
-    let send = |i: usize, expect_version: u32| {
-        sock.send_to(&grams[i], d.udp_addr()).expect("send");
-        let lines = d.wait_lines("out/tagged.jsonl", i + 1, Duration::from_secs(30));
-        assert_eq!(lines.len(), i + 1, "{}", d.log());
-        assert_eq!(
-            tagged(&d.path("out/tagged.jsonl"))[i].version,
-            expect_version,
-            "{}",
-            d.log()
-        );
-    };
+    let probe = Probe::new(4, 45);
+    let send = |i: usize, expect_version: u32| probe.send(&d, i, expect_version);
     send(0, 1);
     // The target changes (renamed over, in its own directory).
     deploy(&target, &tagger(2));

@@ -111,14 +111,20 @@ impl Fanout {
     pub async fn send_wait(&self, batch: Sealed) -> oneshot::Receiver<BatchReport> {
         let (jobs, rx) = self.jobs(batch);
         for (h, job) in jobs {
-            h.stats
-                .queued
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            if let Err(mpsc::error::SendError(job)) = h.tx.send(job).await {
-                h.stats
-                    .queued
-                    .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-                job.tracker.fail_all(&h.name, "dispatcher stopped");
+            // Room first, then count it: a send cancelled while it waits leaves
+            // the gauge as it was.
+            match h.tx.reserve().await {
+                Ok(permit) => {
+                    h.stats
+                        .queued
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    permit.send(job);
+                }
+                Err(_) => {
+                    h.stats.batches_failed.inc();
+                    h.stats.samples_failed.add(job.samples);
+                    job.tracker.fail_all(&h.name, "dispatcher stopped");
+                }
             }
         }
         rx
@@ -277,6 +283,21 @@ pub fn instance_settings(
             suppressed: stats.log_suppressed.clone(),
         },
     })
+}
+
+/// Set when the shutdown grace period is over: dispatcher threads then fail what
+/// is still queued instead of serving it, and stop retrying, so that the process
+/// can exit when the deadline says.
+static ABANDON: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The grace period is over: every dispatcher fails its queue and stops.
+pub fn abandon_queues() {
+    ABANDON.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// True once [`abandon_queues`] was called.
+pub fn abandoned() -> bool {
+    ABANDON.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// Debug builds only: `COLLECTOR_FAULT_PANIC_DISPATCHER=NAME` makes the first

@@ -163,6 +163,12 @@ impl Worker {
                 }
                 Next::Job(job) => {
                     self.stats.queued.fetch_sub(1, Ordering::Relaxed);
+                    if super::abandoned() {
+                        self.count_failed(job.samples);
+                        job.tracker
+                            .fail_all(&self.name, "shutdown: the grace period was over");
+                        continue;
+                    }
                     let outcome = match self.guarded(|w| {
                         w.switch_version();
                         w.handle(&job)
@@ -171,13 +177,22 @@ impl Worker {
                             self.stats.healthy.store(true, Ordering::Relaxed);
                             outcome
                         }
-                        Err(why) => Err((why, whole(job.samples))),
+                        Err(why) => {
+                            self.count_failed(job.samples);
+                            Err((why, whole(job.samples)))
+                        }
                     };
                     job.tracker.report(&self.name, outcome);
                 }
             }
         }
         tracing::debug!(dispatcher = %self.name, "Dispatcher thread stopped");
+    }
+
+    /// A batch that failed before [`Worker::handle`] could count it.
+    fn count_failed(&self, samples: u64) {
+        self.stats.batches_failed.inc();
+        self.stats.samples_failed.add(samples);
     }
 
     /// Runs `f`, catching a panic: then the instance is dropped (the next batch gets
@@ -265,7 +280,7 @@ impl Worker {
             if a >= b {
                 continue;
             }
-            if calls >= self.policy.isolation_max_calls {
+            if calls >= self.policy.isolation_max_calls || super::abandoned() {
                 push_range(&mut failed, a..b);
                 continue;
             }
@@ -398,6 +413,11 @@ impl Worker {
                 CallOutcome::Retry(m) if retries >= self.policy.max_retries => {
                     return Err(Failed::OutOfRetries(format!(
                         "plugin still asks to retry after {retries} retries: {m}"
+                    )));
+                }
+                CallOutcome::Retry(m) if super::abandoned() => {
+                    return Err(Failed::OutOfRetries(format!(
+                        "plugin asks to retry, but the shutdown grace period is over: {m}"
                     )));
                 }
                 CallOutcome::Retry(m) => {

@@ -488,9 +488,31 @@ impl Consumer {
             max_samples: self.src.cfg.max_samples_per_message,
         };
         let decoded =
-            tokio::task::spawn_blocking(move || decode_and_verify(&d.data, &signer, &limits))
-                .await
-                .map_err(|e| format!("the message decoder failed: {e}"))?;
+            tokio::task::spawn_blocking(move || decode_and_verify(&d.data, &signer, &limits)).await;
+        let decoded = match decoded {
+            Ok(r) => {
+                stats
+                    .healthy
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                r
+            }
+            // A decoder bug this message triggers: count it, and refuse the message
+            // for good, or every redelivery would trigger it again.
+            Err(e) => {
+                if e.is_panic() {
+                    stats.worker_panics.inc();
+                    stats
+                        .healthy
+                        .store(false, std::sync::atomic::Ordering::Relaxed);
+                    crate::telemetry::count_panic();
+                }
+                tracing::error!(
+                    queue = %self.queue, bytes,
+                    "AMQP: the message decoder failed ({e}); rejecting the message without requeue"
+                );
+                Err(oslo::OsloError::DecoderFailed)
+            }
+        };
         let msg = match decoded {
             Ok(m) => m,
             Err(e) => {
@@ -735,6 +757,17 @@ impl Consumer {
             }
         }
         Ok(())
+    }
+}
+
+impl Drop for Consumer {
+    /// A consumer that ends with deliveries unsettled (the connection was lost):
+    /// the broker redelivers them, and they are no longer held here.
+    fn drop(&mut self) {
+        self.src.stats.unacked.fetch_sub(
+            self.pending.len() as i64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
     }
 }
 

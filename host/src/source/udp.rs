@@ -148,14 +148,18 @@ impl UdpSource {
             tokio::select! {
                 biased;
                 _ = shutdown.changed() => {
-                    let _ = decoding.stop_by.set(Instant::now() + grace / 2);
-                    // What the kernel already holds is ours: read it before closing.
-                    loop {
+                    let now = Instant::now();
+                    let _ = decoding.stop_by.set(now + grace / 2);
+                    // What the kernel already holds is ours: read it before closing,
+                    // for a quarter of the grace period at most (a flood never ends).
+                    let drain_until = now + grace / 4;
+                    while Instant::now() < drain_until {
                         let chunk = self.read_chunk(&mut buf);
                         if chunk.ends.is_empty() {
                             break;
                         }
                         intake.forward(chunk);
+                        tokio::task::yield_now().await;
                     }
                     break;
                 }
@@ -267,6 +271,7 @@ fn decode_loop(d: &Decoding, rx: &Receiver<Chunk>) {
         };
         match next {
             Ok(chunk) => {
+                let mut done = 0;
                 let handled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                     let mut start = 0;
                     for (i, &(end, peer)) in chunk.ends.iter().enumerate() {
@@ -278,14 +283,18 @@ fn decode_loop(d: &Decoding, rx: &Receiver<Chunk>) {
                         if let Some(datagram) = chunk.data.get(start..end) {
                             handle(datagram, peer, &signer, &mut batcher, d);
                         }
+                        done = i + 1;
                         start = end;
                     }
                 }));
                 match handled {
                     Ok(()) => d.stats.healthy.store(true, Ordering::Relaxed),
                     Err(_) => {
-                        // The open batch may hold half a sample: it is given up.
+                        // The open batch may hold half a sample: it is given up, with
+                        // the datagrams of the chunk not handled yet (the culprit too).
                         let lost = batcher.discard();
+                        let skipped = (chunk.ends.len() - done) as u64;
+                        d.stats.dropped.add(skipped);
                         d.stats.worker_panics.inc();
                         d.stats.healthy.store(false, Ordering::Relaxed);
                         crate::telemetry::count_panic();

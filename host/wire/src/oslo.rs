@@ -95,6 +95,10 @@ pub enum OsloError {
     TooLarge { bytes: usize, limit: usize },
     #[error("payload holds more than {limit} samples (sources.amqp.max_samples_per_message)")]
     TooManySamples { limit: usize },
+    /// The decoder itself failed on this body (a bug it triggers); never produced
+    /// by [`decode_message`], used by callers that run it on another thread.
+    #[error("the message decoder failed on this body")]
+    DecoderFailed,
 }
 
 /// Decodes one AMQP message body: the oslo 2.0 envelope or a bare (v1) message, holding a
