@@ -74,3 +74,24 @@ fn truncated_batches_fail_cleanly() {
         }
     }
 }
+
+/// Inputs the fuzzers found (fuzz/, docs/fuzzing.md), each refused without a panic
+/// by both decoders.
+#[test]
+fn fuzzer_findings_are_refused_cleanly() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/regressions");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).expect("regressions dir") {
+        let path = entry.expect("entry").path();
+        let bytes = std::fs::read(&path).expect("regression input");
+        // A string claiming 2^64 - 1 bytes made bincode allocate before checking.
+        assert!(decode_batch(&bytes).is_err(), "{}", path.display());
+        assert!(
+            BatchView::new(&bytes).and_then(|v| v.to_owned_samples()).is_err(),
+            "{}",
+            path.display()
+        );
+        n += 1;
+    }
+    assert!(n >= 1);
+}
