@@ -87,7 +87,9 @@ fn fuzzer_findings_are_refused_cleanly() {
         // A string claiming 2^64 - 1 bytes made bincode allocate before checking.
         assert!(decode_batch(&bytes).is_err(), "{}", path.display());
         assert!(
-            BatchView::new(&bytes).and_then(|v| v.to_owned_samples()).is_err(),
+            BatchView::new(&bytes)
+                .and_then(|v| v.to_owned_samples())
+                .is_err(),
             "{}",
             path.display()
         );
