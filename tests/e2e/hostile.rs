@@ -309,7 +309,12 @@ fn a_panicking_worker_is_restarted_counted_shown_and_the_exit_status_says_so() {
     d.send_udp(&second);
     let lines = d.wait_lines("out/samples.jsonl", 10, Duration::from_secs(30));
     assert_eq!(lines.len(), 10);
-    assert_eq!(http_get(&admin, "/readyz").0, 200);
+    // Ready once the batch has returned (its lines are written a moment before).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while http_get(&admin, "/readyz").0 != 200 {
+        assert!(Instant::now() < deadline, "not ready again:\n{}", d.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let metrics = http_get(&admin, "/metrics").1;
     assert_eq!(
         metric(
