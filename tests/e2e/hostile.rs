@@ -126,7 +126,7 @@ dirs = [{{ host = "out", guest = "/data", writable = true }}]
     );
     let publisher = Publisher::connect(&broker.url());
     publisher.declare_notification_queue(false);
-    // Four messages of 100,000 distinct keys (1.9 MB each) ahead of the good ones.
+    // Four messages of 100,000 distinct keys (1.4 MB each) ahead of the good ones.
     let hostile = many_keys_notification(100_000);
     for _ in 0..4 {
         publisher.publish("ceilometer", "metering.sample", &hostile);

@@ -160,7 +160,7 @@ pub mod hostile {
     }
 
     /// An oslo 2.0 notification whose one sample carries `keys` distinct extra keys
-    /// (100,000 make about 1.9 MB); signed with a wrong secret.
+    /// (100,000 make about 1.4 MB); signed with a wrong secret.
     pub fn many_keys_notification(keys: usize) -> Vec<u8> {
         let mut rng = Rng::new(2);
         let mut sample = crate::wire::json::sample_to_json(&realistic(0, &mut rng, b"wrong"));
