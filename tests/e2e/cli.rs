@@ -153,3 +153,21 @@ fn an_admin_endpoint_beyond_loopback_is_warned_about() {
         stopped.log
     );
 }
+
+#[test]
+fn startup_refuses_a_plugin_with_several_memories() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = write_config(
+        dir.path(),
+        &format!(
+            "[[dispatchers]]\nname = 'greedy'\nplugin = '{}'\n",
+            plugin("multi-memory.wat")
+        ),
+    );
+    let (status, _, err) = collector(&["run", "--config", &cfg], dir.path());
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("greedy") && err.contains("multiple memories"),
+        "{err}"
+    );
+}
