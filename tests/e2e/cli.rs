@@ -40,18 +40,25 @@ fn check_fails_a_plugin_that_traps_on_a_golden_batch() {
     assert!(out.contains("FAIL") && out.contains("trapped"), "{out}");
 }
 
-#[test]
-fn startup_names_the_missing_export() {
+/// Starts the daemon with one dispatcher `name` on `plugin_file`, expecting it to
+/// refuse to start (status 1); returns what it printed.
+fn startup_error(name: &str, plugin_file: &str) -> String {
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = write_config(
         dir.path(),
         &format!(
-            "[[dispatchers]]\nname = 'broken'\nplugin = '{}'\n",
-            plugin("missing-export.wat")
+            "[[dispatchers]]\nname = '{name}'\nplugin = '{}'\n",
+            plugin(plugin_file)
         ),
     );
     let (status, _, err) = collector(&["run", "--config", &cfg], dir.path());
     assert_eq!(status.code(), Some(1), "{err}");
+    err
+}
+
+#[test]
+fn startup_names_the_missing_export() {
+    let err = startup_error("broken", "missing-export.wat");
     assert!(
         err.contains("broken") && err.contains("`collector_dispatch`"),
         "{err}"
@@ -156,18 +163,84 @@ fn an_admin_endpoint_beyond_loopback_is_warned_about() {
 
 #[test]
 fn startup_refuses_a_plugin_with_several_memories() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let cfg = write_config(
-        dir.path(),
-        &format!(
-            "[[dispatchers]]\nname = 'greedy'\nplugin = '{}'\n",
-            plugin("multi-memory.wat")
-        ),
-    );
-    let (status, _, err) = collector(&["run", "--config", &cfg], dir.path());
-    assert_eq!(status.code(), Some(1), "{err}");
+    let err = startup_error("greedy", "multi-memory.wat");
     assert!(
         err.contains("greedy") && err.contains("multiple memories"),
         "{err}"
     );
+}
+
+/// `collector check FILE` (no extra flags): (passed, stdout).
+fn check(file: &str) -> (bool, String) {
+    let (status, out, _) = collector(&["check", &plugin(file)], &root());
+    (status.success(), out)
+}
+
+#[test]
+fn check_fails_an_initialize_of_the_wrong_type_and_so_does_startup() {
+    let (ok, out) = check("bad-initialize.wat");
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("exports `_initialize` as (func (param i32))"),
+        "{out}"
+    );
+    let err = startup_error("reactor", "bad-initialize.wat");
+    assert!(
+        err.contains("reactor") && err.contains("_initialize"),
+        "{err}"
+    );
+}
+
+#[test]
+fn check_names_both_types_of_a_wrongly_typed_import() {
+    let (ok, out) = check("bad-import.wat");
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains(
+            "imports `collector.log` as (func (param i32 i32)), but the host provides it as \
+             (func (param i32 i32 i32))"
+        ),
+        "{out}"
+    );
+}
+
+#[test]
+fn check_dispatches_a_batch_as_large_as_max_bytes() {
+    // Fine for the golden batches, out of memory for a real one.
+    let (ok, out) = check("small-alloc.wat");
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("[FAIL] dispatch a batch of") && out.contains("outside memory"),
+        "{out}"
+    );
+    for p in ["file.wasm", "noop.wasm"] {
+        let (ok, out) = check(p);
+        assert!(ok, "{p}: {out}");
+        assert!(out.contains("[ ok ] dispatch a batch of"), "{p}: {out}");
+    }
+}
+
+#[test]
+fn check_round_trips_the_state_handoff() {
+    let (ok, out) = check("tagger.wasm");
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("[ ok ] state handoff: a 8-byte snapshot restored into a new instance"),
+        "{out}"
+    );
+    let (ok, out) = check("snapshot-garbage.wat");
+    assert!(!ok, "{out}");
+    assert!(out.contains("[FAIL] collector_snapshot"), "{out}");
+}
+
+#[test]
+fn check_warns_about_a_plugin_that_rejects_every_golden_batch() {
+    let (ok, out) = check("reject-all.wat");
+    assert!(ok, "it conforms: {out}");
+    assert!(
+        out.contains("[warn] the plugin rejected every golden batch"),
+        "{out}"
+    );
+    let (_, out) = check("noop.wasm");
+    assert!(!out.contains("[warn]"), "{out}");
 }

@@ -1,6 +1,7 @@
 //! `collector check PLUGIN.wasm`: the ABI conformance test for a plugin in any
 //! language. Compiles it, lists imports and exports, checks them against ABI v1,
-//! runs `init` with a config and dispatches every golden batch, watching memory.
+//! runs `init` with a config, dispatches every golden batch and one as large as
+//! `batch.max_bytes`, round-trips its state handoff, and watches memory.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,7 +10,8 @@ use std::time::{Duration, Instant};
 use clap::Args;
 
 use super::golden::GOLDEN;
-use crate::plugin::{CallOutcome, Instance, InstanceSettings, Runtime, runtime::check_abi};
+use crate::plugin::conformance::check_abi;
+use crate::plugin::{CallOutcome, Instance, InstanceSettings, Runtime};
 
 #[derive(Args, Debug)]
 pub struct CheckArgs {
@@ -30,6 +32,10 @@ pub struct CheckArgs {
     /// the memory after the first dispatches with itself).
     #[arg(long, default_value_t = 20)]
     pub rounds: u32,
+    /// Size of the largest batch dispatched, as the daemon's `batch.max_bytes`
+    /// seals them (realistic samples up to this many bytes).
+    #[arg(long, default_value_t = 4 << 20)]
+    pub max_bytes: usize,
 }
 
 /// Prints one line of the report; returns whether it passed.
@@ -142,6 +148,7 @@ fn check(args: &CheckArgs) -> Result<bool, String> {
     );
 
     let mut ok = true;
+    let mut rejected = 0;
     for (gname, bytes, _) in GOLDEN {
         let t = Instant::now();
         let outcome = inst.dispatch(bytes, settings.timeout);
@@ -153,16 +160,52 @@ fn check(args: &CheckArgs) -> Result<bool, String> {
                 &format!("dispatch {gname}"),
                 &format!("answered retry ({m}), {took}"),
             ),
-            CallOutcome::Reject(m) => line(
-                true,
-                &format!("dispatch {gname}"),
-                &format!("answered reject ({m}), {took}"),
-            ),
+            CallOutcome::Reject(m) => {
+                rejected += 1;
+                line(
+                    true,
+                    &format!("dispatch {gname}"),
+                    &format!("answered reject ({m}), {took}"),
+                )
+            }
             CallOutcome::Failed(f) => {
                 line(false, &format!("dispatch {gname}"), &f.to_string());
                 return Ok(false);
             }
         };
+    }
+    // The empty batch may be refused by a plugin with nothing to do; the others not.
+    if rejected >= GOLDEN.len() - 1 {
+        println!(
+            "  [warn] the plugin rejected every golden batch: in the daemon it would lose every \
+             sample (check its config, or that it reads the batch layout right)"
+        );
+    }
+    let big = big_batch(args.max_bytes);
+    let t = Instant::now();
+    let what = format!(
+        "dispatch a batch of {} samples, {} bytes (batch.max_bytes)",
+        big.samples,
+        big.bytes.len()
+    );
+    match inst.dispatch(&big.bytes, settings.timeout) {
+        CallOutcome::Failed(f) => {
+            line(false, &what, &f.to_string());
+            return Ok(false);
+        }
+        CallOutcome::Ok => {
+            line(
+                true,
+                &what,
+                &format!("{:.1} ms", t.elapsed().as_secs_f64() * 1000.0),
+            );
+        }
+        CallOutcome::Retry(m) | CallOutcome::Reject(m) => {
+            line(true, &what, &format!("answered {m}"));
+        }
+    }
+    if !handoff(&compiled, &settings, &mut inst) {
+        return Ok(false);
     }
     // Memory must settle: after a warm-up half, the second half may not grow it.
     let half = args.rounds / 2;
@@ -197,4 +240,70 @@ fn check(args: &CheckArgs) -> Result<bool, String> {
 
 fn runtime_engine(rt: &Runtime) -> &wasmtime::Engine {
     rt.engine()
+}
+
+/// Realistic samples up to `max_bytes` of batch, sealed as the daemon would (the
+/// one that does not fit starts the next batch, which is not sent).
+fn big_batch(max_bytes: usize) -> crate::batch::Sealed {
+    let cfg = crate::config::BatchConfig {
+        max_samples: usize::MAX,
+        max_bytes,
+        max_delay_ms: 1000,
+    };
+    let mut b = crate::batch::Batcher::new(&cfg);
+    let mut rng = super::samples::Rng::new(11);
+    let mut i = 0;
+    loop {
+        // Realistic in size and shape, under a meter name no plugin acts on.
+        let mut s = super::samples::realistic(i, &mut rng, b"check");
+        s.counter_name = "collector.check.large_batch".into();
+        i += 1;
+        if let Some(sealed) = b.push(&s) {
+            return sealed;
+        }
+    }
+}
+
+/// State handoff (ABI §5.7–5.8), when the plugin exports it: a snapshot of this
+/// instance is restored into a new one, which then takes a batch.
+fn handoff(
+    module: &crate::plugin::PluginModule,
+    settings: &InstanceSettings,
+    inst: &mut Instance,
+) -> bool {
+    let state = match inst.snapshot(settings.timeout) {
+        Ok(None) => return true,
+        Ok(Some(state)) => state,
+        Err(f) => return line(false, "collector_snapshot", &f.to_string()),
+    };
+    let mut next = match Instance::new(module, settings) {
+        Ok(i) => i,
+        Err(e) => {
+            return line(
+                false,
+                "a second instance for the state handoff",
+                &e.to_string(),
+            );
+        }
+    };
+    let what = format!(
+        "state handoff: a {}-byte snapshot restored into a new instance",
+        state.len()
+    );
+    match next.restore(&state, settings.timeout) {
+        CallOutcome::Ok => {}
+        CallOutcome::Retry(m) | CallOutcome::Reject(m) => {
+            println!(
+                "  [warn] {what}: collector_restore refused it ({m}); the state would be lost"
+            );
+        }
+        CallOutcome::Failed(f) => return line(false, &what, &f.to_string()),
+    }
+    match GOLDEN
+        .get(1)
+        .map(|(_, b, _)| next.dispatch(b, settings.timeout))
+    {
+        Some(CallOutcome::Failed(f)) => line(false, &what, &format!("then dispatch: {f}")),
+        _ => line(true, &what, ""),
+    }
 }

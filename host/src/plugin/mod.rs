@@ -3,6 +3,7 @@
 
 pub mod builtin;
 pub mod cache;
+pub mod conformance;
 pub mod registry;
 pub mod reload;
 pub mod runtime;

@@ -13,13 +13,13 @@ use std::time::Duration;
 
 use collector_sdk::abi;
 use wasmtime::{
-    Caller, Engine, ExternType, InstancePre, Linker, Memory, Module, ResourceLimiter, Store, Trap,
-    TypedFunc, ValType,
+    Caller, Engine, InstancePre, Linker, Memory, Module, ResourceLimiter, Store, Trap, TypedFunc,
 };
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
 use super::PluginError;
+use super::conformance::check_abi;
 use crate::telemetry::{Counter, RateLimit, Untrusted};
 
 /// How often the engine's epoch advances; the granularity of `timeout_ms`.
@@ -288,96 +288,6 @@ impl Runtime {
             json_batches: module.get_export(abi::JSON_BATCHES).is_some(),
         })
     }
-}
-
-/// What [`check_abi`] found.
-#[derive(Debug, Default)]
-pub struct AbiReport {
-    /// Human-readable problems; empty when the module conforms.
-    pub problems: Vec<String>,
-    pub imports: Vec<String>,
-    pub exports: Vec<String>,
-    /// Exports `_initialize` (a WASI reactor).
-    pub wasi_reactor: bool,
-}
-
-/// Checks a module's imports and exports against ABI v1.
-pub fn check_abi(module: &Module) -> AbiReport {
-    use ValType::I32;
-    let mut r = AbiReport::default();
-    for imp in module.imports() {
-        let full = format!("{}.{}", imp.module(), imp.name());
-        let known = match imp.module() {
-            abi::IMPORT_MODULE => matches!(imp.name(), abi::IMPORT_LOG | abi::IMPORT_SET_ERROR),
-            "wasi_snapshot_preview1" => true,
-            _ => false,
-        };
-        if !known {
-            r.problems.push(format!(
-                "imports `{full}`, which the host does not provide (ABI v1 offers collector.log, \
-                 collector.set_error and WASI preview 1)"
-            ));
-        }
-        r.imports.push(full);
-    }
-    let optional: [(&str, &[ValType], &[ValType]); 3] = [
-        (abi::SNAPSHOT, &[], &[ValType::I64]),
-        (abi::RESTORE, &[I32, I32], &[I32]),
-        (abi::JSON_BATCHES, &[], &[]),
-    ];
-    let required: [(&str, &[ValType], &[ValType]); 4] = [
-        (abi::VERSION_MARKER, &[], &[]),
-        (abi::ALLOC, &[I32], &[I32]),
-        (abi::INIT, &[I32, I32], &[I32]),
-        (abi::DISPATCH, &[I32, I32], &[I32]),
-    ];
-    for exp in module.exports() {
-        r.exports.push(exp.name().to_owned());
-    }
-    r.wasi_reactor = r.exports.iter().any(|e| e == abi::WASI_INITIALIZE);
-    match module.get_export(abi::MEMORY) {
-        Some(ExternType::Memory(_)) => {}
-        _ => r.problems.push(format!(
-            "does not export `{}` (a linear memory), required by ABI v1",
-            abi::MEMORY
-        )),
-    }
-    let present_optional = optional
-        .into_iter()
-        .filter(|(n, _, _)| module.get_export(n).is_some());
-    for (name, params, results) in required.into_iter().chain(present_optional) {
-        let sig = format!(
-            "(func{}{})",
-            fmt_types("param", params),
-            fmt_types("result", results)
-        );
-        match module.get_export(name) {
-            None if name == abi::VERSION_MARKER => r.problems.push(format!(
-                "does not export `{name}` {sig}: not an ABI v1 plugin (or built for another ABI version)"
-            )),
-            None => r.problems.push(format!("does not export `{name}` {sig}, required by ABI v1")),
-            Some(ExternType::Func(f)) => {
-                let p: Vec<ValType> = f.params().collect();
-                let res: Vec<ValType> = f.results().collect();
-                let same = |a: &[ValType], b: &[ValType]| {
-                    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| ValType::eq(x, y))
-                };
-                if !same(&p, params) || !same(&res, results) {
-                    r.problems.push(format!("exports `{name}` with the wrong type: ABI v1 wants {sig}"));
-                }
-            }
-            Some(_) => r.problems.push(format!("exports `{name}` but it is not a function {sig}")),
-        }
-    }
-    r
-}
-
-fn fmt_types(kind: &str, tys: &[ValType]) -> String {
-    if tys.is_empty() {
-        return String::new();
-    }
-    let names: Vec<String> = tys.iter().map(|t| t.to_string()).collect();
-    format!(" ({kind} {})", names.join(" "))
 }
 
 /// Reads the first `max` of the `len` bytes the guest passed at `ptr` (the whole
