@@ -20,6 +20,7 @@ use crate::admin;
 use crate::config::{Config, SourcesConfig};
 use crate::dispatch::{self, Dispatcher, Fanout};
 use crate::plugin::{self, Runtime, reload::ReloadStats};
+use crate::source::SourceContext;
 use crate::source::amqp::AmqpSource;
 use crate::source::udp::UdpSource;
 use crate::telemetry::{ConfigReloadStats, SourceStats};
@@ -46,6 +47,13 @@ impl Sources {
         }
         let mut tasks = Vec::new();
         let mut stats = Vec::new();
+        let context = |s: &Arc<SourceStats>| SourceContext {
+            batch: cfg.batch,
+            secret: secret.clone(),
+            fanout: fanout.clone(),
+            stats: s.clone(),
+            grace: Duration::from_millis(cfg.shutdown.grace_period_ms),
+        };
         if let Some(u) = &cfg.sources.udp {
             let src = UdpSource::bind(u).map_err(|source| RunError::Bind {
                 what: "UDP",
@@ -58,29 +66,13 @@ impl Sources {
             tracing::info!(address = %addr, "UDP source listening");
             let s = Arc::new(SourceStats::default());
             stats.push(("udp", s.clone()));
-            tasks.push(tokio::spawn(src.run(
-                cfg.batch,
-                secret.clone(),
-                fanout.clone(),
-                s,
-                stop_rx.clone(),
-                Duration::from_millis(cfg.shutdown.grace_period_ms),
-            )));
+            tasks.push(tokio::spawn(src.run(context(&s), stop_rx.clone())));
         }
         if let Some(a) = &cfg.sources.amqp {
             let url = a.resolve_url().map_err(RunError::Internal)?;
             let s = Arc::new(SourceStats::default());
             stats.push(("amqp", s.clone()));
-            let grace = Duration::from_millis(cfg.shutdown.grace_period_ms);
-            let src = AmqpSource::new(
-                a.clone(),
-                url,
-                cfg.batch,
-                secret.clone(),
-                fanout.clone(),
-                s,
-                grace,
-            );
+            let src = AmqpSource::new(a.clone(), url, context(&s));
             tasks.push(tokio::spawn(src.run(stop_rx.clone())));
         }
         Ok(Sources {

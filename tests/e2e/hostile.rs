@@ -279,9 +279,13 @@ fn raise_own_fd_limit() {
 #[test]
 fn a_panicking_worker_is_restarted_counted_shown_and_the_exit_status_says_so() {
     let admin = format!("127.0.0.1:{}", free_port());
+    // One decoder thread, so that the ten samples make exactly one batch.
     let toml = format!(
         "{}\n[admin]\naddress = \"{admin}\"\n",
-        udp_to_file_config(SECRET, "max_samples = 10\nmax_delay_ms = 50")
+        udp_to_file_config(SECRET, "max_samples = 10\nmax_delay_ms = 2000").replace(
+            "address = \"127.0.0.1:0\"",
+            "address = \"127.0.0.1:0\"\ndecode_threads = 1"
+        )
     );
     let d = Daemon::start_with(
         &toml,

@@ -207,8 +207,9 @@ impl Worker {
                     .or_else(|| payload.downcast_ref::<String>().cloned())
                     .unwrap_or_else(|| "(no message)".into());
                 self.instance = None;
-                self.stats.worker_panics.inc();
+                // Unhealthy first: whoever sees the count sees the state too.
                 self.stats.healthy.store(false, Ordering::Relaxed);
+                self.stats.worker_panics.inc();
                 crate::telemetry::count_panic();
                 let why = format!("dispatcher worker panicked: {}", Untrusted(&what));
                 if let Ok(mut last) = self.stats.last_error.lock() {

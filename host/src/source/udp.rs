@@ -17,6 +17,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::UdpSocket;
 use tokio::sync::watch;
 
+use super::SourceContext;
 use crate::batch::Batcher;
 use crate::config::{BatchConfig, UdpConfig};
 use crate::dispatch::Fanout;
@@ -96,15 +97,14 @@ impl UdpSource {
     /// Receives until `shutdown` turns true, then lets the decoders flush their
     /// batches. They have half of `grace` for what they hold: what is still queued
     /// then is dropped (counted), so that the dispatchers keep the other half.
-    pub async fn run(
-        self,
-        batch: BatchConfig,
-        secret: Arc<[u8]>,
-        fanout: Fanout,
-        stats: Arc<SourceStats>,
-        mut shutdown: watch::Receiver<bool>,
-        grace: Duration,
-    ) {
+    pub async fn run(self, ctx: SourceContext, mut shutdown: watch::Receiver<bool>) {
+        let SourceContext {
+            batch,
+            secret,
+            fanout,
+            stats,
+            grace,
+        } = ctx;
         stats
             .udp_inode
             .store(self.inode(), std::sync::atomic::Ordering::Relaxed);
@@ -295,8 +295,8 @@ fn decode_loop(d: &Decoding, rx: &Receiver<Chunk>) {
                         let lost = batcher.discard();
                         let skipped = (chunk.ends.len() - done) as u64;
                         d.stats.dropped.add(skipped);
-                        d.stats.worker_panics.inc();
                         d.stats.healthy.store(false, Ordering::Relaxed);
+                        d.stats.worker_panics.inc();
                         crate::telemetry::count_panic();
                         tracing::error!(
                             datagrams = chunk.ends.len(),

@@ -1,0 +1,219 @@
+//! The AMQP source: an oslo.messaging consumer of Ceilometer's notifications
+//! (`<topic>.sample`) and RPC casts (`<topic>`, `<topic>.<host>`, fanout), with
+//! the topology oslo declares, so it can share a broker with real OpenStack services.
+//!
+//! Delivery is at-least-once: a message is acked only after every dispatcher took
+//! every one of its samples (a message may span batches), with `multiple` acks
+//! over the longest finished prefix. A message a dispatcher still fails after its
+//! retries is requeued (or dead-lettered); undecodable ones are rejected at once.
+//!
+//! - this module: the connection supervisor (connect, consume on every queue,
+//!   reconnect with backoff, drain at shutdown);
+//! - [`topology`]: queue names and their declaration;
+//! - [`consumer`]: one channel on one queue;
+//! - [`acks`]: which deliveries may be acked, without lapin (unit-tested);
+//! - [`decode`]: message bodies into verified samples, off the async runtime.
+
+mod acks;
+mod consumer;
+mod decode;
+mod topology;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use lapin::{Connection, ConnectionProperties};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use super::SourceContext;
+use crate::config::{AmqpConfig, redact_url};
+use crate::telemetry::RateLimit;
+use acks::DeliveryCounts;
+use consumer::Consumer;
+use topology::Topology;
+
+/// Everything the consumers of one source share, across reconnects.
+pub struct AmqpSource {
+    cfg: AmqpConfig,
+    url: String,
+    ctx: SourceContext,
+    /// Failed deliveries per message (by `_unique_id` or body hash), for `max_deliveries`.
+    delivery_counts: Arc<DeliveryCounts>,
+    bad_input: Arc<RateLimit>,
+    topology: Topology,
+    /// First delivery and last ack: the active span, for throughput figures.
+    span: Mutex<Option<(std::time::Instant, std::time::Instant)>>,
+}
+
+/// How a session (one connection) ended.
+enum SessionEnd {
+    Shutdown,
+    Lost(String),
+}
+
+impl AmqpSource {
+    pub fn new(cfg: AmqpConfig, url: String, ctx: SourceContext) -> AmqpSource {
+        let topology = Topology::new(&cfg);
+        AmqpSource {
+            cfg,
+            url,
+            ctx,
+            delivery_counts: Arc::default(),
+            bad_input: Arc::default(),
+            topology,
+            span: Mutex::new(None),
+        }
+    }
+
+    /// The queues this source consumes from.
+    pub fn queues(&self) -> Vec<String> {
+        self.topology.queues()
+    }
+
+    /// Connects, consumes, reconnects with backoff, until `shutdown` turns true.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let this = Arc::new(self);
+        let redacted = redact_url(&this.url);
+        let mut backoff = Duration::from_millis(this.cfg.reconnect_backoff_ms);
+        let max_backoff = Duration::from_millis(
+            this.cfg
+                .reconnect_backoff_max_ms
+                .max(this.cfg.reconnect_backoff_ms),
+        );
+        let mut down_since: Option<std::time::Instant> = None;
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            let end = match Connection::connect(&this.url, ConnectionProperties::default()).await {
+                Ok(conn) => {
+                    match down_since.take() {
+                        Some(t) => tracing::info!(
+                            broker = %redacted, down_ms = t.elapsed().as_millis() as u64,
+                            "AMQP is back: connected again"
+                        ),
+                        None => {
+                            tracing::info!(broker = %redacted, queues = ?this.queues(), "AMQP connected")
+                        }
+                    }
+                    this.ctx
+                        .stats
+                        .connected
+                        .store(true, std::sync::atomic::Ordering::Relaxed);
+                    backoff = Duration::from_millis(this.cfg.reconnect_backoff_ms);
+                    let end = this.clone().session(&conn, shutdown.clone()).await;
+                    this.ctx
+                        .stats
+                        .connected
+                        .store(false, std::sync::atomic::Ordering::Relaxed);
+                    let _ = conn.close(200, "collector stopping".into()).await;
+                    end
+                }
+                Err(e) => SessionEnd::Lost(format!("cannot connect: {e}")),
+            };
+            match end {
+                SessionEnd::Shutdown => break,
+                SessionEnd::Lost(reason) => {
+                    this.ctx.stats.reconnects.inc();
+                    down_since.get_or_insert_with(std::time::Instant::now);
+                    tracing::warn!(
+                        broker = %redacted, retry_in_ms = backoff.as_millis() as u64,
+                        "AMQP is down: {reason}; UDP and the dispatchers go on"
+                    );
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = shutdown.changed() => break,
+                    }
+                    backoff = (backoff * 2).min(max_backoff);
+                }
+            }
+        }
+        let s = &this.ctx.stats;
+        tracing::info!(
+            received = s.received.get(),
+            samples = s.samples.get(),
+            malformed = s.malformed.get(),
+            invalid_samples = s.invalid_samples.get(),
+            bad_signature = s.bad_signature.get(),
+            acked = s.acked.get(),
+            requeued = s.requeued.get(),
+            dead_lettered = s.dead_lettered.get(),
+            redelivered = s.redelivered.get(),
+            reconnects = s.reconnects.get(),
+            active_ms = this
+                .span
+                .lock()
+                .ok()
+                .and_then(|g| *g)
+                .map_or(0, |(a, b)| b.duration_since(a).as_millis() as u64),
+            "AMQP source stopped"
+        );
+    }
+
+    /// One connection: declare, consume on every queue, until shutdown or a failure.
+    async fn session(
+        self: Arc<Self>,
+        conn: &Connection,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> SessionEnd {
+        if let Err(e) = self.topology.declare(conn).await {
+            return SessionEnd::Lost(format!("declaring the topology failed: {e}"));
+        }
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let mut consumers = JoinSet::new();
+        for queue in self.queues() {
+            for n in 0..self.cfg.channels {
+                let channel = match conn.create_channel().await {
+                    Ok(c) => c,
+                    Err(e) => return SessionEnd::Lost(format!("cannot open a channel: {e}")),
+                };
+                let consumer = Consumer::new(
+                    self.clone(),
+                    channel,
+                    queue.clone(),
+                    format!("collector-{n}"),
+                );
+                match consumer.start().await {
+                    Ok((consumer, deliveries)) => {
+                        consumers.spawn(consumer.run(deliveries, stop_rx.clone()));
+                    }
+                    Err(e) => return SessionEnd::Lost(e),
+                }
+            }
+        }
+        tracing::info!(queues = ?self.queues(), channels = self.cfg.channels, "AMQP consuming");
+        tokio::select! {
+            _ = shutdown.changed() => {
+                let _ = stop_tx.send(true);
+                let drained = tokio::time::timeout(self.ctx.grace, async {
+                    while consumers.join_next().await.is_some() {}
+                })
+                .await;
+                if drained.is_err() {
+                    tracing::error!(
+                        unacked = self.ctx.stats.unacked.load(std::sync::atomic::Ordering::Relaxed),
+                        "AMQP: dispatchers did not finish within the grace period; the unacked \
+                         messages go back to the queue"
+                    );
+                }
+                SessionEnd::Shutdown
+            }
+            Some(ended) = consumers.join_next() => {
+                consumers.abort_all();
+                let reason = match ended {
+                    Ok(Err(e)) => e,
+                    Ok(Ok(())) => "a consumer stopped".to_owned(),
+                    Err(e) => {
+                        if e.is_panic() {
+                            self.ctx.stats.worker_panics.inc();
+                            crate::telemetry::count_panic();
+                        }
+                        format!("a consumer task failed: {e}; the session starts again")
+                    }
+                };
+                SessionEnd::Lost(reason)
+            }
+        }
+    }
+}

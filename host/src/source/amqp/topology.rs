@@ -1,0 +1,147 @@
+//! The topology oslo.messaging lays out for Ceilometer (docs: REFERENCE.md §2):
+//! the exchange, the queues this source consumes (`<topic>.sample`, `<topic>`,
+//! `<topic>.<host>`, a fanout queue of its own), and their declaration with
+//! oslo's flags. The URL is redacted for logs by [`crate::config::redact_url`].
+
+use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{Connection, ExchangeKind};
+
+use crate::config::AmqpConfig;
+
+/// The queues of one source.
+#[derive(Debug, Clone)]
+pub struct Topology {
+    cfg: AmqpConfig,
+    /// `<topic>_fanout_<uuid hex>`: one per collector, like oslo's.
+    fanout_queue: String,
+}
+
+impl Topology {
+    pub fn new(cfg: &AmqpConfig) -> Topology {
+        Topology {
+            fanout_queue: format!("{}_fanout_{}", cfg.topic, random_hex32()),
+            cfg: cfg.clone(),
+        }
+    }
+
+    /// The queues this source consumes from.
+    pub fn queues(&self) -> Vec<String> {
+        let mut q = Vec::new();
+        if self.cfg.notifications {
+            q.push(format!("{}.sample", self.cfg.topic));
+        }
+        if self.cfg.rpc {
+            q.push(self.cfg.topic.clone());
+            q.push(format!("{}.{}", self.cfg.topic, self.cfg.host_name()));
+            q.push(self.fanout_queue.clone());
+        }
+        q
+    }
+
+    /// Declares what oslo.messaging declares (or checks it exists, when passive).
+    pub async fn declare(&self, conn: &Connection) -> Result<(), lapin::Error> {
+        let ch = conn.create_channel().await?;
+        let c = &self.cfg;
+        let passive = c.passive;
+        let ex = ExchangeDeclareOptions {
+            passive,
+            durable: c.durable,
+            auto_delete: c.auto_delete,
+            ..Default::default()
+        };
+        let q = QueueDeclareOptions {
+            passive,
+            durable: c.durable,
+            auto_delete: c.auto_delete,
+            ..Default::default()
+        };
+        ch.exchange_declare(
+            c.exchange.as_str().into(),
+            ExchangeKind::Topic,
+            ex,
+            FieldTable::default(),
+        )
+        .await?;
+        let mut topic_queues = Vec::new();
+        if c.notifications {
+            topic_queues.push(format!("{}.sample", c.topic));
+        }
+        if c.rpc {
+            topic_queues.push(c.topic.clone());
+            topic_queues.push(format!("{}.{}", c.topic, c.host_name()));
+        }
+        for name in &topic_queues {
+            ch.queue_declare(name.as_str().into(), q, FieldTable::default())
+                .await?;
+            if !passive {
+                let (exch, key) = (c.exchange.as_str().into(), name.as_str().into());
+                ch.queue_bind(
+                    name.as_str().into(),
+                    exch,
+                    key,
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
+                .await?;
+            }
+        }
+        if c.rpc {
+            // oslo: fanout exchange auto-deleted, queue non-durable with an expiry.
+            let fanout_ex = format!("{}_fanout", c.topic);
+            let exo = ExchangeDeclareOptions {
+                passive,
+                durable: false,
+                auto_delete: true,
+                ..Default::default()
+            };
+            ch.exchange_declare(
+                fanout_ex.as_str().into(),
+                ExchangeKind::Fanout,
+                exo,
+                FieldTable::default(),
+            )
+            .await?;
+            let mut args = FieldTable::default();
+            args.insert(
+                "x-expires".into(),
+                AMQPValue::LongInt(c.fanout_queue_expires_ms as i32),
+            );
+            let qo = QueueDeclareOptions {
+                durable: false,
+                auto_delete: false,
+                ..Default::default()
+            };
+            ch.queue_declare(self.fanout_queue.as_str().into(), qo, args)
+                .await?;
+            ch.queue_bind(
+                self.fanout_queue.as_str().into(),
+                fanout_ex.as_str().into(),
+                c.topic.as_str().into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        }
+        let _ = ch.close(200, "declared".into()).await;
+        Ok(())
+    }
+}
+
+/// A 32-digit random hex string, like oslo's `uuid.uuid4().hex`.
+fn random_hex32() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut out = String::with_capacity(32);
+    for i in 0..2u64 {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(i);
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos()),
+        );
+        h.write_u32(std::process::id());
+        out.push_str(&format!("{:016x}", h.finish()));
+    }
+    out
+}
