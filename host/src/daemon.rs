@@ -258,8 +258,11 @@ pub async fn run(
             _ = &mut shutdown => break,
             Some(why) = reloads.recv() => {
                 if let Some(path) = &config_path {
-                    let now = monotonic_usec();
-                    systemd(&[sd_notify::NotifyState::Reloading, sd_notify::NotifyState::MonotonicUsec(now)]);
+                    // RELOADING=1 wants CLOCK_MONOTONIC beside it (sd-notify reads it).
+                    match sd_notify::NotifyState::monotonic_usec_now() {
+                        Ok(now) => systemd(&[sd_notify::NotifyState::Reloading, now]),
+                        Err(e) => tracing::warn!(error = %e, "Cannot read the monotonic clock for systemd"),
+                    }
                     daemon.reload(path, why).await;
                     systemd(&[sd_notify::NotifyState::Ready]);
                 }
@@ -276,17 +279,6 @@ fn systemd(state: &[sd_notify::NotifyState<'_>]) {
     if let Err(e) = sd_notify::notify(state) {
         tracing::warn!(error = %e, "Cannot notify systemd");
     }
-}
-
-/// CLOCK_MONOTONIC in microseconds, as `RELOADING=1` wants it.
-fn monotonic_usec() -> i128 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes into the timespec we pass.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    i128::from(ts.tv_sec) * 1_000_000 + i128::from(ts.tv_nsec) / 1000
 }
 
 /// Starts the dispatchers of `cfg`, reusing those in `keep` whose config is

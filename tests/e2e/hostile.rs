@@ -711,9 +711,11 @@ max_samples_per_message = 10000
         assert!(stopped.log.contains(why), "{why}:\n{}", stopped.log);
     }
     assert_eq!(stat(&stopped.log, "UDP source stopped", "dropped"), 0);
-    // The broker client holds a 45 MB body while it arrives; no decoded sample is kept.
+    // The broker client holds the 50 MB body (more than once) while it arrives:
+    // about 160 MB here. Decoded, as before the limits, the same messages took
+    // the daemon to 390 MB above its start.
     assert!(
-        peak < baseline + 160 * 1024,
+        peak < baseline + 256 * 1024,
         "peak RSS {peak} kB (at start {baseline} kB)"
     );
 }

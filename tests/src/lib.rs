@@ -341,27 +341,10 @@ impl Drop for Daemon {
 
 /// `GET path` from an HTTP endpoint: (status code, body).
 pub fn http_get(addr: &str, path: &str) -> (u16, String) {
-    use std::io::Write;
-    let mut s =
-        std::net::TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
-    let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .expect("request");
-    let mut text = String::new();
-    let _ = s.read_to_string(&mut text);
-    let code = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (code, body)
+    let admin = addr
+        .parse()
+        .unwrap_or_else(|e| panic!("{addr} is not an address: {e}"));
+    collector::cli::status::http_get(admin, path).unwrap_or_else(|e| panic!("GET {path}: {e}"))
 }
 
 /// The value of a Prometheus sample line `name{labels} value` (labels as written).

@@ -342,15 +342,17 @@ pub fn machine_name() -> String {
 /// The URL with every password replaced by `***`, for logs.
 ///
 /// The authority runs from `://` to the first `/`, `?` or `#` after its last `@`
-/// (a password may hold `@`, `,`, `:` or `/`, written raw). In an `amqp://` or
-/// `amqps://` URL (one host), everything from the user name's `:` to that last
-/// `@` is hidden. oslo.messaging's `transport_url`
+/// (a password may hold `@`, `,`, `:` or `/`, written raw). An `amqp://` or
+/// `amqps://` URL (one host) is read with the `url` crate, as lapin reads it, and
+/// its password replaced; one it cannot read has everything from the user name's
+/// `:` to that last `@` hidden. oslo.messaging's `transport_url`
 /// (`rabbit://user:pass@host1:5672,user:pass@host2:5672/vhost`) has one set of
 /// credentials per host, which a URL parser would not see (it keeps only the
 /// last host): there the authority is split at each `@`, what stands between two
 /// `@` being the previous host and, after its first `,`, the next `user:password`;
 /// any other piece was part of a password. Only user names and hosts are kept;
-/// in doubt, more is hidden.
+/// in doubt, more is hidden. (Hand-written because no URL parser reads oslo's
+/// multi-host form.)
 pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return "(unparsable URL)".into();
@@ -367,7 +369,17 @@ pub fn redact_url(url: &str) -> String {
         None => userinfo.to_owned(),
     };
     if matches!(scheme, "amqp" | "amqps") {
-        // One host: the credentials run to the last `@`, as the URL parser reads them.
+        // One host, read by the URL parser lapin uses; what it cannot read, lapin
+        // cannot either: everything up to the last `@` is hidden then.
+        if let Ok(mut u) = url::Url::parse(url)
+            && u.password().is_some()
+            // An `@` past the host means a password with a `/` in it: the parser
+            // took part of it for the path.
+            && !u[url::Position::BeforePath..].contains('@')
+            && u.set_password(Some("***")).is_ok()
+        {
+            return u.to_string();
+        }
         let (userinfo, host) = authority.split_at(last_at);
         return format!("{scheme}://{}{host}{tail}", mask(userinfo));
     }

@@ -1,7 +1,6 @@
 //! `collector status`: a human summary of a running daemon, from its admin endpoint.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -22,21 +21,35 @@ pub struct StatusArgs {
 /// # Errors
 /// A message when the daemon cannot be reached or answers nonsense.
 pub fn fetch(admin: SocketAddr) -> Result<serde_json::Value, String> {
-    let mut s = TcpStream::connect_timeout(&admin, Duration::from_secs(3)).map_err(|e| {
+    let (code, body) = http_get(admin, "/status").map_err(|e| {
         format!("cannot reach the daemon's admin endpoint {admin}: {e} (is `[admin] address` set?)")
     })?;
-    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-    s.write_all(
-        format!("GET /status HTTP/1.1\r\nHost: {admin}\r\nConnection: close\r\n\r\n").as_bytes(),
-    )
-    .map_err(|e| e.to_string())?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).map_err(|e| e.to_string())?;
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b)
-        .ok_or("no HTTP body in the answer")?;
-    serde_json::from_str(body).map_err(|e| format!("bad status JSON: {e}"))
+    if code != 200 {
+        return Err(format!("the admin endpoint answered {code}: {body}"));
+    }
+    serde_json::from_str(&body).map_err(|e| format!("bad status JSON: {e}"))
+}
+
+/// `GET path` from the admin endpoint: (status code, body), any code; 5 s at most.
+///
+/// # Errors
+/// When the endpoint cannot be reached or the answer not read.
+pub fn http_get(admin: SocketAddr, path: &str) -> Result<(u16, String), String> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(5)))
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut answer = agent
+        .get(format!("http://{admin}{path}"))
+        .call()
+        .map_err(|e| e.to_string())?;
+    let code = answer.status().as_u16();
+    let body = answer
+        .body_mut()
+        .read_to_string()
+        .map_err(|e| e.to_string())?;
+    Ok((code, body))
 }
 
 fn n(v: &serde_json::Value, key: &str) -> u64 {

@@ -1,6 +1,14 @@
 //! oslo.messaging AMQP bodies (notifications and `record_metering_data` casts) decoded into
 //! samples the way `deserialize_msg` and Ceilometer's endpoints read them, streaming through
 //! serde visitors so that no intermediate JSON tree is built.
+//!
+//! Hand-written where a crate would do less well: objects keep Python's `json.loads`
+//! semantics (first-seen key order, the last value of a repeated key) in [`Entries`],
+//! which builds each object's vector once at its final size from a stack shared by
+//! the whole text, skips the search for a repeat with a 128-bit fingerprint for
+//! small objects and hashes only large ones; an `IndexMap` per object would hash
+//! every key and allocate twice. Integers beyond 64 bits are found in the text
+//! ([`long_integer_literals`]), because serde_json turns them into floats.
 
 use std::borrow::Cow;
 use std::collections::HashMap;

@@ -128,20 +128,7 @@ impl Topology {
     }
 }
 
-/// A 32-digit random hex string, like oslo's `uuid.uuid4().hex`.
+/// A 32-digit random hex string: oslo's `uuid.uuid4().hex`.
 fn random_hex32() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    let mut out = String::with_capacity(32);
-    for i in 0..2u64 {
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u64(i);
-        h.write_u128(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos()),
-        );
-        h.write_u32(std::process::id());
-        out.push_str(&format!("{:016x}", h.finish()));
-    }
-    out
+    uuid::Uuid::new_v4().simple().to_string()
 }
