@@ -13,9 +13,9 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     assert!(!cfg.dispatchers.is_empty());
-    assert!(cfg.batch.max_samples >= 1 && cfg.batch.max_delay_ms >= 1);
+    assert!(cfg.batch.max_samples >= 1 && !cfg.batch.max_delay.is_zero());
     for d in &cfg.dispatchers {
-        assert!(d.timeout_ms >= 1 && d.instances >= 1 && d.queue_batches >= 1);
+        assert!(!d.timeout.is_zero() && d.instances >= 1 && d.queue_batches >= 1);
         let _ = d.config_json();
     }
     if let Some(a) = &cfg.sources.amqp

@@ -25,7 +25,7 @@ fn encode(samples: &[Sample]) -> Vec<u8> {
     let cfg = BatchConfig {
         max_samples: usize::MAX,
         max_bytes: 64 << 20,
-        max_delay_ms: 1000,
+        max_delay: Duration::from_millis(1000),
     };
     let mut b = Batcher::new(&cfg);
     for s in samples {

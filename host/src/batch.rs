@@ -49,7 +49,7 @@ impl Batcher {
         let mut b = Batcher {
             max_samples: cfg.max_samples as u64,
             max_bytes: cfg.max_bytes,
-            max_delay: Duration::from_millis(cfg.max_delay_ms),
+            max_delay: cfg.max_delay,
             bytes: Vec::new(),
             starts: Vec::new(),
             count: 0,
@@ -163,7 +163,7 @@ mod tests {
         BatchConfig {
             max_samples,
             max_bytes,
-            max_delay_ms: 50,
+            max_delay: Duration::from_millis(50),
         }
     }
 

@@ -52,7 +52,7 @@ impl Sources {
             secret: secret.clone(),
             fanout: fanout.clone(),
             stats: s.clone(),
-            grace: Duration::from_millis(cfg.shutdown.grace_period_ms),
+            grace: cfg.shutdown.grace_period,
         };
         if let Some(u) = &cfg.sources.udp {
             let src = UdpSource::bind(u).map_err(|source| RunError::Bind {
@@ -69,7 +69,7 @@ impl Sources {
             tasks.push(tokio::spawn(src.run(context(&s), stop_rx.clone())));
         }
         if let Some(a) = &cfg.sources.amqp {
-            let url = a.resolve_url().map_err(RunError::Internal)?;
+            let url = a.broker_url().to_owned();
             let s = Arc::new(SourceStats::default());
             stats.push(("amqp", s.clone()));
             let src = AmqpSource::new(a.clone(), url, context(&s));
@@ -82,7 +82,7 @@ impl Sources {
             stop,
             tasks,
             stats,
-            grace: Duration::from_millis(cfg.shutdown.grace_period_ms),
+            grace: cfg.shutdown.grace_period,
         })
     }
 
@@ -125,7 +125,7 @@ impl PluginWatch {
         let mut task = None;
         if cfg.reload.watch_plugins {
             let loaded: Vec<_> = dispatchers.iter().map(|d| d.loaded.clone()).collect();
-            let debounce = Duration::from_millis(cfg.reload.debounce_ms);
+            let debounce = cfg.reload.debounce;
             match plugin::reload::spawn(runtime.clone(), &loaded, debounce, stats.clone(), stop_rx)
             {
                 Ok(t) => task = t,
@@ -217,7 +217,7 @@ pub async fn run(
         }
         let limits = admin::Limits {
             max_connections: cfg.admin.max_connections,
-            request_timeout: Duration::from_millis(cfg.admin.request_timeout_ms),
+            request_timeout: cfg.admin.request_timeout,
         };
         tokio::spawn(admin::serve(
             listener,
@@ -244,7 +244,7 @@ pub async fn run(
     let mut reloads = reload_requests(
         config_path.as_deref(),
         daemon.cfg.reload.watch_config,
-        daemon.cfg.reload.debounce_ms,
+        daemon.cfg.reload.debounce,
     );
     tracing::info!(dispatchers = daemon.dispatchers.len(), "collector ready");
     systemd(&[
@@ -351,7 +351,7 @@ enum ReloadWhy {
 fn reload_requests(
     path: Option<&Path>,
     watch_file: bool,
-    debounce_ms: u64,
+    debounce: Duration,
 ) -> mpsc::UnboundedReceiver<ReloadWhy> {
     let (tx, rx) = mpsc::unbounded_channel();
     let hup = tx.clone();
@@ -403,7 +403,6 @@ fn reload_requests(
         tracing::error!(error = %e, "Cannot watch the config file; reload with SIGHUP");
         return rx;
     }
-    let debounce = Duration::from_millis(debounce_ms);
     tokio::spawn(async move {
         let _keep = watcher;
         let mut due: Option<Instant> = None;
@@ -538,7 +537,7 @@ impl Daemon {
     async fn shutdown(self) -> Summary {
         tracing::info!("Shutting down: stop receiving, flush open batches");
         // One deadline bounds every wait below: sources, then dispatchers.
-        let grace = Duration::from_millis(self.cfg.shutdown.grace_period_ms);
+        let grace = self.cfg.shutdown.grace_period;
         let deadline = Instant::now() + grace;
         let Daemon {
             sources,
@@ -605,7 +604,7 @@ impl Daemon {
                 let queued = st.queued.load(std::sync::atomic::Ordering::Relaxed);
                 tracing::error!(
                     dispatcher = %name, queued_batches = queued,
-                    grace_period_ms = cfg.shutdown.grace_period_ms,
+                    grace_period_ms = cfg.shutdown.grace_period.as_millis() as u64,
                     "Shutdown grace period over: the batches this dispatcher had not finished are \
                      failed (lost for UDP; unacked AMQP messages go back to their queue)"
                 );

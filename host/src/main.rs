@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use collector::cli;
-use collector::config::{self, Config};
+use collector::config::{self, Config, LogFormat, LogLevel};
 
 /// mimalloc: the receive path allocates and frees many small strings per sample,
 /// and glibc's per-thread arenas hand freed pages back to the kernel too eagerly.
@@ -57,7 +57,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Run { config } => run(config),
         Command::Check(args) => {
-            init_tracing("warn", "human");
+            init_tracing(LogLevel::Warn, LogFormat::Human);
             cli::check::main(&args)
         }
         Command::Send {
@@ -84,7 +84,7 @@ fn run(path: Option<PathBuf>) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    init_tracing(&cfg.log.level, &cfg.log.format);
+    init_tracing(cfg.log.level, cfg.log.format);
     if path.is_none() {
         tracing::info!(
             "No --config: using the embedded default (UDP 127.0.0.1:4952, secret = Ceilometer's default); \
@@ -144,10 +144,11 @@ async fn shutdown_signal() {
     }
 }
 
-fn init_tracing(level: &str, format: &str) {
+fn init_tracing(level: LogLevel, format: LogFormat) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
-    if format == "json" {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level.as_str()));
+    if format == LogFormat::Json {
         tracing_subscriber::fmt()
             .json()
             .with_env_filter(filter)

@@ -8,8 +8,21 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
+
+/// Durations are written in milliseconds (the keys say so: `timeout_ms`) and held
+/// as [`Duration`]s.
+mod millis {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_millis)
+    }
+}
 
 /// Names accepted after `builtin:` (the plugins `collector` embeds).
 pub const BUILTIN_PLUGINS: [&str; 2] = ["file", "noop"];
@@ -47,32 +60,51 @@ fn default_secret() -> String {
     CEILOMETER_DEFAULT_SECRET.to_owned()
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogConfig {
-    /// `error`, `warn`, `info`, `debug` or `trace`; `RUST_LOG` overrides it.
-    #[serde(default = "default_level")]
-    pub level: String,
+    /// `error`, `warn`, `info` (default), `debug` or `trace`; `RUST_LOG` overrides it.
+    #[serde(default)]
+    pub level: LogLevel,
     /// `human` (default) or `json` (one JSON object per line, for log shippers).
-    #[serde(default = "default_format")]
-    pub format: String,
+    #[serde(default)]
+    pub format: LogFormat,
 }
 
-fn default_format() -> String {
-    "human".to_owned()
+/// The most detailed level logged.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Error,
+    Warn,
+    #[default]
+    Info,
+    Debug,
+    Trace,
 }
 
-fn default_level() -> String {
-    "info".to_owned()
-}
-
-impl Default for LogConfig {
-    fn default() -> Self {
-        LogConfig {
-            level: default_level(),
-            format: default_format(),
+impl LogLevel {
+    /// As `tracing` and `RUST_LOG` name it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Error => "error",
+            LogLevel::Warn => "warn",
+            LogLevel::Info => "info",
+            LogLevel::Debug => "debug",
+            LogLevel::Trace => "trace",
         }
     }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// For people: one line each, colours on a terminal.
+    #[default]
+    Human,
+    /// One JSON object per line, for log shippers.
+    Json,
 }
 
 /// When a batch is handed to the dispatchers: whichever limit is reached first.
@@ -85,8 +117,12 @@ pub struct BatchConfig {
     #[serde(default = "default_max_bytes")]
     pub max_bytes: usize,
     /// Counted from the batch's first sample.
-    #[serde(default = "default_max_delay_ms")]
-    pub max_delay_ms: u64,
+    #[serde(
+        rename = "max_delay_ms",
+        default = "default_max_delay_ms",
+        with = "millis"
+    )]
+    pub max_delay: Duration,
 }
 
 fn default_max_samples() -> usize {
@@ -95,8 +131,8 @@ fn default_max_samples() -> usize {
 fn default_max_bytes() -> usize {
     4 << 20
 }
-fn default_max_delay_ms() -> u64 {
-    1000
+fn default_max_delay_ms() -> Duration {
+    Duration::from_millis(1000)
 }
 
 impl Default for BatchConfig {
@@ -104,7 +140,7 @@ impl Default for BatchConfig {
         BatchConfig {
             max_samples: default_max_samples(),
             max_bytes: default_max_bytes(),
-            max_delay_ms: default_max_delay_ms(),
+            max_delay: default_max_delay_ms(),
         }
     }
 }
@@ -113,18 +149,22 @@ impl Default for BatchConfig {
 #[serde(deny_unknown_fields)]
 pub struct ShutdownConfig {
     /// How long SIGTERM/SIGINT waits for dispatchers to finish queued batches.
-    #[serde(default = "default_grace_ms")]
-    pub grace_period_ms: u64,
+    #[serde(
+        rename = "grace_period_ms",
+        default = "default_grace_ms",
+        with = "millis"
+    )]
+    pub grace_period: Duration,
 }
 
-fn default_grace_ms() -> u64 {
-    10_000
+fn default_grace_ms() -> Duration {
+    Duration::from_millis(10_000)
 }
 
 impl Default for ShutdownConfig {
     fn default() -> Self {
         ShutdownConfig {
-            grace_period_ms: default_grace_ms(),
+            grace_period: default_grace_ms(),
         }
     }
 }
@@ -140,15 +180,19 @@ pub struct AdminConfig {
     #[serde(default = "default_admin_connections")]
     pub max_connections: usize,
     /// A connection is closed this long after it was accepted, whatever it sends.
-    #[serde(default = "default_admin_timeout_ms")]
-    pub request_timeout_ms: u64,
+    #[serde(
+        rename = "request_timeout_ms",
+        default = "default_admin_timeout_ms",
+        with = "millis"
+    )]
+    pub request_timeout: Duration,
 }
 
 fn default_admin_connections() -> usize {
     64
 }
-fn default_admin_timeout_ms() -> u64 {
-    5000
+fn default_admin_timeout_ms() -> Duration {
+    Duration::from_millis(5000)
 }
 
 impl Default for AdminConfig {
@@ -156,7 +200,7 @@ impl Default for AdminConfig {
         AdminConfig {
             address: None,
             max_connections: default_admin_connections(),
-            request_timeout_ms: default_admin_timeout_ms(),
+            request_timeout: default_admin_timeout_ms(),
         }
     }
 }
@@ -173,8 +217,12 @@ pub struct ReloadConfig {
     pub watch_config: bool,
     /// How long a file must stay unchanged before it is loaded (editors and copies
     /// write in bursts; a half-written file is simply tried again on its next change).
-    #[serde(default = "default_debounce_ms")]
-    pub debounce_ms: u64,
+    #[serde(
+        rename = "debounce_ms",
+        default = "default_debounce_ms",
+        with = "millis"
+    )]
+    pub debounce: Duration,
     /// Keep compiled plugins on disk, so restarts and reloads of known versions skip compiling.
     #[serde(default = "yes")]
     pub cache: bool,
@@ -183,8 +231,8 @@ pub struct ReloadConfig {
     pub cache_dir: Option<PathBuf>,
 }
 
-fn default_debounce_ms() -> u64 {
-    200
+fn default_debounce_ms() -> Duration {
+    Duration::from_millis(200)
 }
 
 impl Default for ReloadConfig {
@@ -192,7 +240,7 @@ impl Default for ReloadConfig {
         ReloadConfig {
             watch_plugins: true,
             watch_config: true,
-            debounce_ms: default_debounce_ms(),
+            debounce: default_debounce_ms(),
             cache: true,
             cache_dir: None,
         }
@@ -216,6 +264,9 @@ pub struct AmqpConfig {
     /// Name of an environment variable holding the URL (keeps credentials out of the file).
     #[serde(default)]
     pub url_env: Option<String>,
+    /// `url`, or the value of `url_env`: set when the config is parsed.
+    #[serde(skip)]
+    resolved_url: String,
     /// oslo's `control_exchange`; Ceilometer sets `ceilometer`.
     #[serde(default = "default_exchange")]
     pub exchange: String,
@@ -241,8 +292,12 @@ pub struct AmqpConfig {
     #[serde(default)]
     pub passive: bool,
     /// `x-expires` of the fanout queue (oslo's `rabbit_transient_queues_ttl`).
-    #[serde(default = "default_fanout_expires_ms")]
-    pub fanout_queue_expires_ms: u32,
+    #[serde(
+        rename = "fanout_queue_expires_ms",
+        default = "default_fanout_expires_ms",
+        with = "millis"
+    )]
+    pub fanout_queue_expires: Duration,
     /// Unacknowledged messages per consumer (`basic.qos`); bounds memory.
     #[serde(default = "default_prefetch")]
     pub prefetch_count: u16,
@@ -265,10 +320,18 @@ pub struct AmqpConfig {
     /// at the first one too many.
     #[serde(default = "default_max_samples_per_message")]
     pub max_samples_per_message: usize,
-    #[serde(default = "default_reconnect_ms")]
-    pub reconnect_backoff_ms: u64,
-    #[serde(default = "default_reconnect_max_ms")]
-    pub reconnect_backoff_max_ms: u64,
+    #[serde(
+        rename = "reconnect_backoff_ms",
+        default = "default_reconnect_ms",
+        with = "millis"
+    )]
+    pub reconnect_backoff: Duration,
+    #[serde(
+        rename = "reconnect_backoff_max_ms",
+        default = "default_reconnect_max_ms",
+        with = "millis"
+    )]
+    pub reconnect_backoff_max: Duration,
 }
 
 fn yes() -> bool {
@@ -280,8 +343,8 @@ fn default_exchange() -> String {
 fn default_topic() -> String {
     "metering".into()
 }
-fn default_fanout_expires_ms() -> u32 {
-    1_800_000
+fn default_fanout_expires_ms() -> Duration {
+    Duration::from_millis(1_800_000)
 }
 fn default_prefetch() -> u16 {
     100
@@ -298,27 +361,27 @@ fn default_max_message_bytes() -> usize {
 fn default_max_samples_per_message() -> usize {
     20_000
 }
-fn default_reconnect_ms() -> u64 {
-    500
+fn default_reconnect_ms() -> Duration {
+    Duration::from_millis(500)
 }
-fn default_reconnect_max_ms() -> u64 {
-    30_000
+fn default_reconnect_max_ms() -> Duration {
+    Duration::from_millis(30_000)
 }
 
 impl AmqpConfig {
-    /// The broker URL, from `url` or the variable named by `url_env`.
-    ///
-    /// # Errors
-    /// A message naming the missing setting.
-    pub fn resolve_url(&self) -> Result<String, String> {
+    /// The broker URL: `url`, or the value of the variable `url_env` names, read
+    /// when the config was parsed (a variable that is not set is a config error).
+    pub fn broker_url(&self) -> &str {
+        &self.resolved_url
+    }
+
+    fn resolve_url(&self) -> Result<String, String> {
         if let Some(var) = &self.url_env {
-            return std::env::var(var).map_err(|_| {
-                format!("environment variable {var} (sources.amqp.url_env) is not set")
-            });
+            return std::env::var(var).map_err(|_| format!("names {var}, which is not set"));
         }
         self.url
             .clone()
-            .ok_or_else(|| "sources.amqp needs `url` or `url_env`".to_owned())
+            .ok_or_else(|| "or `url_env` must be set".to_owned())
     }
 
     /// The host part of `<topic>.<host>`.
@@ -439,6 +502,18 @@ pub enum PluginSource {
     File(PathBuf),
 }
 
+impl<'de> Deserialize<'de> for PluginSource {
+    /// `builtin:NAME`, or a path (relative paths are resolved against the config
+    /// file's directory when the config is parsed).
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        Ok(match text.strip_prefix("builtin:") {
+            Some(name) => PluginSource::Builtin(name.to_owned()),
+            None => PluginSource::File(PathBuf::from(text)),
+        })
+    }
+}
+
 impl std::fmt::Display for PluginSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -453,10 +528,10 @@ impl std::fmt::Display for PluginSource {
 pub struct DispatcherConfig {
     pub name: String,
     /// Path of the `.wasm` file (relative to the config file), or `builtin:file` / `builtin:noop`.
-    pub plugin: String,
+    pub plugin: PluginSource,
     /// Deadline of one plugin call.
-    #[serde(default = "default_timeout_ms")]
-    pub timeout_ms: u64,
+    #[serde(rename = "timeout_ms", default = "default_timeout_ms", with = "millis")]
+    pub timeout: Duration,
     /// Cap on the plugin's linear memory.
     #[serde(default = "default_memory_limit")]
     pub memory_limit_bytes: usize,
@@ -470,10 +545,18 @@ pub struct DispatcherConfig {
     #[serde(default = "default_max_retries")]
     pub max_retries: u32,
     /// First retry delay; doubles up to `retry_backoff_max_ms`.
-    #[serde(default = "default_backoff_ms")]
-    pub retry_backoff_ms: u64,
-    #[serde(default = "default_backoff_max_ms")]
-    pub retry_backoff_max_ms: u64,
+    #[serde(
+        rename = "retry_backoff_ms",
+        default = "default_backoff_ms",
+        with = "millis"
+    )]
+    pub retry_backoff: Duration,
+    #[serde(
+        rename = "retry_backoff_max_ms",
+        default = "default_backoff_max_ms",
+        with = "millis"
+    )]
+    pub retry_backoff_max: Duration,
     /// Host directories the plugin may use (WASI preopens). Nothing else is granted.
     #[serde(default)]
     pub dirs: Vec<DirGrant>,
@@ -504,8 +587,8 @@ fn default_log_line_max_bytes() -> usize {
     4096
 }
 
-fn default_timeout_ms() -> u64 {
-    5_000
+fn default_timeout_ms() -> Duration {
+    Duration::from_millis(5_000)
 }
 fn default_memory_limit() -> usize {
     64 << 20
@@ -519,11 +602,11 @@ fn default_instances() -> usize {
 fn default_max_retries() -> u32 {
     5
 }
-fn default_backoff_ms() -> u64 {
-    100
+fn default_backoff_ms() -> Duration {
+    Duration::from_millis(100)
 }
-fn default_backoff_max_ms() -> u64 {
-    5_000
+fn default_backoff_max_ms() -> Duration {
+    Duration::from_millis(5_000)
 }
 fn empty_table() -> toml::Table {
     toml::Table::new()
@@ -591,9 +674,31 @@ impl Config {
             message: e.to_string(),
         })?;
         cfg.validate(origin)?;
+        if let Some(a) = &mut cfg.sources.amqp {
+            let field = if a.url_env.is_some() {
+                "sources.amqp.url_env"
+            } else {
+                "sources.amqp.url"
+            };
+            let url = a
+                .resolve_url()
+                .and_then(|u| {
+                    if u.starts_with("amqp://") || u.starts_with("amqps://") {
+                        Ok(u)
+                    } else {
+                        Err("must hold a URL that starts with amqp:// or amqps://".to_owned())
+                    }
+                })
+                .map_err(|problem| ConfigError::Invalid {
+                    origin: origin.to_owned(),
+                    field: field.to_owned(),
+                    problem,
+                })?;
+            a.resolved_url = url;
+        }
         for d in &mut cfg.dispatchers {
-            if let PluginSource::File(p) = d.plugin_source() {
-                d.plugin = base.join(p).display().to_string();
+            if let PluginSource::File(p) = &mut d.plugin {
+                *p = base.join(&*p);
             }
             for g in &mut d.dirs {
                 g.host = base.join(&g.host);
@@ -608,22 +713,13 @@ impl Config {
             field,
             problem: problem.to_owned(),
         };
-        if tracing_level(&self.log.level).is_none() {
-            return Err(bad(
-                "log.level".into(),
-                "must be one of error, warn, info, debug, trace",
-            ));
-        }
-        if !matches!(self.log.format.as_str(), "human" | "json") {
-            return Err(bad("log.format".into(), "must be human or json"));
-        }
         if self.batch.max_samples == 0 {
             return Err(bad("batch.max_samples".into(), "must be at least 1"));
         }
         if self.batch.max_bytes < 1024 {
             return Err(bad("batch.max_bytes".into(), "must be at least 1024"));
         }
-        if self.batch.max_delay_ms == 0 {
+        if self.batch.max_delay.is_zero() {
             return Err(bad("batch.max_delay_ms".into(), "must be at least 1"));
         }
         if let Some(u) = &self.sources.udp {
@@ -683,7 +779,7 @@ impl Config {
         if self.admin.max_connections == 0 {
             return Err(bad("admin.max_connections".into(), "must be at least 1"));
         }
-        if self.admin.request_timeout_ms == 0 {
+        if self.admin.request_timeout.is_zero() {
             return Err(bad("admin.request_timeout_ms".into(), "must be at least 1"));
         }
         if self.dispatchers.is_empty() {
@@ -708,12 +804,12 @@ impl Config {
             if self.dispatchers[..i].iter().any(|o| o.name == d.name) {
                 return Err(bad(f("name"), "is used by another dispatcher"));
             }
-            if let PluginSource::Builtin(b) = d.plugin_source()
+            if let PluginSource::Builtin(b) = &d.plugin
                 && !BUILTIN_PLUGINS.contains(&b.as_str())
             {
                 return Err(bad(f("plugin"), "names an unknown builtin plugin"));
             }
-            if d.timeout_ms == 0 {
+            if d.timeout.is_zero() {
                 return Err(bad(f("timeout_ms"), "must be at least 1"));
             }
             if d.memory_limit_bytes < 65536 {
@@ -745,28 +841,9 @@ impl Config {
 }
 
 impl DispatcherConfig {
-    pub fn plugin_source(&self) -> PluginSource {
-        match self.plugin.strip_prefix("builtin:") {
-            Some(name) => PluginSource::Builtin(name.to_owned()),
-            None => PluginSource::File(PathBuf::from(&self.plugin)),
-        }
-    }
-
     /// The `config` table as JSON text, for the plugin's `init`.
     pub fn config_json(&self) -> String {
         serde_json::to_string(&self.config).unwrap_or_else(|_| "{}".to_owned())
-    }
-}
-
-/// Maps a level name to tracing's level.
-pub fn tracing_level(name: &str) -> Option<tracing::Level> {
-    match name {
-        "error" => Some(tracing::Level::ERROR),
-        "warn" => Some(tracing::Level::WARN),
-        "info" => Some(tracing::Level::INFO),
-        "debug" => Some(tracing::Level::DEBUG),
-        "trace" => Some(tracing::Level::TRACE),
-        _ => None,
     }
 }
 
@@ -779,7 +856,7 @@ mod tests {
         let c = Config::default_config().expect("default config");
         let udp = c.sources.udp.expect("udp source");
         assert_eq!(udp.address.to_string(), "127.0.0.1:4952");
-        assert_eq!(c.dispatchers[0].plugin, "builtin:file");
+        assert_eq!(c.dispatchers[0].plugin.to_string(), "builtin:file");
     }
 
     #[test]
@@ -864,6 +941,42 @@ mod tests {
             assert!(!shown.contains(password), "{url} -> {shown}");
             assert!(shown.ends_with("/vh"), "{url} -> {shown}");
         }
+    }
+
+    #[test]
+    fn url_env_is_read_when_the_config_is_parsed() {
+        let text = "[sources.amqp]\nurl_env = 'COLLECTOR_TEST_URL_THAT_IS_NOT_SET'\n\
+                    [[dispatchers]]\nname='a'\nplugin='builtin:noop'\n";
+        let e = err(text);
+        assert!(
+            e.contains("sources.amqp.url_env") && e.contains("not set"),
+            "{e}"
+        );
+        let text =
+            "[sources.amqp]\nurl = 'amqp://h/'\n[[dispatchers]]\nname='a'\nplugin='builtin:noop'\n";
+        let c = Config::parse(text, "t", Path::new("")).expect("valid");
+        assert_eq!(c.sources.amqp.expect("amqp").broker_url(), "amqp://h/");
+    }
+
+    #[test]
+    fn durations_levels_and_plugin_sources_are_typed() {
+        let c = Config::parse(
+            "[log]\nlevel = 'debug'\nformat = 'json'\n[batch]\nmax_delay_ms = 250\n\
+             [[dispatchers]]\nname='a'\nplugin='p.wasm'\ntimeout_ms = 1500\n",
+            "t",
+            Path::new("/etc/collector"),
+        )
+        .expect("valid");
+        assert_eq!(c.log.level, LogLevel::Debug);
+        assert_eq!(c.log.format, LogFormat::Json);
+        assert_eq!(c.batch.max_delay, Duration::from_millis(250));
+        assert_eq!(c.dispatchers[0].timeout, Duration::from_millis(1500));
+        assert_eq!(
+            c.dispatchers[0].plugin,
+            PluginSource::File(PathBuf::from("/etc/collector/p.wasm"))
+        );
+        let e = err("[log]\nlevel = 'loud'\n[[dispatchers]]\nname='a'\nplugin='builtin:noop'\n");
+        assert!(e.contains("level") && e.contains("loud"), "{e}");
     }
 
     #[test]

@@ -248,7 +248,7 @@ fn big_batch(max_bytes: usize) -> crate::batch::Sealed {
     let cfg = crate::config::BatchConfig {
         max_samples: usize::MAX,
         max_bytes,
-        max_delay_ms: 1000,
+        max_delay: Duration::from_millis(1000),
     };
     let mut b = crate::batch::Batcher::new(&cfg);
     let mut rng = super::samples::Rng::new(11);

@@ -174,17 +174,17 @@ pub struct StartError {
 pub fn start_one(runtime: &Arc<Runtime>, cfg: &DispatcherConfig) -> Result<Dispatcher, StartError> {
     let fail = |source| StartError {
         name: cfg.name.clone(),
-        plugin: cfg.plugin.clone(),
+        plugin: cfg.plugin.to_string(),
         source,
     };
-    let wasm = crate::plugin::read_plugin(&cfg.plugin_source()).map_err(fail)?;
+    let wasm = crate::plugin::read_plugin(&cfg.plugin).map_err(fail)?;
     let module = runtime.compile(&cfg.name, &wasm).map_err(fail)?;
     let stats = Arc::new(DispatcherStats::default());
     let settings = instance_settings(cfg, &stats).map_err(fail)?;
     let policy = Policy {
         max_retries: cfg.max_retries,
-        backoff_initial: Duration::from_millis(cfg.retry_backoff_ms),
-        backoff_max: Duration::from_millis(cfg.retry_backoff_max_ms.max(cfg.retry_backoff_ms)),
+        backoff_initial: cfg.retry_backoff,
+        backoff_max: cfg.retry_backoff_max.max(cfg.retry_backoff),
         isolation_max_calls: cfg.isolation_max_calls,
     };
     // The worker threads run WASI file I/O on the daemon's runtime (see `Worker::run`).
@@ -209,7 +209,7 @@ pub fn start_one(runtime: &Arc<Runtime>, cfg: &DispatcherConfig) -> Result<Dispa
     let slot = Arc::new(PluginSlot::new(module.clone(), cfg.instances));
     let loaded = Loaded {
         dispatcher: name.clone(),
-        source: cfg.plugin_source(),
+        source: cfg.plugin.clone(),
         slot: slot.clone(),
         settings: settings.clone(),
     };
@@ -268,7 +268,7 @@ pub fn instance_settings(
         dirs.push((g.host.clone(), g.guest.clone(), g.writable));
     }
     Ok(InstanceSettings {
-        timeout: Duration::from_millis(cfg.timeout_ms),
+        timeout: cfg.timeout,
         memory_limit_bytes: cfg.memory_limit_bytes,
         dirs,
         config_json: cfg.config_json(),

@@ -20,7 +20,6 @@ mod decode;
 mod topology;
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use lapin::{Connection, ConnectionProperties};
 use tokio::sync::watch;
@@ -75,12 +74,11 @@ impl AmqpSource {
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let this = Arc::new(self);
         let redacted = redact_url(&this.url);
-        let mut backoff = Duration::from_millis(this.cfg.reconnect_backoff_ms);
-        let max_backoff = Duration::from_millis(
-            this.cfg
-                .reconnect_backoff_max_ms
-                .max(this.cfg.reconnect_backoff_ms),
-        );
+        let mut backoff = this.cfg.reconnect_backoff;
+        let max_backoff = this
+            .cfg
+            .reconnect_backoff_max
+            .max(this.cfg.reconnect_backoff);
         let mut down_since: Option<std::time::Instant> = None;
         loop {
             if *shutdown.borrow() {
@@ -101,7 +99,7 @@ impl AmqpSource {
                         .stats
                         .connected
                         .store(true, std::sync::atomic::Ordering::Relaxed);
-                    backoff = Duration::from_millis(this.cfg.reconnect_backoff_ms);
+                    backoff = this.cfg.reconnect_backoff;
                     let end = this.clone().session(&conn, shutdown.clone()).await;
                     this.ctx
                         .stats

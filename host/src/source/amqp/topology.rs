@@ -105,7 +105,9 @@ impl Topology {
             let mut args = FieldTable::default();
             args.insert(
                 "x-expires".into(),
-                AMQPValue::LongInt(c.fanout_queue_expires_ms as i32),
+                AMQPValue::LongInt(
+                    i32::try_from(c.fanout_queue_expires.as_millis()).unwrap_or(i32::MAX),
+                ),
             );
             let qo = QueueDeclareOptions {
                 durable: false,
