@@ -6,6 +6,7 @@
 #     start private nodes of their own (tests/src/rabbit.rs). The package's
 #     default node (rabbit@<host>) is kept from starting, stopped if it runs
 #     anyway, and disabled, so that it never holds ports 5672/25672.
+#   * systemd (for systemd-analyze), to verify the bundled unit file.
 #   * .venv-ceilometer: Ceilometer 27.0.0 with pinned dependencies, for
 #     scripts/ceilometer-publish.py (scripts/ceilometer-venv.sh). Skipped with
 #     SKIP_CEILOMETER_VENV=1.
@@ -95,6 +96,15 @@ elif [ -x /etc/init.d/rabbitmq-server ] && command -v update-rc.d >/dev/null; th
     update-rc.d rabbitmq-server disable >/dev/null 2>&1 || true
 fi
 say "rabbitmq-server $(dpkg-query -W -f='${Version}' rabbitmq-server 2>/dev/null || echo '?'), erlang-base $(dpkg-query -W -f='${Version}' erlang-base 2>/dev/null || echo '?'); no default node running"
+
+# ---- systemd-analyze -------------------------------------------------------
+# For the test that verifies contrib/systemd/collector.service.
+
+if command -v systemd-analyze >/dev/null; then
+    say "systemd-analyze is installed"
+else
+    apt_install systemd
+fi
 
 # ---- Ceilometer venv -----------------------------------------------------
 
