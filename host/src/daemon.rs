@@ -355,18 +355,20 @@ fn reload_requests(
 ) -> mpsc::UnboundedReceiver<ReloadWhy> {
     let (tx, rx) = mpsc::unbounded_channel();
     let hup = tx.clone();
-    tokio::spawn(async move {
-        use tokio::signal::unix::{SignalKind, signal};
-        let Ok(mut s) = signal(SignalKind::hangup()) else {
-            tracing::error!("cannot listen for SIGHUP");
-            return;
-        };
-        while s.recv().await.is_some() {
-            if hup.send(ReloadWhy::Sighup).is_err() {
-                break;
-            }
+    // Registered now, before the daemon is ready: SIGHUP's default action kills.
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::hangup()) {
+        Ok(mut s) => {
+            tokio::spawn(async move {
+                while s.recv().await.is_some() {
+                    if hup.send(ReloadWhy::Sighup).is_err() {
+                        break;
+                    }
+                }
+            });
         }
-    });
+        Err(e) => tracing::error!(error = %e, "cannot listen for SIGHUP"),
+    }
     let Some(path) = path.filter(|_| watch_file) else {
         return rx;
     };

@@ -101,7 +101,18 @@ fn run(path: Option<PathBuf>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let outcome = rt.block_on(collector::run(cfg, path, shutdown_signal()));
+    let shutdown = {
+        let _runtime = rt.enter();
+        shutdown_signal()
+    };
+    let shutdown = match shutdown {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("collector: cannot listen for SIGTERM and SIGINT: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = rt.block_on(collector::run(cfg, path, shutdown));
     // The run kept its grace period; nothing still running in the background
     // (a message being decoded, a plugin being compiled) may hold the exit.
     rt.shutdown_timeout(std::time::Duration::from_secs(1));
@@ -127,21 +138,19 @@ fn run(path: Option<PathBuf>) -> ExitCode {
     }
 }
 
-/// Completes on SIGINT or SIGTERM.
-async fn shutdown_signal() {
+/// Listens for SIGINT and SIGTERM from now on, and completes on the first.
+/// Registered before the daemon starts (and says it is ready), so that a
+/// signal sent at once is neither lost nor deadly (the default action).
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!("cannot listen for SIGTERM: {e}");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = int.recv() => tracing::info!("SIGINT received"),
+            _ = term.recv() => tracing::info!("SIGTERM received"),
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-    }
+    })
 }
 
 fn init_tracing(level: LogLevel, format: LogFormat) {

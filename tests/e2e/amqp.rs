@@ -9,31 +9,19 @@ use std::time::{Duration, Instant};
 use collector_e2e::amqp::{Publisher, notifications};
 use collector_e2e::rabbit::Broker;
 use collector_e2e::{
-    Daemon, dispatcher_stat, fixtures, message_ids, plugin, read_lines, root, stat,
+    ConfigBuilder, Daemon, dispatcher_stat, fixtures, message_ids, plugin, read_lines, root, stat,
 };
 
 const SECRET: &str = "fixture-secret";
 
 /// The daemon on `broker` with the file dispatcher (and `extra` TOML appended).
 fn amqp_config(broker: &Broker, amqp_extra: &str, batch: &str, extra: &str) -> String {
-    format!(
-        r#"
-telemetry_secret = "{SECRET}"
-[batch]
-{batch}
-[sources.amqp]
-url = "{url}"
-{amqp_extra}
-[[dispatchers]]
-name = "file"
-plugin = "{file}"
-dirs = [{{ host = "out", guest = "/data", writable = true }}]
-[dispatchers.config]
-path = "/data/samples.jsonl"
-{extra}"#,
-        url = broker.url(),
-        file = plugin("file.wasm")
-    )
+    ConfigBuilder::new(SECRET)
+        .batch(batch)
+        .amqp(&broker.url(), amqp_extra)
+        .file_dispatcher()
+        .raw(extra)
+        .build()
 }
 
 /// Starts the daemon and waits until it consumes.

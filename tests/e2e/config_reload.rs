@@ -6,26 +6,27 @@ use std::net::UdpSocket;
 use std::time::Duration;
 
 use collector::cli::send::datagrams;
-use collector_e2e::{Daemon, collector, free_port, plugin, read_lines};
+use collector_e2e::{ConfigBuilder, Daemon, collector, free_port, read_lines};
 
 const SECRET: &str = "config-secret";
 
 fn config(udp_port: u16, admin_port: u16, watch_config: bool, second: bool) -> String {
-    let file = |name: &str, out: &str| {
-        format!(
-            "[[dispatchers]]\nname = \"{name}\"\nplugin = \"{}\"\ndirs = [{{ host = \"out\", guest = \"/data\", writable = true }}]\n[dispatchers.config]\npath = \"/data/{out}\"\n",
-            plugin("file.wasm")
+    let mut b = ConfigBuilder::new(SECRET)
+        .batch("max_delay_ms = 50")
+        .section(
+            "reload",
+            &format!("watch_config = {watch_config}\ndebounce_ms = 100"),
         )
-    };
-    format!(
-        "telemetry_secret = \"{SECRET}\"\n[batch]\nmax_delay_ms = 50\n[reload]\nwatch_config = {watch_config}\ndebounce_ms = 100\n[admin]\naddress = \"127.0.0.1:{admin_port}\"\n[sources.udp]\naddress = \"127.0.0.1:{udp_port}\"\n{}{}",
-        file("first", "a.jsonl"),
-        if second {
-            file("second", "b.jsonl")
-        } else {
-            String::new()
-        }
-    )
+        .admin(&format!("127.0.0.1:{admin_port}"), "")
+        .section(
+            "sources.udp",
+            &format!("address = \"127.0.0.1:{udp_port}\""),
+        )
+        .file_to("first", "a.jsonl");
+    if second {
+        b = b.file_to("second", "b.jsonl");
+    }
+    b.build()
 }
 
 /// Sends the next `n` of `grams` and waits until `a.jsonl` has `total_a` lines.

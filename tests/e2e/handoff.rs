@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use collector::cli::samples::{Rng, realistic};
 use collector::wire::msgpack;
-use collector_e2e::{Daemon, free_port, http_get, plugin, udp_to_file_config};
+use collector_e2e::{ConfigBuilder, Daemon, free_port, http_get, plugin};
 
 const SECRET: &str = "handoff-secret";
 
@@ -52,21 +52,14 @@ fn wait_ok(admin: &str, name: &str, n: u64) -> serde_json::Value {
 /// The daemon with one dispatcher `d` running `plugin` (one sample per batch).
 fn start(plugin_path: &str, extra: &str, config: &str) -> (Daemon, String) {
     let admin = format!("127.0.0.1:{}", free_port());
-    let toml = format!(
-        r#"{}
-[admin]
-address = "{admin}"
-[reload]
-debounce_ms = 100
-[[dispatchers]]
-name = "d"
-plugin = "{plugin_path}"
-{extra}
-[dispatchers.config]
-{config}
-"#,
-        udp_to_file_config(SECRET, "max_samples = 1\nmax_delay_ms = 20")
-    );
+    let toml = ConfigBuilder::new(SECRET)
+        .batch("max_samples = 1\nmax_delay_ms = 20")
+        .udp("")
+        .admin(&admin, "")
+        .section("reload", "debounce_ms = 100")
+        .file_dispatcher()
+        .dispatcher("d", plugin_path, extra, config)
+        .build();
     (Daemon::start(&toml), admin)
 }
 

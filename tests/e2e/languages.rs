@@ -6,16 +6,19 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use collector::cli::send::datagrams;
-use collector_e2e::{Daemon, collector, plugin, read_lines, root};
+use collector_e2e::{ConfigBuilder, Daemon, collector, plugin, read_lines, root};
 
 const SECRET: &str = "lang-secret";
 const CPU_LIMIT: f64 = 300_000_000_000.0;
 const MEMORY_LIMIT: f64 = 7000.0;
 
-fn dispatcher(name: &str, file: &str, config: &str) -> String {
-    format!(
-        "[[dispatchers]]\nname = \"{name}\"\nplugin = \"{}\"\ndirs = [{{ host = \"out\", guest = \"/data\", writable = true }}]\n[dispatchers.config]\n{config}\n",
-        plugin(file)
+/// Adds a dispatcher of `file` with the output directory granted.
+fn dispatcher(b: ConfigBuilder, name: &str, file: &str, config: &str) -> ConfigBuilder {
+    b.dispatcher(
+        name,
+        &plugin(file),
+        "dirs = [{ host = \"out\", guest = \"/data\", writable = true }]",
+        config,
     )
 }
 
@@ -45,17 +48,33 @@ fn sum_field(log: &str, marker: &str, key: &str) -> f64 {
 fn every_language_runs_in_the_daemon_on_udp_traffic() {
     let limits =
         format!("limits = {{ cpu = {CPU_LIMIT:.1}, \"memory.usage\" = {MEMORY_LIMIT:.1} }}");
-    let toml = [
-        format!("telemetry_secret = \"{SECRET}\"\n[batch]\nmax_samples = 50\nmax_delay_ms = 100\n[sources.udp]\naddress = \"127.0.0.1:0\"\n"),
-        dispatcher("file", "file.wasm", "path = \"/data/samples.jsonl\""),
-        dispatcher("c", "c-threshold.wasm", &format!("path = \"/data/alerts.jsonl\"\n{limits}")),
-        dispatcher("c-free", "c-threshold-freestanding.wasm", &limits),
-        dispatcher("zig", "zig-forwarder.wasm", "path = \"/data/zig.jsonl\""),
-        dispatcher("as", "as-summary.wasm", "meter = \"cpu\""),
-        dispatcher("wat", "wat-counter.wasm", ""),
-        dispatcher("wat-json", "wat-json-echo.wasm", ""),
-    ]
-    .concat();
+    let mut b = ConfigBuilder::new(SECRET)
+        .batch("max_samples = 50\nmax_delay_ms = 100")
+        .udp("");
+    for (name, file, config) in [
+        (
+            "file",
+            "file.wasm",
+            "path = \"/data/samples.jsonl\"".to_owned(),
+        ),
+        (
+            "c",
+            "c-threshold.wasm",
+            format!("path = \"/data/alerts.jsonl\"\n{limits}"),
+        ),
+        ("c-free", "c-threshold-freestanding.wasm", limits.clone()),
+        (
+            "zig",
+            "zig-forwarder.wasm",
+            "path = \"/data/zig.jsonl\"".to_owned(),
+        ),
+        ("as", "as-summary.wasm", "meter = \"cpu\"".to_owned()),
+        ("wat", "wat-counter.wasm", String::new()),
+        ("wat-json", "wat-json-echo.wasm", String::new()),
+    ] {
+        b = dispatcher(b, name, file, &config);
+    }
+    let toml = b.build();
     let d = Daemon::start(&toml);
     let n = 200;
     d.send_udp(&datagrams(n, 71, SECRET.as_bytes()));

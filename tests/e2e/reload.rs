@@ -13,7 +13,7 @@ use collector::cli::send::datagrams;
 use collector::wire::msgpack;
 use collector_e2e::amqp::{Publisher, notifications};
 use collector_e2e::rabbit::Broker;
-use collector_e2e::{Daemon, plugin, read_lines, stat};
+use collector_e2e::{ConfigBuilder, Daemon, plugin, read_lines, stat};
 
 const SECRET: &str = "reload-secret";
 const MARKER: &[u8] = b"tagger-version:000000000";
@@ -37,30 +37,20 @@ fn deploy(path: &Path, bytes: &[u8]) {
 }
 
 fn config(plugin_path: &Path, broker: Option<&Broker>) -> String {
-    let amqp = broker.map_or(String::new(), |b| {
-        format!(
-            "[sources.amqp]\nurl = \"{}\"\nrpc = false\nprefetch_count = 20\n",
-            b.url()
-        )
-    });
-    format!(
-        r#"
-telemetry_secret = "{SECRET}"
-[batch]
-max_samples = 200
-max_delay_ms = 50
-[reload]
-debounce_ms = 100
-[sources.udp]
-address = "127.0.0.1:0"
-{amqp}
-[[dispatchers]]
-name = "tagger"
-plugin = "{plugin}"
-dirs = [{{ host = "out", guest = "/data", writable = true }}]
-"#,
-        plugin = plugin_path.display()
+    let mut b = ConfigBuilder::new(SECRET)
+        .batch("max_samples = 200\nmax_delay_ms = 50")
+        .section("reload", "debounce_ms = 100")
+        .udp("");
+    if let Some(broker) = broker {
+        b = b.amqp(&broker.url(), "rpc = false\nprefetch_count = 20");
+    }
+    b.dispatcher(
+        "tagger",
+        &plugin_path.display().to_string(),
+        "dirs = [{ host = \"out\", guest = \"/data\", writable = true }]",
+        "",
     )
+    .build()
 }
 
 struct Line {

@@ -6,7 +6,7 @@ use std::time::Duration;
 use collector::cli::samples::{Rng, realistic};
 use collector::signature;
 use collector::wire::msgpack;
-use collector_e2e::{Daemon, dispatcher_stat, plugin, stat, udp_to_file_config};
+use collector_e2e::{ConfigBuilder, Daemon, dispatcher_stat, plugin, stat};
 
 const SECRET: &[u8] = b"sandbox-secret";
 
@@ -27,39 +27,32 @@ fn datagrams(n: u64, poison: &[u64]) -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// A misbehave dispatcher with `extra` dispatcher keys and `config` plugin keys.
-fn misbehaving(name: &str, config: &str, extra: &str) -> String {
-    format!(
-        r#"
-[[dispatchers]]
-name = "{name}"
-plugin = "{p}"
-{extra}
-[dispatchers.config]
-{config}
-"#,
-        p = plugin("misbehave.wasm")
-    )
+/// Adds a misbehave dispatcher with `extra` dispatcher keys and `config` plugin keys.
+fn misbehaving(b: ConfigBuilder, name: &str, config: &str, extra: &str) -> ConfigBuilder {
+    b.dispatcher(name, &plugin("misbehave.wasm"), extra, config)
 }
 
 #[test]
 fn misbehaving_plugins_fail_only_their_batches_and_the_file_dispatcher_gets_everything() {
-    let toml = [
-        udp_to_file_config("sandbox-secret", "max_samples = 20\nmax_delay_ms = 50"),
-        misbehaving(
-            "looping",
-            "mode = 'loop'",
-            "timeout_ms = 300\nqueue_batches = 64",
-        ),
-        misbehaving("trapping", "mode = 'trap'", ""),
-        misbehaving("hog", "mode = 'hog'", "memory_limit_bytes = 16777216"),
-        misbehaving(
-            "flaky",
-            "fail_first = 3",
-            "retry_backoff_ms = 10\nmax_retries = 5",
-        ),
-    ]
-    .concat();
+    let mut b = ConfigBuilder::new("sandbox-secret")
+        .batch("max_samples = 20\nmax_delay_ms = 50")
+        .udp("")
+        .file_dispatcher();
+    b = misbehaving(
+        b,
+        "looping",
+        "mode = 'loop'",
+        "timeout_ms = 300\nqueue_batches = 64",
+    );
+    b = misbehaving(b, "trapping", "mode = 'trap'", "");
+    b = misbehaving(b, "hog", "mode = 'hog'", "memory_limit_bytes = 16777216");
+    b = misbehaving(
+        b,
+        "flaky",
+        "fail_first = 3",
+        "retry_backoff_ms = 10\nmax_retries = 5",
+    );
+    let toml = b.build();
     let d = Daemon::start(&toml);
     let poison = [5, 70, 150];
     let n = 200;

@@ -39,25 +39,134 @@ pub fn plugin(file: &str) -> String {
     p.display().to_string()
 }
 
+/// A daemon config for a test, built section by section: the one way tests
+/// write their TOML.
+///
+/// ```
+/// let toml = collector_e2e::ConfigBuilder::new("secret")
+///     .batch("max_samples = 10")
+///     .udp("")
+///     .file_dispatcher()
+///     .build();
+/// assert!(toml.contains("[sources.udp]"));
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct ConfigBuilder {
+    secret: String,
+    /// `[section]` → its lines, in the order first named.
+    sections: Vec<(String, Vec<String>)>,
+    dispatchers: Vec<String>,
+    raw: String,
+}
+
+impl ConfigBuilder {
+    /// A config whose agents sign with `secret`.
+    pub fn new(secret: &str) -> ConfigBuilder {
+        ConfigBuilder {
+            secret: secret.to_owned(),
+            ..ConfigBuilder::default()
+        }
+    }
+
+    /// Adds `lines` (`key = value`, newline-separated) to `[name]`.
+    pub fn section(mut self, name: &str, lines: &str) -> ConfigBuilder {
+        let lines = lines
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned);
+        match self.sections.iter_mut().find(|(n, _)| n == name) {
+            Some((_, have)) => have.extend(lines),
+            None => self.sections.push((name.to_owned(), lines.collect())),
+        }
+        self
+    }
+
+    /// `[batch]` settings.
+    pub fn batch(self, lines: &str) -> ConfigBuilder {
+        self.section("batch", lines)
+    }
+
+    /// The UDP source on an ephemeral port of 127.0.0.1, with `extra` settings.
+    pub fn udp(self, extra: &str) -> ConfigBuilder {
+        self.section(
+            "sources.udp",
+            &format!("address = \"127.0.0.1:0\"\n{extra}"),
+        )
+    }
+
+    /// The AMQP source on `url`, with `extra` settings.
+    pub fn amqp(self, url: &str, extra: &str) -> ConfigBuilder {
+        self.section("sources.amqp", &format!("url = \"{url}\"\n{extra}"))
+    }
+
+    /// The admin endpoint on `address`, with `extra` settings.
+    pub fn admin(self, address: &str, extra: &str) -> ConfigBuilder {
+        self.section("admin", &format!("address = \"{address}\"\n{extra}"))
+    }
+
+    /// A dispatcher: its `settings` lines, and its plugin's `config` table lines.
+    pub fn dispatcher(
+        mut self,
+        name: &str,
+        plugin: &str,
+        settings: &str,
+        config: &str,
+    ) -> ConfigBuilder {
+        self.dispatchers.push(format!(
+            "[[dispatchers]]\nname = \"{name}\"\nplugin = \"{plugin}\"\n{settings}\n[dispatchers.config]\n{config}\n"
+        ));
+        self
+    }
+
+    /// The file dispatcher `name`, writing `out/FILE` in the test's directory.
+    pub fn file_to(self, name: &str, file: &str) -> ConfigBuilder {
+        self.dispatcher(
+            name,
+            &plugin("file.wasm"),
+            "dirs = [{ host = \"out\", guest = \"/data\", writable = true }]",
+            &format!("path = \"/data/{file}\""),
+        )
+    }
+
+    /// The file dispatcher `file`, writing `out/samples.jsonl`.
+    pub fn file_dispatcher(self) -> ConfigBuilder {
+        self.file_to("file", "samples.jsonl")
+    }
+
+    /// TOML text appended as it is, after everything else.
+    pub fn raw(mut self, text: &str) -> ConfigBuilder {
+        self.raw.push_str(text);
+        self.raw.push('\n');
+        self
+    }
+
+    /// The TOML text.
+    pub fn build(&self) -> String {
+        let mut out = format!("telemetry_secret = \"{}\"\n", self.secret);
+        for (name, lines) in &self.sections {
+            out.push_str(&format!("[{name}]\n"));
+            for l in lines {
+                out.push_str(l);
+                out.push('\n');
+            }
+        }
+        for d in &self.dispatchers {
+            out.push_str(d);
+        }
+        out.push_str(&self.raw);
+        out
+    }
+}
+
 /// A config with the UDP source on an ephemeral port and the file dispatcher
 /// writing `out/samples.jsonl` in the test's directory; append more dispatchers.
 pub fn udp_to_file_config(secret: &str, batch: &str) -> String {
-    format!(
-        r#"
-telemetry_secret = "{secret}"
-[batch]
-{batch}
-[sources.udp]
-address = "127.0.0.1:0"
-[[dispatchers]]
-name = "file"
-plugin = "{file}"
-dirs = [{{ host = "out", guest = "/data", writable = true }}]
-[dispatchers.config]
-path = "/data/samples.jsonl"
-"#,
-        file = plugin("file.wasm")
-    )
+    ConfigBuilder::new(secret)
+        .batch(batch)
+        .udp("")
+        .file_dispatcher()
+        .build()
 }
 
 /// Ceilometer's captured fixtures, kept in the repository (`tests/fixtures/ceilometer`).
