@@ -274,8 +274,3 @@ pub async fn serve(
         });
     }
 }
-
-/// True for addresses only this machine can reach.
-pub fn is_loopback(addr: &std::net::SocketAddr) -> bool {
-    addr.ip().is_loopback()
-}

@@ -207,7 +207,7 @@ pub async fn run(
             .local_addr()
             .map_err(|e| RunError::Internal(e.to_string()))?;
         tracing::info!(address = %local, "Admin endpoint listening (GET /status, /metrics, /healthz, /readyz)");
-        if !admin::is_loopback(&local) {
+        if !local.ip().is_loopback() {
             tracing::warn!(
                 address = %local,
                 "The admin endpoint listens beyond this machine and has no authentication: \

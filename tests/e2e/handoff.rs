@@ -52,12 +52,9 @@ fn wait_ok(admin: &str, name: &str, n: u64) -> serde_json::Value {
 /// The daemon with one dispatcher `d` running `plugin` (one sample per batch).
 fn start(plugin_path: &str, extra: &str, config: &str) -> (Daemon, String) {
     let admin = format!("127.0.0.1:{}", free_port());
-    let toml = ConfigBuilder::new(SECRET)
-        .batch("max_samples = 1\nmax_delay_ms = 20")
-        .udp("")
+    let toml = ConfigBuilder::udp_to_file(SECRET, "max_samples = 1\nmax_delay_ms = 20")
         .admin(&admin, "")
         .section("reload", "debounce_ms = 100")
-        .file_dispatcher()
         .dispatcher("d", plugin_path, extra, config)
         .build();
     (Daemon::start(&toml), admin)

@@ -14,8 +14,8 @@ use collector::wire::msgpack;
 use collector_e2e::amqp::{Publisher, notification_body, notifications};
 use collector_e2e::rabbit::Broker;
 use collector_e2e::{
-    Daemon, Options, free_port, http_get, message_ids, metric, plugin, read_lines, stat,
-    udp_to_file_config,
+    ConfigBuilder, Daemon, Options, free_port, http_get, message_ids, metric, plugin, read_lines,
+    stat,
 };
 
 const SECRET: &str = "hostile-secret";
@@ -45,12 +45,18 @@ fn dispatcher<'a>(status: &'a serde_json::Value, name: &str) -> &'a serde_json::
         .unwrap_or_else(|| panic!("no dispatcher {name} in {status}"))
 }
 
+/// UDP into the file dispatcher, batched by `batch`: add to it.
+fn udp_to_file(batch: &str) -> ConfigBuilder {
+    ConfigBuilder::udp_to_file(SECRET, batch)
+}
+
 /// UDP into the file dispatcher, with a shutdown grace period of `grace_ms`.
 fn udp_daemon_with_grace(grace_ms: u64) -> Daemon {
-    Daemon::start(&format!(
-        "{}\n[shutdown]\ngrace_period_ms = {grace_ms}\n",
-        udp_to_file_config(SECRET, "max_delay_ms = 50")
-    ))
+    Daemon::start(
+        &udp_to_file("max_delay_ms = 50")
+            .section("shutdown", &format!("grace_period_ms = {grace_ms}"))
+            .build(),
+    )
 }
 
 #[test]
@@ -104,26 +110,13 @@ fn the_worst_messages_neither_freeze_the_admin_endpoint_nor_delay_shutdown() {
     let broker = Broker::start();
     let admin = format!("127.0.0.1:{}", free_port());
     let grace_ms = 5000;
-    let toml = format!(
-        r#"
-telemetry_secret = "{SECRET}"
-[admin]
-address = "{admin}"
-[shutdown]
-grace_period_ms = {grace_ms}
-[batch]
-max_delay_ms = 50
-[sources.amqp]
-url = "{url}"
-rpc = false
-[[dispatchers]]
-name = "file"
-plugin = "{file}"
-dirs = [{{ host = "out", guest = "/data", writable = true }}]
-"#,
-        url = broker.url(),
-        file = plugin("file.wasm")
-    );
+    let toml = ConfigBuilder::new(SECRET)
+        .admin(&admin, "")
+        .section("shutdown", &format!("grace_period_ms = {grace_ms}"))
+        .batch("max_delay_ms = 50")
+        .amqp(&broker.url(), "rpc = false")
+        .file_dispatcher()
+        .build();
     let publisher = Publisher::connect(&broker.url());
     publisher.declare_notification_queue(false);
     // Four messages of 100,000 distinct keys (1.4 MB each) ahead of the good ones.
@@ -202,10 +195,9 @@ fn running_out_of_descriptors_neither_kills_a_dispatcher_nor_spins_the_accept_lo
     raise_own_fd_limit();
     let admin = format!("127.0.0.1:{}", free_port());
     let limit = 160;
-    let toml = format!(
-        "{}\n[admin]\naddress = \"{admin}\"\nmax_connections = 1000\nrequest_timeout_ms = 60000\n",
-        udp_to_file_config(SECRET, "max_delay_ms = 50")
-    );
+    let toml = udp_to_file("max_delay_ms = 50")
+        .admin(&admin, "max_connections = 1000\nrequest_timeout_ms = 60000")
+        .build();
     let d = Daemon::start_with(
         &toml,
         &Options {
@@ -280,13 +272,12 @@ fn raise_own_fd_limit() {
 fn a_panicking_worker_is_restarted_counted_shown_and_the_exit_status_says_so() {
     let admin = format!("127.0.0.1:{}", free_port());
     // One decoder thread, so that the ten samples make exactly one batch.
-    let toml = format!(
-        "{}\n[admin]\naddress = \"{admin}\"\n",
-        udp_to_file_config(SECRET, "max_samples = 10\nmax_delay_ms = 2000").replace(
-            "address = \"127.0.0.1:0\"",
-            "address = \"127.0.0.1:0\"\ndecode_threads = 1"
-        )
-    );
+    let toml = ConfigBuilder::new(SECRET)
+        .batch("max_samples = 10\nmax_delay_ms = 2000")
+        .udp("decode_threads = 1")
+        .admin(&admin, "")
+        .file_dispatcher()
+        .build();
     let d = Daemon::start_with(
         &toml,
         &Options {
@@ -339,24 +330,11 @@ fn a_panicking_worker_is_restarted_counted_shown_and_the_exit_status_says_so() {
 #[test]
 fn a_panicked_batch_of_amqp_messages_is_redelivered_not_lost() {
     let broker = Broker::start();
-    let toml = format!(
-        r#"
-telemetry_secret = "{SECRET}"
-[batch]
-max_samples = 20
-max_delay_ms = 50
-[sources.amqp]
-url = "{url}"
-rpc = false
-channels = 1
-[[dispatchers]]
-name = "file"
-plugin = "{file}"
-dirs = [{{ host = "out", guest = "/data", writable = true }}]
-"#,
-        url = broker.url(),
-        file = plugin("file.wasm")
-    );
+    let toml = ConfigBuilder::new(SECRET)
+        .batch("max_samples = 20\nmax_delay_ms = 50")
+        .amqp(&broker.url(), "rpc = false\nchannels = 1")
+        .file_dispatcher()
+        .build();
     let publisher = Publisher::connect(&broker.url());
     publisher.declare_notification_queue(false);
     let (bodies, ids) = notifications(10, 10, SECRET.as_bytes(), 31);
@@ -389,33 +367,16 @@ dirs = [{{ host = "out", guest = "/data", writable = true }}]
 fn a_poison_sample_costs_only_its_own_message() {
     let broker = Broker::start();
     let admin = format!("127.0.0.1:{}", free_port());
-    let toml = format!(
-        r#"
-telemetry_secret = "{SECRET}"
-[admin]
-address = "{admin}"
-[batch]
-max_samples = 1000
-max_delay_ms = 300
-[sources.amqp]
-url = "{url}"
-rpc = false
-channels = 1
-max_deliveries = 2
-[[dispatchers]]
-name = "file"
-plugin = "{file}"
-dirs = [{{ host = "out", guest = "/data", writable = true }}]
-[[dispatchers]]
-name = "picky"
-plugin = "{misbehave}"
-[dispatchers.config]
-mode = "reject"
-"#,
-        url = broker.url(),
-        file = plugin("file.wasm"),
-        misbehave = plugin("misbehave.wasm")
-    );
+    let toml = ConfigBuilder::new(SECRET)
+        .admin(&admin, "")
+        .batch("max_samples = 1000\nmax_delay_ms = 300")
+        .amqp(
+            &broker.url(),
+            "rpc = false\nchannels = 1\nmax_deliveries = 2",
+        )
+        .file_dispatcher()
+        .dispatcher("picky", &plugin("misbehave.wasm"), "", "mode = \"reject\"")
+        .build();
     let publisher = Publisher::connect(&broker.url());
     publisher.declare_notification_queue(false);
     // 20 messages of 5 samples; message 7 holds one poison sample (signed, valid),
@@ -486,19 +447,10 @@ mode = "reject"
 #[test]
 fn a_rejected_udp_batch_spares_its_good_samples() {
     let admin = format!("127.0.0.1:{}", free_port());
-    let toml = format!(
-        r#"{}
-[admin]
-address = "{admin}"
-[[dispatchers]]
-name = "picky"
-plugin = "{misbehave}"
-[dispatchers.config]
-mode = "reject"
-"#,
-        udp_to_file_config(SECRET, "max_samples = 40\nmax_delay_ms = 2000"),
-        misbehave = plugin("misbehave.wasm")
-    );
+    let toml = udp_to_file("max_samples = 40\nmax_delay_ms = 2000")
+        .admin(&admin, "")
+        .dispatcher("picky", &plugin("misbehave.wasm"), "", "mode = \"reject\"")
+        .build();
     let d = Daemon::start(&toml);
     let grams: Vec<Vec<u8>> = (0..40)
         .map(|i| {
@@ -531,20 +483,15 @@ mode = "reject"
 #[test]
 fn values_from_outside_cannot_forge_log_lines_and_plugin_logs_are_rate_limited() {
     let admin = format!("127.0.0.1:{}", free_port());
-    let toml = format!(
-        r#"{}
-[admin]
-address = "{admin}"
-[[dispatchers]]
-name = "flood"
-plugin = "{misbehave}"
-log_lines_per_second = 20
-[dispatchers.config]
-log_lines = 1000
-"#,
-        udp_to_file_config(SECRET, "max_samples = 1\nmax_delay_ms = 50"),
-        misbehave = plugin("misbehave.wasm")
-    );
+    let toml = udp_to_file("max_samples = 1\nmax_delay_ms = 50")
+        .admin(&admin, "")
+        .dispatcher(
+            "flood",
+            &plugin("misbehave.wasm"),
+            "log_lines_per_second = 20",
+            "log_lines = 1000",
+        )
+        .build();
     let d = Daemon::start(&toml);
     // A sample whose message_id carries a log line, with a bad signature.
     let mut s = signed(0, 60);
@@ -648,19 +595,13 @@ fn small_samples_notification(n: usize) -> Vec<u8> {
 fn huge_messages_are_refused_within_their_bounds_and_udp_goes_on() {
     let broker = Broker::start();
     let admin = format!("127.0.0.1:{}", free_port());
-    let toml = format!(
-        r#"{}
-[admin]
-address = "{admin}"
-[sources.amqp]
-url = "{url}"
-rpc = false
-max_message_bytes = 8388608
-max_samples_per_message = 10000
-"#,
-        udp_to_file_config(SECRET, "max_delay_ms = 50"),
-        url = broker.url()
-    );
+    let toml = udp_to_file("max_delay_ms = 50")
+        .admin(&admin, "")
+        .amqp(
+            &broker.url(),
+            "rpc = false\nmax_message_bytes = 8388608\nmax_samples_per_message = 10000",
+        )
+        .build();
     let publisher = Publisher::connect(&broker.url());
     publisher.declare_notification_queue(false);
     // 300,000 samples in 50 MB: refused unparsed. 40,000 in 7 MB: refused at the
@@ -769,22 +710,15 @@ fn sigterm_under_a_flood_and_a_decoder_backlog_exits_within_the_grace_period() {
 #[test]
 fn sigterm_with_a_slow_dispatcher_and_a_full_queue_exits_within_the_grace_period() {
     let grace_ms = 2000;
-    let toml = format!(
-        r#"{}
-[shutdown]
-grace_period_ms = {grace_ms}
-[[dispatchers]]
-name = "slow"
-plugin = "{misbehave}"
-timeout_ms = 1000
-queue_batches = 100
-[dispatchers.config]
-mode = "loop"
-trigger_meter = "cpu"
-"#,
-        udp_to_file_config(SECRET, "max_samples = 1\nmax_delay_ms = 20"),
-        misbehave = plugin("misbehave.wasm")
-    );
+    let toml = udp_to_file("max_samples = 1\nmax_delay_ms = 20")
+        .section("shutdown", &format!("grace_period_ms = {grace_ms}"))
+        .dispatcher(
+            "slow",
+            &plugin("misbehave.wasm"),
+            "timeout_ms = 1000\nqueue_batches = 100",
+            "mode = \"loop\"\ntrigger_meter = \"cpu\"",
+        )
+        .build();
     let d = Daemon::start(&toml);
     // Every `cpu` sample makes a batch that takes the slow dispatcher 1 s: 40 s of work.
     let grams: Vec<Vec<u8>> = (0..320).map(|i| datagram(&signed(i, 80))).collect();

@@ -34,10 +34,7 @@ fn misbehaving(b: ConfigBuilder, name: &str, config: &str, extra: &str) -> Confi
 
 #[test]
 fn misbehaving_plugins_fail_only_their_batches_and_the_file_dispatcher_gets_everything() {
-    let mut b = ConfigBuilder::new("sandbox-secret")
-        .batch("max_samples = 20\nmax_delay_ms = 50")
-        .udp("")
-        .file_dispatcher();
+    let mut b = ConfigBuilder::udp_to_file("sandbox-secret", "max_samples = 20\nmax_delay_ms = 50");
     b = misbehaving(
         b,
         "looping",

@@ -68,6 +68,15 @@ impl ConfigBuilder {
         }
     }
 
+    /// UDP on an ephemeral port into the file dispatcher (`out/samples.jsonl`),
+    /// batched by `batch`: the most common test daemon.
+    pub fn udp_to_file(secret: &str, batch: &str) -> ConfigBuilder {
+        ConfigBuilder::new(secret)
+            .batch(batch)
+            .udp("")
+            .file_dispatcher()
+    }
+
     /// Adds `lines` (`key = value`, newline-separated) to `[name]`.
     pub fn section(mut self, name: &str, lines: &str) -> ConfigBuilder {
         let lines = lines
@@ -162,11 +171,7 @@ impl ConfigBuilder {
 /// A config with the UDP source on an ephemeral port and the file dispatcher
 /// writing `out/samples.jsonl` in the test's directory; append more dispatchers.
 pub fn udp_to_file_config(secret: &str, batch: &str) -> String {
-    ConfigBuilder::new(secret)
-        .batch(batch)
-        .udp("")
-        .file_dispatcher()
-        .build()
+    ConfigBuilder::udp_to_file(secret, batch).build()
 }
 
 /// Ceilometer's captured fixtures, kept in the repository (`tests/fixtures/ceilometer`).

@@ -181,7 +181,7 @@ fn after_event(kind: &EventKind, before: Option<Pending>, debounce: Duration) ->
         EventKind::Create(_) | EventKind::Modify(_) => Some(Pending {
             due: now + debounce,
             writing: true,
-            since: if writing { since } else { now },
+            since,
         }),
         // Removed (maybe to come back, or the target of a swapped link): look again.
         _ => Some(Pending {

@@ -299,7 +299,7 @@ fn decode_loop(d: &Decoding, rx: &Receiver<Chunk>) {
                         d.stats.worker_panics.inc();
                         crate::telemetry::count_panic();
                         tracing::error!(
-                            datagrams = chunk.ends.len(),
+                            datagrams_skipped = skipped,
                             open_batch_samples_lost = lost,
                             panics = d.stats.worker_panics.get(),
                             "A UDP decoder thread panicked; it goes on with the next datagrams"
