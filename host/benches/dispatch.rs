@@ -42,13 +42,12 @@ fn main() {
     let module = rt.compile("noop", &wasm).expect("noop compiles");
     let timeout = Duration::from_secs(5);
     let instance = |view: &str| {
-        let s = InstanceSettings {
+        let s = InstanceSettings::unlimited_log(
             timeout,
-            memory_limit_bytes: 256 << 20,
-            dirs: vec![],
-            config_json: format!(r#"{{"view":"{view}"}}"#),
-            log: collector::plugin::runtime::LogPolicy::unlimited(),
-        };
+            256 << 20,
+            vec![],
+            &format!(r#"{{"view":"{view}"}}"#),
+        );
         Instance::new(&module, &s).expect("instance")
     };
     let (mut none, mut owned, mut borrowed) =
@@ -164,13 +163,16 @@ fn languages(rt: &std::sync::Arc<Runtime>, pool: &[Sample]) {
             continue;
         };
         let module = rt.compile(file, &wasm).expect("plugin compiles");
-        let s = InstanceSettings {
+        let s = InstanceSettings::unlimited_log(
             timeout,
-            memory_limit_bytes: 256 << 20,
-            dirs: vec![(scratch.path().to_path_buf(), "/data".into(), true)],
-            config_json: config.into(),
-            log: collector::plugin::runtime::LogPolicy::unlimited(),
-        };
+            256 << 20,
+            vec![collector::plugin::GrantedDir {
+                host: scratch.path().to_path_buf(),
+                guest: "/data".into(),
+                writable: true,
+            }],
+            config,
+        );
         let mut inst = Instance::new(&module, &s).expect("instance");
         let mut runs = vec![];
         for _ in 0..15 {

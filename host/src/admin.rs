@@ -23,107 +23,115 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 
-use crate::dispatch::Loaded;
-use crate::plugin::reload::ReloadStats;
-use crate::telemetry::{Counter, DispatcherStats, RateLimit, SourceStats};
+use crate::plugin::Loaded;
+use crate::source::SourceReport;
+use crate::telemetry::events::AdminAcceptFailed;
+use crate::telemetry::{DispatcherStats, RateLimit, Telemetry};
 
 /// Why the daemon is not ready, if it is not.
 fn not_ready(state: &State) -> Option<String> {
     if state.dispatchers.is_empty() {
         return Some("no dispatcher loaded".into());
     }
-    if let Some((name, s)) = state
+    if let Some(s) = state
         .sources
         .iter()
-        .find(|(_, s)| !s.healthy.load(std::sync::atomic::Ordering::Relaxed))
+        .find(|s| !s.stats.counts.source_healthy.get())
     {
         return Some(format!(
-            "source `{name}` lost a worker to a panic ({} so far); it goes on and is ready \
+            "source `{}` lost a worker to a panic ({} so far); it goes on and is ready \
              again once it handles input without one",
-            s.worker_panics.get()
+            s.stats.name,
+            s.stats.counts.source_worker_panics.get()
         ));
     }
-    if let Some((l, s)) = state
+    if let Some((_, s)) = state
         .dispatchers
         .iter()
-        .find(|(_, s)| !s.healthy.load(std::sync::atomic::Ordering::Relaxed))
+        .find(|(_, s)| !s.counts.dispatcher_healthy.get())
     {
         return Some(format!(
             "dispatcher `{}` lost a worker to a panic ({} so far); it was restarted and \
              is ready again once it completes a batch",
-            l.dispatcher,
-            s.worker_panics.get()
+            s.name,
+            s.counts.dispatcher_worker_panics.get()
         ));
     }
     state
         .sources
         .iter()
-        .find(|(n, s)| *n == "amqp" && !s.connected.load(std::sync::atomic::Ordering::Relaxed))
+        .find(|s| s.amqp.as_ref().is_some_and(|a| a.amqp_connected.get() <= 0))
         .map(|_| "AMQP is not connected".to_owned())
 }
 
-/// Everything `/status` reports; shared with the parts that count.
+/// What `/status` and `/metrics` report: the running sources and dispatchers,
+/// whose handles count into `telemetry`. Replaced on each config reload.
 pub struct State {
     pub started: Instant,
-    pub sources: Vec<(&'static str, Arc<SourceStats>)>,
+    pub telemetry: Arc<Telemetry>,
+    pub sources: Vec<SourceReport>,
     pub dispatchers: Vec<(Loaded, Arc<DispatcherStats>)>,
-    pub reload: Arc<ReloadStats>,
-    pub config: Arc<crate::telemetry::ConfigReloadStats>,
-    pub admin: Arc<AdminStats>,
+}
+
+/// A JSON object of `readings`, after `first`.
+fn object(
+    first: impl IntoIterator<Item = (&'static str, serde_json::Value)>,
+    readings: Vec<(&'static str, serde_json::Value)>,
+) -> serde_json::Value {
+    let map: serde_json::Map<String, serde_json::Value> = first
+        .into_iter()
+        .chain(readings)
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+    serde_json::Value::Object(map)
 }
 
 impl State {
-    /// The JSON document of `/status`.
+    /// Brings the figures read at scrape time up to date: the kernel's UDP drops
+    /// and the versions each dispatcher's threads serve.
+    pub fn refresh(&self) {
+        for s in &self.sources {
+            s.refresh();
+        }
+        self.telemetry
+            .set_plugin_versions(self.dispatchers.iter().flat_map(|(l, _)| {
+                l.slot
+                    .serving()
+                    .into_iter()
+                    .map(move |v| (&*l.dispatcher, v))
+            }));
+    }
+
+    /// The JSON document of `/status`: every counter under its metric name
+    /// (`collector_` and `_total` left out).
     pub fn status(&self) -> serde_json::Value {
+        self.refresh();
         let sources: serde_json::Map<String, serde_json::Value> = self
             .sources
             .iter()
-            .map(|(name, s)| {
-                let v = json!({
-                    "received": s.received.get(),
-                    "samples": s.samples.get(),
-                    "malformed": s.malformed.get(),
-                    "bad_signature": s.bad_signature.get(),
-                    "dropped": s.dropped.get(),
-                    "acked": s.acked.get(),
-                    "requeued": s.requeued.get(),
-                    "dead_lettered": s.dead_lettered.get(),
-                    "connected": s.connected.load(std::sync::atomic::Ordering::Relaxed),
-                    "invalid_samples": s.invalid_samples.get(),
-                    "oversized": s.oversized.get(),
-                    "worker_panics": s.worker_panics.get(),
-                    "healthy": s.healthy.load(std::sync::atomic::Ordering::Relaxed),
-                });
-                ((*name).to_owned(), v)
+            .map(|s| {
+                let address = s.address.map(|a| ("address", json!(a.to_string())));
+                (s.stats.name.to_owned(), object(address, s.readings()))
             })
             .collect();
         let dispatchers: Vec<serde_json::Value> = self
             .dispatchers
             .iter()
             .map(|(l, s)| {
-                json!({
-                    "name": &*l.dispatcher,
-                    "plugin": l.source.to_string(),
-                    "version": l.slot.serving_summary(),
-                    "published": l.slot.hash(),
-                    "instances": l.slot.serving(),
-                    "batches_ok": s.batches_ok.get(),
-                    "batches_failed": s.batches_failed.get(),
-                    "batches_dropped": s.batches_dropped.get(),
-                    "samples_ok": s.samples_ok.get(),
-                    "samples_failed": s.samples_failed.get(),
-                    "retries": s.retries.get(),
-                    "timeouts": s.timeouts.get(),
-                    "traps": s.traps.get(),
-                    "memory_refusals": s.memory_refusals.get(),
-                    "log_lines_suppressed": s.log_suppressed.get(),
-                    "worker_panics": s.worker_panics.get(),
-                    "batches_split": s.batches_split.get(),
-                    "snapshot_failures": s.snapshot_failures.get(),
-                    "restore_failures": s.restore_failures.get(),
-                    "healthy": s.healthy.load(std::sync::atomic::Ordering::Relaxed),
-                    "last_error": s.last_error.lock().ok().and_then(|e| e.clone()),
-                })
+                object(
+                    [
+                        ("name", json!(&*l.dispatcher)),
+                        ("plugin", json!(l.source.to_string())),
+                        ("version", json!(l.slot.serving_summary())),
+                        ("published", json!(l.slot.hash())),
+                        ("instances", json!(l.slot.serving())),
+                        (
+                            "last_error",
+                            json!(s.last_error.lock().ok().and_then(|e| e.clone())),
+                        ),
+                    ],
+                    s.counts.readings(),
+                )
             })
             .collect();
         json!({
@@ -131,20 +139,15 @@ impl State {
             "uptime_ms": self.started.elapsed().as_millis() as u64,
             "sources": sources,
             "dispatchers": dispatchers,
-            "reloads": { "ok": self.reload.reloads.get(), "failed": self.reload.failures.get() },
+            "daemon": object([], self.telemetry.daemon.readings()),
         })
     }
-}
 
-/// Counters of the endpoint itself.
-#[derive(Debug, Default)]
-pub struct AdminStats {
-    /// `accept` failures (out of file descriptors, for instance); each one is
-    /// followed by a pause, so they cannot spin the CPU.
-    pub accept_errors: Counter,
-    /// Connections closed because their request did not complete within
-    /// `request_timeout_ms`.
-    pub timeouts: Counter,
+    /// The text exposition of `/metrics`.
+    pub fn metrics(&self) -> String {
+        self.refresh();
+        self.telemetry.encode()
+    }
 }
 
 /// How the endpoint protects itself from slow and numerous clients.
@@ -203,7 +206,7 @@ async fn metrics(axum::extract::State(state): Current) -> Response {
     let current = state.borrow().clone();
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        crate::metrics::render(&current),
+        current.metrics(),
     )
         .into_response()
 }
@@ -215,7 +218,7 @@ pub async fn serve(
     state: watch::Receiver<Arc<State>>,
     mut shutdown: watch::Receiver<bool>,
     limits: Limits,
-    stats: Arc<AdminStats>,
+    telemetry: Arc<Telemetry>,
 ) {
     let app = router(state);
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
@@ -240,13 +243,12 @@ pub async fn serve(
                 stream
             }
             Err(e) => {
-                stats.accept_errors.inc();
-                if let Some(suppressed) = warn.allow() {
-                    tracing::warn!(
-                        error = %e, suppressed, retry_in_ms = backoff.as_millis() as u64,
-                        "Admin endpoint cannot accept a connection"
-                    );
+                AdminAcceptFailed {
+                    error: &e,
+                    retry_in: backoff,
+                    suppressed: warn.allow(),
                 }
+                .emit(&telemetry.daemon);
                 drop(slot);
                 tokio::select! {
                     _ = shutdown.changed() => break,
@@ -257,7 +259,7 @@ pub async fn serve(
             }
         };
         let service = TowerToHyperService::new(app.clone());
-        let stats = stats.clone();
+        let telemetry = telemetry.clone();
         tokio::spawn(async move {
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -268,7 +270,7 @@ pub async fn serve(
                 .await
                 .is_err()
             {
-                stats.timeouts.inc();
+                telemetry.daemon.admin_timeouts.inc();
             }
             drop(slot);
         });

@@ -19,11 +19,13 @@ use tokio::task::JoinHandle;
 use crate::admin;
 use crate::config::{Config, SourcesConfig};
 use crate::dispatch::{self, Dispatcher, Fanout};
-use crate::plugin::{self, Runtime, reload::ReloadStats};
-use crate::source::SourceContext;
+use crate::plugin::{self, Runtime};
 use crate::source::amqp::AmqpSource;
 use crate::source::udp::UdpSource;
-use crate::telemetry::{ConfigReloadStats, SourceStats};
+use crate::source::{SourceContext, SourceReport};
+use crate::telemetry::events::{ConfigReloadRefused, ConfigReloaded};
+use crate::telemetry::{Section, SourceStats, Telemetry};
+use crate::watch::{FileWatch, Group};
 use crate::{RunError, Summary};
 
 /// One generation of sources, stopped together.
@@ -33,20 +35,20 @@ struct Sources {
     secret: String,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
-    stats: Vec<(&'static str, Arc<SourceStats>)>,
+    reports: Vec<SourceReport>,
     grace: Duration,
 }
 
 impl Sources {
     /// Binds and starts every configured source.
-    fn start(cfg: &Config, fanout: &Fanout) -> Result<Sources, RunError> {
+    fn start(cfg: &Config, fanout: &Fanout, telemetry: &Telemetry) -> Result<Sources, RunError> {
         let (stop, stop_rx) = watch::channel(false);
         let secret: Arc<[u8]> = cfg.telemetry_secret.as_bytes().into();
         if secret.is_empty() {
             tracing::warn!("telemetry_secret is empty: sample signatures are not verified");
         }
         let mut tasks = Vec::new();
-        let mut stats = Vec::new();
+        let mut reports = Vec::new();
         let context = |s: &Arc<SourceStats>| SourceContext {
             batch: cfg.batch,
             secret: secret.clone(),
@@ -64,15 +66,26 @@ impl Sources {
                 .local_addr()
                 .map_err(|e| RunError::Internal(e.to_string()))?;
             tracing::info!(address = %addr, "UDP source listening");
-            let s = Arc::new(SourceStats::default());
-            stats.push(("udp", s.clone()));
+            let s = telemetry.source("udp");
+            reports.push(SourceReport {
+                stats: s.clone(),
+                address: Some(addr),
+                amqp: None,
+                udp: Some((telemetry.udp.handles("udp"), src.inode())),
+            });
             tasks.push(tokio::spawn(src.run(context(&s), stop_rx.clone())));
         }
         if let Some(a) = &cfg.sources.amqp {
             let url = a.broker_url().to_owned();
-            let s = Arc::new(SourceStats::default());
-            stats.push(("amqp", s.clone()));
-            let src = AmqpSource::new(a.clone(), url, context(&s));
+            let s = telemetry.source("amqp");
+            let amqp = telemetry.amqp.handles("amqp");
+            reports.push(SourceReport {
+                stats: s.clone(),
+                address: None,
+                amqp: Some(amqp.clone()),
+                udp: None,
+            });
+            let src = AmqpSource::new(a.clone(), url, context(&s), amqp);
             tasks.push(tokio::spawn(src.run(stop_rx.clone())));
         }
         Ok(Sources {
@@ -81,7 +94,7 @@ impl Sources {
             secret: cfg.telemetry_secret.clone(),
             stop,
             tasks,
-            stats,
+            reports,
             grace: cfg.shutdown.grace_period,
         })
     }
@@ -119,21 +132,25 @@ impl PluginWatch {
         runtime: &Arc<Runtime>,
         cfg: &Config,
         dispatchers: &[Dispatcher],
-        stats: &Arc<ReloadStats>,
+        telemetry: &Arc<Telemetry>,
+        files: Option<&FileWatch>,
     ) -> PluginWatch {
         let (stop, stop_rx) = watch::channel(false);
-        let mut task = None;
-        if cfg.reload.watch_plugins {
-            let loaded: Vec<_> = dispatchers.iter().map(|d| d.loaded.clone()).collect();
-            let debounce = cfg.reload.debounce;
-            match plugin::reload::spawn(runtime.clone(), &loaded, debounce, stats.clone(), stop_rx)
-            {
-                Ok(t) => task = t,
-                Err(e) => {
-                    tracing::error!(error = %e, "Cannot watch plugin files: hot reload is off")
-                }
-            }
-        }
+        let watched = if cfg.reload.watch_plugins {
+            dispatchers.iter().map(|d| d.loaded.clone()).collect()
+        } else {
+            Vec::new()
+        };
+        let task = files.and_then(|files| {
+            plugin::reload::spawn(
+                runtime.clone(),
+                &watched,
+                files,
+                cfg.reload.debounce,
+                telemetry.clone(),
+                stop_rx,
+            )
+        });
         PluginWatch { stop, task }
     }
 
@@ -153,10 +170,12 @@ struct Daemon {
     retired: Vec<std::thread::JoinHandle<()>>,
     sources: Sources,
     plugin_watch: PluginWatch,
-    reload_stats: Arc<ReloadStats>,
-    config_stats: Arc<ConfigReloadStats>,
-    admin_stats: Arc<admin::AdminStats>,
+    /// The file watcher of the config and plugin files (none if inotify failed).
+    files: Option<FileWatch>,
+    telemetry: Arc<Telemetry>,
     admin_state: watch::Sender<Arc<admin::State>>,
+    /// Where the admin endpoint listens, if it does.
+    admin_address: Option<std::net::SocketAddr>,
     started: Instant,
 }
 
@@ -176,25 +195,27 @@ pub async fn run(
         (true, None) => plugin::cache::default_dir(),
     };
     let runtime = Runtime::new(cache_dir.as_deref())?;
-    let dispatchers = start_dispatchers(&runtime, &cfg, &[]).await?;
+    let telemetry = Telemetry::new();
+    let dispatchers = start_dispatchers(&runtime, &cfg, &[], &telemetry).await?;
     let fanout = Fanout::default();
     fanout.install(&dispatchers);
-    let reload_stats = Arc::new(ReloadStats::default());
-    let plugin_watch = PluginWatch::start(&runtime, &cfg, &dispatchers, &reload_stats);
-    let sources = Sources::start(&cfg, &fanout)?;
+    let files = match FileWatch::start() {
+        Ok(f) => Some(f),
+        Err(e) => {
+            tracing::error!(
+                error = %e,
+                "Cannot watch files: plugin hot reload is off, and the config reloads on SIGHUP only"
+            );
+            None
+        }
+    };
+    let plugin_watch = PluginWatch::start(&runtime, &cfg, &dispatchers, &telemetry, files.as_ref());
+    let sources = Sources::start(&cfg, &fanout, &telemetry)?;
     let started = Instant::now();
-    let config_stats = Arc::new(ConfigReloadStats::default());
-    let admin_stats = Arc::new(admin::AdminStats::default());
-    let state = admin_state(
-        started,
-        &sources,
-        &dispatchers,
-        &reload_stats,
-        &config_stats,
-        &admin_stats,
-    );
+    let state = admin_state(started, &telemetry, &sources, &dispatchers);
     let (admin_state, admin_rx) = watch::channel(state);
     let (admin_stop, admin_stop_rx) = watch::channel(false);
+    let mut admin_address = None;
     if let Some(addr) = cfg.admin.address {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
@@ -206,6 +227,7 @@ pub async fn run(
         let local = listener
             .local_addr()
             .map_err(|e| RunError::Internal(e.to_string()))?;
+        admin_address = Some(local);
         tracing::info!(address = %local, "Admin endpoint listening (GET /status, /metrics, /healthz, /readyz)");
         if !local.ip().is_loopback() {
             tracing::warn!(
@@ -224,7 +246,7 @@ pub async fn run(
             admin_rx,
             admin_stop_rx,
             limits,
-            admin_stats.clone(),
+            telemetry.clone(),
         ));
     }
     let mut daemon = Daemon {
@@ -235,21 +257,25 @@ pub async fn run(
         retired: Vec::new(),
         sources,
         plugin_watch,
-        reload_stats,
-        config_stats,
-        admin_stats,
+        files,
+        telemetry,
         admin_state,
+        admin_address,
         started,
     };
     let mut reloads = reload_requests(
         config_path.as_deref(),
-        daemon.cfg.reload.watch_config,
+        daemon
+            .files
+            .as_ref()
+            .filter(|_| daemon.cfg.reload.watch_config),
         daemon.cfg.reload.debounce,
     );
     tracing::info!(dispatchers = daemon.dispatchers.len(), "collector ready");
+    let status = daemon.status_line();
     systemd(&[
         sd_notify::NotifyState::Ready,
-        sd_notify::NotifyState::Status("receiving"),
+        sd_notify::NotifyState::Status(&status),
     ]);
 
     tokio::pin!(shutdown);
@@ -264,7 +290,11 @@ pub async fn run(
                         Err(e) => tracing::warn!(error = %e, "Cannot read the monotonic clock for systemd"),
                     }
                     daemon.reload(path, why).await;
-                    systemd(&[sd_notify::NotifyState::Ready]);
+                    let status = daemon.status_line();
+                    systemd(&[
+                        sd_notify::NotifyState::Ready,
+                        sd_notify::NotifyState::Status(&status),
+                    ]);
                 }
             }
         }
@@ -287,6 +317,7 @@ async fn start_dispatchers(
     runtime: &Arc<Runtime>,
     cfg: &Config,
     keep: &[&Dispatcher],
+    telemetry: &Arc<Telemetry>,
 ) -> Result<Vec<Dispatcher>, RunError> {
     let wanted: Vec<_> = cfg
         .dispatchers
@@ -295,12 +326,13 @@ async fn start_dispatchers(
         .cloned()
         .collect();
     let rt = runtime.clone();
+    let telemetry = telemetry.clone();
     let started = tokio::task::spawn_blocking(move || {
         let mut out = Vec::new();
         for d in &wanted {
-            match dispatch::start_one(&rt, d) {
+            match dispatch::start_one(&rt, d, telemetry.dispatcher(&d.name)) {
                 Ok(x) => out.push(x),
-                Err(e) => return Err((e, out)),
+                Err(e) => return Err((Box::new(e), out)),
             }
         }
         Ok(out)
@@ -314,29 +346,25 @@ async fn start_dispatchers(
                 // Not installed anywhere: dropping the handle stops its threads.
                 drop(d.retire());
             }
-            Err(RunError::Dispatcher(e))
+            Err(RunError::Dispatcher(*e))
         }
     }
 }
 
 fn admin_state(
     started: Instant,
+    telemetry: &Arc<Telemetry>,
     sources: &Sources,
     dispatchers: &[Dispatcher],
-    reload: &Arc<ReloadStats>,
-    config: &Arc<ConfigReloadStats>,
-    admin: &Arc<admin::AdminStats>,
 ) -> Arc<admin::State> {
     Arc::new(admin::State {
         started,
-        sources: sources.stats.clone(),
+        telemetry: telemetry.clone(),
+        sources: sources.reports.clone(),
         dispatchers: dispatchers
             .iter()
             .map(|d| (d.loaded.clone(), d.stats.clone()))
             .collect(),
-        reload: reload.clone(),
-        config: config.clone(),
-        admin: admin.clone(),
     })
 }
 
@@ -347,10 +375,10 @@ enum ReloadWhy {
     FileChanged,
 }
 
-/// SIGHUP, and changes of the config file (debounced), as reload requests.
+/// SIGHUP, and changes of the config file (through `files`), as reload requests.
 fn reload_requests(
     path: Option<&Path>,
-    watch_file: bool,
+    files: Option<&FileWatch>,
     debounce: Duration,
 ) -> mpsc::UnboundedReceiver<ReloadWhy> {
     let (tx, rx) = mpsc::unbounded_channel();
@@ -369,59 +397,14 @@ fn reload_requests(
         }
         Err(e) => tracing::error!(error = %e, "cannot listen for SIGHUP"),
     }
-    let Some(path) = path.filter(|_| watch_file) else {
+    let (Some(path), Some(files)) = (path, files) else {
         return rx;
     };
-    let Some(dir) = path.parent().map(|d| {
-        if d.as_os_str().is_empty() {
-            Path::new(".")
-        } else {
-            d
-        }
-    }) else {
-        return rx;
-    };
-    let (Ok(dir), Some(name)) = (std::fs::canonicalize(dir), path.file_name()) else {
-        return rx;
-    };
-    let file = dir.join(name);
-    let (ev_tx, mut ev_rx) = mpsc::unbounded_channel();
-    let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-        if let Ok(ev) = res
-            && !matches!(ev.kind, notify::EventKind::Access(_))
-        {
-            let _ = ev_tx.send(ev.paths);
-        }
-    });
-    let mut watcher = match watcher {
-        Ok(w) => w,
-        Err(e) => {
-            tracing::error!(error = %e, "Cannot watch the config file; reload with SIGHUP");
-            return rx;
-        }
-    };
-    use notify::Watcher;
-    if let Err(e) = watcher.watch(&dir, notify::RecursiveMode::NonRecursive) {
-        tracing::error!(error = %e, "Cannot watch the config file; reload with SIGHUP");
-        return rx;
-    }
+    let mut changed = files.watch(Group::Config, vec![path.to_path_buf()], debounce);
     tokio::spawn(async move {
-        let _keep = watcher;
-        let mut due: Option<Instant> = None;
-        loop {
-            let sleep_until = due.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
-            tokio::select! {
-                paths = ev_rx.recv() => match paths {
-                    Some(paths) if paths.iter().any(|p| p == &file) => due = Some(Instant::now() + debounce),
-                    Some(_) => {}
-                    None => break,
-                },
-                _ = tokio::time::sleep_until(sleep_until.into()), if due.is_some() => {
-                    due = None;
-                    if tx.send(ReloadWhy::FileChanged).is_err() {
-                        break;
-                    }
-                }
+        while changed.recv().await.is_some() {
+            if tx.send(ReloadWhy::FileChanged).is_err() {
+                break;
             }
         }
     });
@@ -429,17 +412,35 @@ fn reload_requests(
 }
 
 impl Daemon {
+    /// What systemd shows as the daemon's status (`systemctl status`): where it
+    /// listens, e.g. `receiving: udp 127.0.0.1:4952, admin 127.0.0.1:4953`.
+    fn status_line(&self) -> String {
+        let mut parts: Vec<String> = self
+            .sources
+            .reports
+            .iter()
+            .map(|r| match r.address {
+                Some(a) => format!("{} {a}", r.stats.name),
+                None => r.stats.name.to_owned(),
+            })
+            .collect();
+        if let Some(a) = self.admin_address {
+            parts.push(format!("admin {a}"));
+        }
+        format!("receiving: {}", parts.join(", "))
+    }
+
+    /// A reload that cannot be applied: the running configuration stays.
+    fn refuse(&self, why: ReloadWhy, error: &dyn std::fmt::Display) {
+        ConfigReloadRefused { why: &why, error }.emit(&self.telemetry.daemon);
+    }
+
     /// Applies the config file, all or nothing.
     async fn reload(&mut self, path: &Path, why: ReloadWhy) {
         let new = match Config::load(path) {
             Ok(c) => c,
             Err(e) => {
-                self.config_stats.refused.inc();
-                tracing::error!(
-                    ?why,
-                    "Config reload refused, the running configuration stays: {e}"
-                );
-                return;
+                return self.refuse(why, &e);
             }
         };
         if new == self.cfg {
@@ -452,31 +453,21 @@ impl Daemon {
             .iter()
             .filter(|d| new.dispatchers.contains(&d.cfg))
             .collect();
-        let fresh = match start_dispatchers(&self.runtime, &new, &keep).await {
+        let fresh = match start_dispatchers(&self.runtime, &new, &keep, &self.telemetry).await {
             Ok(f) => f,
             Err(e) => {
-                self.config_stats.refused.inc();
-                tracing::error!(
-                    ?why,
-                    "Config reload refused, the running configuration stays: {e}"
-                );
-                return;
+                return self.refuse(why, &e);
             }
         };
         let restart_sources = !self.sources.same_settings(&new);
         let sources = if restart_sources {
-            match Sources::start(&new, &self.fanout) {
+            match Sources::start(&new, &self.fanout, &self.telemetry) {
                 Ok(s) => Some(s),
                 Err(e) => {
                     for d in fresh {
                         drop(d.retire());
                     }
-                    self.config_stats.refused.inc();
-                    tracing::error!(
-                        ?why,
-                        "Config reload refused, the running configuration stays: {e}"
-                    );
-                    return;
+                    return self.refuse(why, &e);
                 }
             }
         } else {
@@ -504,13 +495,22 @@ impl Daemon {
         let names = |v: &[Dispatcher]| v.iter().map(|d| d.cfg.name.clone()).collect::<Vec<_>>();
         let (now, gone) = (names(&next), names(&removed));
         self.fanout.install(&next);
+        for name in gone.iter().filter(|g| !now.contains(g)) {
+            self.telemetry.remove_dispatcher(name);
+        }
         for d in removed {
             self.retired.extend(d.retire());
         }
         self.dispatchers = next;
         let old_watch = std::mem::replace(
             &mut self.plugin_watch,
-            PluginWatch::start(&self.runtime, &new, &self.dispatchers, &self.reload_stats),
+            PluginWatch::start(
+                &self.runtime,
+                &new,
+                &self.dispatchers,
+                &self.telemetry,
+                self.files.as_ref(),
+            ),
         );
         old_watch.stop().await;
         if let Some(s) = sources {
@@ -521,18 +521,18 @@ impl Daemon {
         self.cfg = new;
         let state = admin_state(
             self.started,
+            &self.telemetry,
             &self.sources,
             &self.dispatchers,
-            &self.reload_stats,
-            &self.config_stats,
-            &self.admin_stats,
         );
         let _ = self.admin_state.send(state);
-        self.config_stats.applied.inc();
-        tracing::info!(
-            ?why, dispatchers = ?now, removed = ?gone, sources_restarted = restart_sources,
-            "Config reloaded"
-        );
+        ConfigReloaded {
+            why: &why,
+            dispatchers: &now,
+            removed: &gone,
+            sources_restarted: restart_sources,
+        }
+        .emit(&self.telemetry.daemon);
     }
 
     /// Stop receiving, flush, let the dispatchers finish within the grace period.
@@ -548,23 +548,13 @@ impl Daemon {
             dispatchers,
             mut retired,
             cfg,
-            reload_stats,
-            config_stats,
+            telemetry,
             ..
         } = self;
+        let reports = sources.reports.clone();
         sources.stop(deadline).await;
         let _ = tokio::time::timeout_at(deadline.into(), plugin_watch.stop()).await;
-        tracing::info!(
-            reloads = reload_stats.reloads.get(),
-            failures = reload_stats.failures.get(),
-            config_reloads = config_stats.applied.get(),
-            config_refused = config_stats.refused.get(),
-            "Plugin reload summary"
-        );
-        let stats: Vec<_> = dispatchers
-            .iter()
-            .map(|d| (d.loaded.dispatcher.clone(), d.stats.clone()))
-            .collect();
+        let stats: Vec<_> = dispatchers.iter().map(|d| d.stats.clone()).collect();
         fanout.install(&[]);
         for d in dispatchers {
             retired.extend(d.retire());
@@ -586,26 +576,28 @@ impl Daemon {
             // What is still queued fails now rather than after the deadline.
             dispatch::abandon_queues();
         }
-        for (name, s) in &stats {
-            tracing::info!(
-                dispatcher = %name,
-                batches_ok = s.batches_ok.get(),
-                batches_failed = s.batches_failed.get(),
-                batches_dropped = s.batches_dropped.get(),
-                samples_ok = s.samples_ok.get(),
-                samples_failed = s.samples_failed.get(),
-                retries = s.retries.get(),
-                timeouts = s.timeouts.get(),
-                traps = s.traps.get(),
-                memory_refusals = s.memory_refusals.get(),
-                "Dispatcher summary"
-            );
+        let mut sections = Vec::new();
+        for r in &reports {
+            r.refresh();
+            sections.push(Section {
+                kind: "source",
+                name: r.stats.name,
+                readings: r.readings(),
+            });
         }
+        for s in &stats {
+            sections.push(Section {
+                kind: "dispatcher",
+                name: &s.name,
+                readings: s.counts.readings(),
+            });
+        }
+        telemetry.summary(&sections);
         if !drained {
-            for (name, st) in &stats {
-                let queued = st.queued.load(std::sync::atomic::Ordering::Relaxed);
+            for st in &stats {
+                let queued = st.counts.dispatcher_queued_batches.get();
                 tracing::error!(
-                    dispatcher = %name, queued_batches = queued,
+                    dispatcher = %st.name, queued_batches = queued,
                     grace_period_ms = cfg.shutdown.grace_period.as_millis() as u64,
                     "Shutdown grace period over: the batches this dispatcher had not finished are \
                      failed (lost for UDP; unacked AMQP messages go back to their queue)"

@@ -3,28 +3,56 @@
 //! Receives OpenStack Ceilometer metering samples, verifies their signatures,
 //! batches them and hands each batch to every configured WebAssembly dispatcher.
 //!
-//! Module map, in the order a sample travels:
-//! - [`source`]: where samples come from (UDP, AMQP);
+//! Module map, in the order a sample travels (a test, `tests/it/layout.rs`,
+//! checks that it names every module and that no two modules import each other
+//! in a cycle):
+//! - [`source`]: where samples come from, and what `/status` shows of them;
+//!   - [`source::udp`]: Ceilometer's `udp://` publisher, decoded on threads of its own;
+//!   - [`source::amqp`]: the oslo.messaging consumer and its connection supervisor;
+//!   - [`source::amqp::topology`]: queue names and their declaration, as oslo does them;
+//!   - [`source::amqp::consumer`]: one channel on one queue: deliveries to batches, outcomes to acks;
+//!   - [`source::amqp::acks`]: which deliveries may be acked or must be nacked (no lapin inside);
+//!   - [`source::amqp::decode`]: message bodies into verified samples, off the async workers;
 //! - [`wire`]: Ceilometer's wire formats (msgpack, oslo.messaging JSON) into the sample
 //!   model, and [`signature`]: Ceilometer-compatible HMAC verification (the
 //!   `collector-wire` crate, `host/wire/`);
-//! - [`batch`]: flush on count, bytes or age;
-//! - [`dispatch`]: fan-out to every dispatcher, one bounded queue and thread each;
-//! - [`plugin`]: loading, checking and sandboxing the wasm plugins;
+//! - [`batch`]: samples into ABI batches, sealed on count, bytes or age;
+//! - [`dispatch`]: fan-out to every dispatcher, one bounded queue each;
+//!   - [`dispatch::worker`]: one dispatcher thread: retries, isolation of rejected samples, panics;
+//!   - [`dispatch::report`]: a batch's outcome over all dispatchers, back to its source;
+//! - [`plugin`]: everything about plugins;
+//!   - [`plugin::runtime`]: wasmtime, the sandbox (memory cap, deadline) and the host imports;
+//!   - [`plugin::settings`]: what an instance may do, built once per dispatcher (or `check`);
+//!   - [`plugin::conformance`]: a module's imports and exports against ABI v1;
+//!   - [`plugin::handoff`]: the instance a thread serves with, version switches, snapshot and restore;
+//!   - [`plugin::registry`]: where a reload publishes a new version;
+//!   - [`plugin::reload`]: watching plugin files and trying new versions;
+//!   - [`plugin::cache`]: compiled modules on disk;
+//!   - [`plugin::builtin`]: the plugins inside the binary;
 //! - [`daemon`]: runs all of it, and replaces it on a config reload;
-//! - [`config`] (the `collector-config` crate, `host/config/`), [`telemetry`], [`admin`]:
-//!   configuration, counters, `/status`;
-//! - [`cli`]: the `check` and `send` commands.
+//! - [`watch`]: the one file watcher of the config and plugin files;
+//! - [`telemetry`]: every figure under one name, registered once;
+//!   - [`telemetry::sets`]: the metric sets: names, help, handles;
+//!   - [`telemetry::events`]: what happened, logged and counted in one place;
+//!   - [`telemetry::log`]: what a log line may show of input from outside, and how often;
+//! - [`admin`]: `/status`, `/metrics`, `/healthz` and `/readyz`;
+//! - [`config`] (the `collector-config` crate, `host/config/`): the configuration;
+//! - [`cli`]: the commands besides `run`;
+//!   - [`cli::check`]: a plugin against the ABI and the golden batches;
+//!   - [`cli::golden`]: the golden batches `check` dispatches;
+//!   - [`cli::samples`]: sample generators for `send`, tests and benchmarks;
+//!   - [`cli::send`]: signed samples to a collector, over UDP;
+//!   - [`cli::status`]: `/status` of a running daemon, in words.
 
 pub mod admin;
 pub mod batch;
 pub mod cli;
 pub mod daemon;
 pub mod dispatch;
-pub mod metrics;
 pub mod plugin;
 pub mod source;
 pub mod telemetry;
+pub mod watch;
 
 pub use collector_config as config;
 pub use collector_wire as wire;

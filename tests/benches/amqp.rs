@@ -131,17 +131,14 @@ queue_batches = 64
             std::thread::sleep(Duration::from_millis(500));
         }
         let stopped = d.stop();
-        let acked = stat(&stopped.log, "AMQP source stopped", "acked");
+        let acked = stopped.source("amqp", "amqp_acked");
         let ms = stat(&stopped.log, "AMQP source stopped", "active_ms").max(1);
         assert_eq!(
             acked as usize, messages,
             "not every message was acked:\n{}",
             stopped.log
         );
-        assert_eq!(
-            stat(&stopped.log, "AMQP source stopped", "bad_signature"),
-            0
-        );
+        assert_eq!(stopped.source("amqp", "bad_signatures"), 0);
         let collector = samples * 1000.0 / ms as f64;
         println!(
             "{run:>4} {raw:>14.0} {collector:>16.0} {:>7.2}",

@@ -193,6 +193,8 @@ address = "127.0.0.1:0"
 [sources.amqp]
 url = "{url}"
 rpc = false
+[admin]
+address = "127.0.0.1:0"
 [[dispatchers]]
 name = "tagger"
 plugin = "{plugin}"
@@ -203,7 +205,7 @@ dirs = [{{ host = "out", guest = "/data", writable = true }}]
         plugin = path.display()
     );
     let d = Daemon::start(&cfg);
-    d.wait_log("AMQP consuming", Duration::from_secs(60));
+    d.wait_readyz(Duration::from_secs(60));
     let per_msg = 100;
     let messages = rate * secs as usize / per_msg;
     let (bodies, amqp_ids) = notifications(messages, per_msg, b"s", seed);

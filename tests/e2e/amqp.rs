@@ -8,9 +8,7 @@ use std::time::{Duration, Instant};
 
 use collector_e2e::amqp::{Publisher, notifications};
 use collector_e2e::rabbit::Broker;
-use collector_e2e::{
-    ConfigBuilder, Daemon, dispatcher_stat, fixtures, message_ids, plugin, read_lines, root, stat,
-};
+use collector_e2e::{ConfigBuilder, Daemon, fixtures, message_ids, plugin, read_lines, root};
 
 const SECRET: &str = "fixture-secret";
 
@@ -27,7 +25,7 @@ fn amqp_config(broker: &Broker, amqp_extra: &str, batch: &str, extra: &str) -> S
 /// Starts the daemon and waits until it consumes.
 fn start(cfg: &str) -> Daemon {
     let d = Daemon::start(cfg);
-    d.wait_log("AMQP consuming", Duration::from_secs(60));
+    d.wait_readyz(Duration::from_secs(60));
     d
 }
 
@@ -121,15 +119,12 @@ fn captured_notifications_and_casts_come_out_equal_and_poison_is_rejected() {
     assert!(stopped.status.success(), "{}", stopped.log);
     let got = by_id(json_file(&stopped.dir.path().join("out/samples.jsonl")));
     assert_eq!(got, by_id(expected));
+    assert_eq!(stopped.source("amqp", "decode_errors"), bad.len() as u64);
     assert_eq!(
-        stat(&stopped.log, "AMQP source stopped", "malformed"),
-        bad.len() as u64
-    );
-    assert_eq!(
-        stat(&stopped.log, "AMQP source stopped", "received"),
+        stopped.source("amqp", "messages_received"),
         9 + bad.len() as u64
     );
-    assert_eq!(stat(&stopped.log, "AMQP source stopped", "acked"), 9);
+    assert_eq!(stopped.source("amqp", "amqp_acked"), 9);
     assert!(
         !stopped.log.contains("guest:guest"),
         "the broker password was logged"
@@ -183,9 +178,9 @@ fn failing_dispatcher_loses_nothing_and_dead_letters_when_requeue_is_off() {
     assert!(stopped.status.success(), "{}", stopped.log);
     let have: HashSet<String> = got.into_iter().collect();
     assert!(want.is_subset(&have), "samples lost:\n{}", stopped.log);
-    assert_eq!(stat(&stopped.log, "AMQP source stopped", "requeued"), 3);
+    assert_eq!(stopped.source("amqp", "amqp_requeued"), 3);
     assert_eq!(
-        dispatcher_stat(&stopped.log, "flaky", "samples_ok"),
+        stopped.dispatcher("flaky", "samples_ok"),
         100,
         "every sample reached flaky too"
     );
@@ -244,11 +239,8 @@ fn failing_dispatcher_loses_nothing_and_dead_letters_when_requeue_is_off() {
     }
     let stopped = d.stop();
     assert_eq!(queue_depth(&broker, "dead"), (2, 0), "{}", stopped.log);
-    assert_eq!(
-        stat(&stopped.log, "AMQP source stopped", "dead_lettered"),
-        2
-    );
-    assert_eq!(stat(&stopped.log, "AMQP source stopped", "acked"), 8);
+    assert_eq!(stopped.source("amqp", "amqp_dead_lettered"), 2);
+    assert_eq!(stopped.source("amqp", "amqp_acked"), 8);
 }
 
 /// Declares the notification queue as the daemon will (durable or not) and
@@ -289,8 +281,11 @@ fn broker_restart_in_the_middle_loses_nothing() {
     let have: HashSet<&String> = got.iter().collect();
     let missing = want.iter().filter(|w| !have.contains(w)).count();
     assert_eq!(missing, 0, "{missing} samples lost:\n{}", stopped.log);
-    assert!(stat(&stopped.log, "AMQP source stopped", "reconnects") >= 1);
-    assert!(stopped.log.contains("AMQP is back"), "{}", stopped.log);
+    assert!(
+        stopped.source("amqp", "amqp_reconnects") >= 1,
+        "{}",
+        stopped.log
+    );
     eprintln!(
         "broker restart: {} samples, {} duplicates (redelivered unacked messages)",
         want.len(),
@@ -439,7 +434,14 @@ fn a_password_holding_url_separators_is_never_logged() {
     // Down and back: the URL is logged again, redacted, each time.
     drop(publisher);
     broker.restart();
-    d.wait_log("AMQP is back", Duration::from_secs(60));
+    d.wait_status(
+        "AMQP back after the restart",
+        Duration::from_secs(60),
+        |st| {
+            let amqp = &st["sources"]["amqp"];
+            amqp["amqp_reconnects"].as_u64() >= Some(1) && amqp["amqp_connected"] == 1
+        },
+    );
     let stopped = d.stop();
     assert!(stopped.status.success(), "{}", stopped.log);
     assert!(

@@ -15,7 +15,6 @@ use collector_e2e::amqp::{Publisher, notification_body, notifications};
 use collector_e2e::rabbit::Broker;
 use collector_e2e::{
     ConfigBuilder, Daemon, Options, free_port, http_get, message_ids, metric, plugin, read_lines,
-    stat,
 };
 
 const SECRET: &str = "hostile-secret";
@@ -97,12 +96,9 @@ fn the_worst_datagrams_cost_the_good_ones_nothing_and_shutdown_stays_prompt() {
         "shutdown took {took:?}"
     );
     let log = &stopped.log;
-    assert_eq!(stat(log, "UDP source stopped", "samples"), n);
-    assert_eq!(stat(log, "UDP source stopped", "dropped"), 0, "{log}");
-    assert!(
-        stat(log, "UDP source stopped", "bad_signature") >= 100,
-        "{log}"
-    );
+    assert_eq!(stopped.source("udp", "samples_received"), n);
+    assert_eq!(stopped.source("udp", "input_dropped"), 0, "{log}");
+    assert!(stopped.source("udp", "bad_signatures") >= 100, "{log}");
 }
 
 #[test]
@@ -165,7 +161,7 @@ fn the_worst_messages_neither_freeze_the_admin_endpoint_nor_delay_shutdown() {
         "shutdown took {:?}",
         t.elapsed()
     );
-    assert!(stat(&stopped.log, "AMQP source stopped", "bad_signature") >= 4);
+    assert!(stopped.source("amqp", "bad_signatures") >= 4);
 }
 
 /// Opens connections to `admin` until the daemon holds `limit - slack` descriptors.
@@ -248,7 +244,11 @@ fn running_out_of_descriptors_neither_kills_a_dispatcher_nor_spins_the_accept_lo
         d.log()
     );
     let st = status(&admin);
-    assert_eq!(dispatcher(&st, "file")["worker_panics"], 0, "{st}");
+    assert_eq!(
+        dispatcher(&st, "file")["dispatcher_worker_panics"],
+        0,
+        "{st}"
+    );
     assert_eq!(http_get(&admin, "/readyz").0, 200);
     let stopped = d.stop();
     assert!(stopped.status.success(), "{}", stopped.log);
@@ -290,7 +290,7 @@ fn a_panicking_worker_is_restarted_counted_shown_and_the_exit_status_says_so() {
     let first: Vec<Vec<u8>> = (0..10).map(|i| datagram(&signed(i, 30))).collect();
     d.send_udp(&first);
     let deadline = Instant::now() + Duration::from_secs(30);
-    while dispatcher(&status(&admin), "file")["worker_panics"] != 1 {
+    while dispatcher(&status(&admin), "file")["dispatcher_worker_panics"] != 1 {
         assert!(Instant::now() < deadline, "panic not counted:\n{}", d.log());
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -298,7 +298,7 @@ fn a_panicking_worker_is_restarted_counted_shown_and_the_exit_status_says_so() {
     assert_eq!(code, 503, "{why}");
     assert!(why.contains("file") && why.contains("panic"), "{why}");
     let st = status(&admin);
-    assert_eq!(dispatcher(&st, "file")["healthy"], false, "{st}");
+    assert_eq!(dispatcher(&st, "file")["dispatcher_healthy"], false, "{st}");
     // The restarted worker serves the next batch, and readiness comes back.
     let second: Vec<Vec<u8>> = (10..20).map(|i| datagram(&signed(i, 30))).collect();
     d.send_udp(&second);
@@ -314,7 +314,7 @@ fn a_panicking_worker_is_restarted_counted_shown_and_the_exit_status_says_so() {
     assert_eq!(
         metric(
             &metrics,
-            "collector_worker_panics_total{dispatcher=\"file\"}"
+            "collector_dispatcher_worker_panics_total{dispatcher=\"file\"}"
         ),
         1.0
     );
@@ -360,7 +360,7 @@ fn a_panicked_batch_of_amqp_messages_is_redelivered_not_lost() {
     }
     let stopped = d.stop();
     assert_eq!(stopped.status.code(), Some(70), "{}", stopped.log);
-    assert!(stat(&stopped.log, "AMQP source stopped", "requeued") >= 1);
+    assert!(stopped.source("amqp", "amqp_requeued") >= 1);
 }
 
 #[test]
@@ -412,7 +412,7 @@ fn a_poison_sample_costs_only_its_own_message() {
     // 99 samples decode (one is too deep); message 7 is delivered twice.
     let lines = d.wait_lines("out/samples.jsonl", 99 + 5, Duration::from_secs(60));
     let deadline = Instant::now() + Duration::from_secs(30);
-    while status(&admin)["sources"]["amqp"]["dead_lettered"] != 1 {
+    while status(&admin)["sources"]["amqp"]["amqp_dead_lettered"] != 1 {
         assert!(Instant::now() < deadline, "{}", d.log());
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -430,9 +430,9 @@ fn a_poison_sample_costs_only_its_own_message() {
     }
     let st = status(&admin);
     let amqp = &st["sources"]["amqp"];
-    assert_eq!(amqp["acked"], 19, "{st}");
-    assert_eq!(amqp["requeued"], 1, "{st}");
-    assert_eq!(amqp["dead_lettered"], 1, "{st}");
+    assert_eq!(amqp["amqp_acked"], 19, "{st}");
+    assert_eq!(amqp["amqp_requeued"], 1, "{st}");
+    assert_eq!(amqp["amqp_dead_lettered"], 1, "{st}");
     assert_eq!(amqp["invalid_samples"], 1, "{st}");
     let picky = dispatcher(&st, "picky");
     assert_eq!(
@@ -506,10 +506,7 @@ fn values_from_outside_cannot_forge_log_lines_and_plugin_logs_are_rate_limited()
     let deadline = Instant::now() + Duration::from_secs(30);
     let metrics = loop {
         let m = http_get(&admin, "/metrics").1;
-        let ok = metric(
-            &m,
-            "collector_dispatched_samples_total{dispatcher=\"flood\",outcome=\"ok\"}",
-        );
+        let ok = metric(&m, "collector_samples_ok_total{dispatcher=\"flood\"}");
         if ok >= 10.0 {
             break m;
         }
@@ -637,7 +634,7 @@ fn huge_messages_are_refused_within_their_bounds_and_udp_goes_on() {
     );
     assert_eq!(lines.len(), 2000 + ids.len(), "{}", d.log());
     let deadline = Instant::now() + Duration::from_secs(30);
-    while status(&admin)["sources"]["amqp"]["oversized"] != 2 {
+    while status(&admin)["sources"]["amqp"]["amqp_oversized"] != 2 {
         assert!(Instant::now() < deadline, "{}", d.log());
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -651,7 +648,7 @@ fn huge_messages_are_refused_within_their_bounds_and_udp_goes_on() {
     ] {
         assert!(stopped.log.contains(why), "{why}:\n{}", stopped.log);
     }
-    assert_eq!(stat(&stopped.log, "UDP source stopped", "dropped"), 0);
+    assert_eq!(stopped.source("udp", "input_dropped"), 0);
     // The broker client holds the 50 MB body (more than once) while it arrives:
     // about 160 MB here. Decoded, as before the limits, the same messages took
     // the daemon to 390 MB above its start.
@@ -698,9 +695,8 @@ fn sigterm_under_a_flood_and_a_decoder_backlog_exits_within_the_grace_period() {
         took < Duration::from_millis(grace_ms + 1500),
         "SIGTERM took {took:?} under a flood of hostile datagrams ({sent} sent)"
     );
-    let log = &stopped.log;
-    let decoded = stat(log, "UDP source stopped", "bad_signature");
-    let dropped = stat(log, "UDP source stopped", "dropped");
+    let decoded = stopped.source("udp", "bad_signatures");
+    let dropped = stopped.source("udp", "input_dropped");
     assert!(
         dropped > 0,
         "no backlog was built ({sent} sent, {decoded} decoded)"

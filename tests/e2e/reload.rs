@@ -7,13 +7,13 @@ use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use collector::cli::send::datagrams;
 use collector::wire::msgpack;
 use collector_e2e::amqp::{Publisher, notifications};
 use collector_e2e::rabbit::Broker;
-use collector_e2e::{ConfigBuilder, Daemon, plugin, read_lines, stat};
+use collector_e2e::{ConfigBuilder, Daemon, plugin, read_lines};
 
 const SECRET: &str = "reload-secret";
 const MARKER: &[u8] = b"tagger-version:000000000";
@@ -119,7 +119,7 @@ fn plugin_replaced_20_times_under_udp_and_amqp_load_loses_and_duplicates_nothing
     let broker = Broker::start();
     let (_pdir, path) = plugin_dir(&tagger(0));
     let d = Daemon::start(&config(&path, Some(&broker)));
-    d.wait_log("AMQP consuming", Duration::from_secs(60));
+    d.wait_readyz(Duration::from_secs(60));
 
     // Load on both sources until the 20 reloads are done.
     let (bodies, all_amqp_ids) = notifications(400, 50, SECRET.as_bytes(), 41);
@@ -164,15 +164,7 @@ fn plugin_replaced_20_times_under_udp_and_amqp_load_loses_and_duplicates_nothing
     for v in 1..=20 {
         std::thread::sleep(Duration::from_millis(100));
         deploy(&path, &tagger(v));
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while d.log().matches("Plugin reloaded").count() < v as usize {
-            assert!(
-                Instant::now() < deadline,
-                "version {v} was not loaded:\n{}",
-                d.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        d.wait_daemon_count("plugin_reloads", u64::from(v), Duration::from_secs(60));
     }
     std::thread::sleep(Duration::from_millis(300));
     done.store(true, Ordering::Relaxed);
@@ -218,12 +210,7 @@ fn plugin_replaced_20_times_under_udp_and_amqp_load_loses_and_duplicates_nothing
         "a version's output is not contiguous"
     );
     let versions: std::collections::BTreeSet<u32> = lines.iter().map(|l| l.version).collect();
-    assert_eq!(
-        stat(&stopped.log, "Plugin reload summary", "reloads"),
-        20,
-        "{}",
-        stopped.log
-    );
+    assert_eq!(stopped.daemon("plugin_reloads"), 20, "{}", stopped.log);
     assert!(
         versions.len() >= 10,
         "only versions {versions:?} served batches"
@@ -255,16 +242,12 @@ fn broken_files_leave_the_old_version_serving_until_a_good_one_comes() {
     for (i, (what, bytes)) in cases.iter().enumerate() {
         // Written in place, not renamed: the watcher sees the file as it is.
         std::fs::write(&path, bytes).expect("write broken file");
-        let want = i + 1;
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while d.log().matches("Plugin reload failed").count() < want {
-            assert!(
-                Instant::now() < deadline,
-                "{what}: no reload failure logged:\n{}",
-                d.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        d.wait_daemon_count(
+            "plugin_reload_failures",
+            i as u64 + 1,
+            Duration::from_secs(60),
+        );
+        // The failure is counted, and its log line names the file and the reason.
         let log = d.log();
         let failure = log
             .lines()
@@ -281,11 +264,11 @@ fn broken_files_leave_the_old_version_serving_until_a_good_one_comes() {
     }
     send(1, 1);
     deploy(&path, &good);
-    d.wait_log("Plugin reloaded", Duration::from_secs(60));
+    d.wait_daemon_count("plugin_reloads", 1, Duration::from_secs(60));
     send(2, 2);
     let stopped = d.stop();
-    assert_eq!(stat(&stopped.log, "Plugin reload summary", "failures"), 3);
-    assert_eq!(stat(&stopped.log, "Plugin reload summary", "reloads"), 1);
+    assert_eq!(stopped.daemon("plugin_reload_failures"), 3);
+    assert_eq!(stopped.daemon("plugin_reloads"), 1);
 }
 
 /// Where the data section (id 11) of a module starts: what comes before it is a
@@ -338,16 +321,16 @@ fn a_file_written_in_place_with_a_pause_is_only_loaded_whole() {
     send(1, 1);
     f.write_all(&next[cut..]).expect("the rest");
     drop(f);
-    d.wait_log("Plugin reloaded", Duration::from_secs(60));
+    d.wait_daemon_count("plugin_reloads", 1, Duration::from_secs(60));
     send(2, 2);
     let stopped = d.stop();
     assert_eq!(
-        stat(&stopped.log, "Plugin reload summary", "reloads"),
+        stopped.daemon("plugin_reloads"),
         1,
         "only the whole file was loaded:\n{}",
         stopped.log
     );
-    assert_eq!(stat(&stopped.log, "Plugin reload summary", "failures"), 0);
+    assert_eq!(stopped.daemon("plugin_reload_failures"), 0);
 }
 
 /// Compiles `wasm` and checks it against the ABI, as the daemon would.
@@ -371,7 +354,7 @@ fn a_symlinked_plugin_follows_its_target_and_a_repointed_link() {
     send(0, 1);
     // The target changes (renamed over, in its own directory).
     deploy(&target, &tagger(2));
-    d.wait_log_count("Plugin reloaded", 1, Duration::from_secs(60));
+    d.wait_daemon_count("plugin_reloads", 1, Duration::from_secs(60));
     send(1, 2);
     // The link is pointed elsewhere, atomically (as `ln -sfn` through a rename).
     let other = second.path().join("other.wasm");
@@ -379,12 +362,12 @@ fn a_symlinked_plugin_follows_its_target_and_a_repointed_link() {
     let tmp_link = links.path().join("tagger.wasm.new");
     std::os::unix::fs::symlink(&other, &tmp_link).expect("new link");
     std::fs::rename(&tmp_link, &link).expect("swap link");
-    d.wait_log_count("Plugin reloaded", 2, Duration::from_secs(60));
+    d.wait_daemon_count("plugin_reloads", 2, Duration::from_secs(60));
     send(2, 3);
     // And the new target is watched in turn, here written in place.
     std::fs::write(&other, tagger(4)).expect("fourth version");
-    d.wait_log_count("Plugin reloaded", 3, Duration::from_secs(60));
+    d.wait_daemon_count("plugin_reloads", 3, Duration::from_secs(60));
     send(3, 4);
     let stopped = d.stop();
-    assert_eq!(stat(&stopped.log, "Plugin reload summary", "reloads"), 3);
+    assert_eq!(stopped.daemon("plugin_reloads"), 3);
 }

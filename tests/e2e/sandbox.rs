@@ -6,7 +6,7 @@ use std::time::Duration;
 use collector::cli::samples::{Rng, realistic};
 use collector::signature;
 use collector::wire::msgpack;
-use collector_e2e::{ConfigBuilder, Daemon, dispatcher_stat, plugin, stat};
+use collector_e2e::{ConfigBuilder, Daemon, plugin};
 
 const SECRET: &[u8] = b"sandbox-secret";
 
@@ -71,30 +71,30 @@ fn misbehaving_plugins_fail_only_their_batches_and_the_file_dispatcher_gets_ever
     let stopped = d.stop();
     let log = &stopped.log;
     assert!(stopped.status.success(), "{log}");
-    assert_eq!(stat(log, "UDP source stopped", "samples"), n);
+    assert_eq!(stopped.source("udp", "samples_received"), n);
 
     for (name, counter) in [
-        ("looping", "timeouts"),
-        ("trapping", "traps"),
-        ("hog", "memory_refusals"),
+        ("looping", "plugin_timeouts"),
+        ("trapping", "plugin_traps"),
+        ("hog", "plugin_memory_refusals"),
     ] {
-        assert_eq!(dispatcher_stat(log, name, counter), 3, "{name}: {log}");
-        assert_eq!(dispatcher_stat(log, name, "batches_failed"), 3, "{name}");
+        assert_eq!(stopped.dispatcher(name, counter), 3, "{name}: {log}");
+        assert_eq!(stopped.dispatcher(name, "batches_failed"), 3, "{name}");
         assert!(
-            dispatcher_stat(log, name, "batches_ok") >= 7,
+            stopped.dispatcher(name, "batches_ok") >= 7,
             "{name} did not serve the batches after the poison ones"
         );
         assert_eq!(
-            dispatcher_stat(log, name, "samples_ok") + dispatcher_stat(log, name, "samples_failed"),
+            stopped.dispatcher(name, "samples_ok") + stopped.dispatcher(name, "samples_failed"),
             n,
             "{name}"
         );
     }
-    assert_eq!(dispatcher_stat(log, "file", "samples_ok"), n);
-    assert_eq!(dispatcher_stat(log, "file", "batches_failed"), 0);
-    assert_eq!(dispatcher_stat(log, "flaky", "retries"), 3);
+    assert_eq!(stopped.dispatcher("file", "samples_ok"), n);
+    assert_eq!(stopped.dispatcher("file", "batches_failed"), 0);
+    assert_eq!(stopped.dispatcher("flaky", "plugin_retries"), 3);
     assert_eq!(
-        dispatcher_stat(log, "flaky", "samples_ok"),
+        stopped.dispatcher("flaky", "samples_ok"),
         n,
         "retries lost nothing"
     );

@@ -10,7 +10,8 @@ use collector::wire::msgpack;
 use collector_e2e::amqp::{Publisher, notifications};
 use collector_e2e::rabbit::Broker;
 use collector_e2e::{
-    Daemon, fixtures, free_port, http_get, message_ids, metric, plugin, read_lines, root, stat,
+    ConfigBuilder, Daemon, fixtures, free_port, http_get, message_ids, metric, plugin, read_lines,
+    root,
 };
 
 const SECRET: &[u8] = b"service-secret";
@@ -86,19 +87,19 @@ mode = "reject"
     assert_eq!(delta("collector_decode_errors_total{source=\"udp\"}"), 2.0);
     assert_eq!(delta("collector_bad_signatures_total{source=\"udp\"}"), 1.0);
     assert_eq!(
-        delta("collector_dispatched_samples_total{dispatcher=\"file\",outcome=\"ok\"}"),
+        delta("collector_samples_ok_total{dispatcher=\"file\"}"),
         101.0
     );
     assert_eq!(
-        delta("collector_dispatched_samples_total{dispatcher=\"picky\",outcome=\"ok\"}"),
+        delta("collector_samples_ok_total{dispatcher=\"picky\"}"),
         100.0
     );
     assert_eq!(
-        delta("collector_dispatched_samples_total{dispatcher=\"picky\",outcome=\"failed\"}"),
+        delta("collector_samples_failed_total{dispatcher=\"picky\"}"),
         1.0
     );
     assert_eq!(
-        delta("collector_batches_total{dispatcher=\"picky\",outcome=\"failed\"}"),
+        delta("collector_batches_failed_total{dispatcher=\"picky\"}"),
         1.0
     );
     assert!(
@@ -123,7 +124,7 @@ fn readyz_is_not_ready_while_the_broker_is_down() {
         broker.url()
     );
     let d = Daemon::start(&toml);
-    d.wait_log("AMQP consuming", Duration::from_secs(60));
+    d.wait_readyz(Duration::from_secs(60));
     assert_eq!(http_get(&admin, "/readyz").0, 200);
     let restart = std::thread::scope(|scope| {
         let t = scope.spawn(|| broker.restart());
@@ -159,31 +160,15 @@ fn sigterm_under_amqp_load_loses_nothing_and_exits_within_the_grace_period() {
     let broker = Broker::start();
     let (bodies, ids) = notifications(60, 100, SECRET, 61);
     let toml = |out: &str| {
-        format!(
-            r#"
-telemetry_secret = "service-secret"
-[shutdown]
-grace_period_ms = 10000
-[batch]
-max_samples = 300
-max_delay_ms = 100
-[sources.amqp]
-url = "{url}"
-rpc = false
-prefetch_count = 5
-[[dispatchers]]
-name = "file"
-plugin = "{file}"
-dirs = [{{ host = "out", guest = "/data", writable = true }}]
-[dispatchers.config]
-path = "/data/{out}"
-"#,
-            url = broker.url(),
-            file = plugin("file.wasm")
-        )
+        ConfigBuilder::new("service-secret")
+            .section("shutdown", "grace_period_ms = 10000")
+            .batch("max_samples = 300\nmax_delay_ms = 100")
+            .amqp(&broker.url(), "rpc = false\nprefetch_count = 5")
+            .file_to("file", out)
+            .build()
     };
     let d = Daemon::start(&toml("first.jsonl"));
-    d.wait_log("AMQP consuming", Duration::from_secs(60));
+    d.wait_readyz(Duration::from_secs(60));
     let publisher = Publisher::connect(&broker.url());
     for b in &bodies {
         publisher.publish("ceilometer", "metering.sample", b);
@@ -198,7 +183,7 @@ path = "/data/{out}"
         message_ids(&read_lines(&stopped.dir.path().join("out/first.jsonl")))
             .into_iter()
             .collect();
-    let acked = stat(&stopped.log, "AMQP source stopped", "acked") as usize;
+    let acked = stopped.source("amqp", "amqp_acked") as usize;
     assert!(acked < 60, "the load was still running at SIGTERM");
     // What was not acked is still in the queue: a second collector takes it.
     let d2 = Daemon::start(&toml("second.jsonl"));
@@ -207,7 +192,7 @@ path = "/data/{out}"
     let second: HashSet<String> = message_ids(&lines).into_iter().collect();
     let stopped2 = d2.stop();
     assert_eq!(
-        stat(&stopped2.log, "AMQP source stopped", "acked") as usize,
+        stopped2.source("amqp", "amqp_acked") as usize,
         60 - acked,
         "every message was acked exactly once in all"
     );

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use collector::signature;
 use collector::wire::json::sample_from_json;
-use collector_e2e::{Daemon, collector, fixtures, stat, udp_to_file_config};
+use collector_e2e::{Daemon, collector, fixtures, udp_to_file_config};
 
 /// Sorted by message_id (decoder threads do not keep arrival order).
 fn by_id(mut v: Vec<serde_json::Value>) -> Vec<serde_json::Value> {
@@ -82,18 +82,12 @@ fn fixtures_come_out_equal_and_bad_datagrams_are_dropped_and_counted() {
         );
     }
     assert_eq!(
-        stat(&stopped.log, "UDP source stopped", "received"),
+        stopped.source("udp", "messages_received"),
         grams.len() as u64
     );
-    assert_eq!(stat(&stopped.log, "UDP source stopped", "samples"), 40);
-    assert_eq!(
-        stat(&stopped.log, "UDP source stopped", "malformed"),
-        malformed
-    );
-    assert_eq!(
-        stat(&stopped.log, "UDP source stopped", "bad_signature"),
-        bad_sig
-    );
+    assert_eq!(stopped.source("udp", "samples_received"), 40);
+    assert_eq!(stopped.source("udp", "decode_errors"), malformed);
+    assert_eq!(stopped.source("udp", "bad_signatures"), bad_sig);
 }
 
 #[test]

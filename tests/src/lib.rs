@@ -1,14 +1,19 @@
 //! Harness for end-to-end tests: runs the real `collector` binary (built by
-//! `make build`) on a config of the test's own, with UDP on an ephemeral port of
-//! 127.0.0.1, and reads back what its dispatchers wrote and what it logged.
+//! `make build`) on a config of the test's own, with UDP and the admin endpoint
+//! on ephemeral ports of 127.0.0.1, and reads back what its dispatchers wrote and
+//! what it reports where operators look: systemd's notify socket (ready, and
+//! where it listens), `/status`, `/metrics` and the shutdown summary.
 
 pub mod amqp;
 pub mod rabbit;
 
 use std::io::Read;
 use std::net::{SocketAddr, UdpSocket};
+use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Repository root.
@@ -150,10 +155,15 @@ impl ConfigBuilder {
         self
     }
 
-    /// The TOML text.
+    /// The TOML text. Without an `[admin]` section, the admin endpoint listens
+    /// on an ephemeral port of 127.0.0.1 (the test reads it from `/status`).
     pub fn build(&self) -> String {
         let mut out = format!("telemetry_secret = \"{}\"\n", self.secret);
-        for (name, lines) in &self.sections {
+        let mut sections = self.sections.clone();
+        if !sections.iter().any(|(n, _)| n == "admin") {
+            sections.push(("admin".into(), vec!["address = \"127.0.0.1:0\"".into()]));
+        }
+        for (name, lines) in &sections {
             out.push_str(&format!("[{name}]\n"));
             for l in lines {
                 out.push_str(l);
@@ -210,6 +220,69 @@ pub struct Daemon {
     pub dir: tempfile::TempDir,
     log_path: PathBuf,
     pub udp: Option<SocketAddr>,
+    /// Its admin endpoint, as its systemd status says.
+    pub admin: Option<SocketAddr>,
+    notify: Notifications,
+}
+
+/// What the daemon sent to its notify socket (`NOTIFY_SOCKET`, as systemd's
+/// `Type=notify` gives it): `READY=1`, `STATUS=receiving: udp …, admin …`.
+#[derive(Clone)]
+struct Notifications {
+    messages: Arc<Mutex<Vec<String>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Notifications {
+    /// Listens on `path` until dropped by its daemon.
+    fn listen(path: &Path) -> Notifications {
+        let sock = UnixDatagram::bind(path).expect("bind the notify socket");
+        sock.set_read_timeout(Some(Duration::from_millis(100)))
+            .expect("notify socket timeout");
+        let n = Notifications {
+            messages: Arc::default(),
+            stop: Arc::default(),
+        };
+        let m = n.clone();
+        std::thread::spawn(move || {
+            let mut buf = vec![0u8; 4096];
+            while !m.stop.load(Ordering::Relaxed) {
+                if let Ok(len) = sock.recv(&mut buf) {
+                    let text = String::from_utf8_lossy(&buf[..len]).into_owned();
+                    m.messages.lock().expect("notify lock").push(text);
+                }
+            }
+        });
+        n
+    }
+
+    fn all(&self) -> Vec<String> {
+        self.messages.lock().expect("notify lock").clone()
+    }
+
+    /// Times the daemon said `READY=1`.
+    fn readies(&self) -> usize {
+        self.all()
+            .iter()
+            .filter(|m| m.lines().any(|l| l == "READY=1"))
+            .count()
+    }
+
+    /// The last `STATUS=` line.
+    fn status(&self) -> Option<String> {
+        self.all().iter().rev().find_map(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("STATUS="))
+                .map(str::to_owned)
+        })
+    }
+}
+
+/// The address after `what ` in a status line `receiving: udp A, admin B`.
+fn listening(status: &str, what: &str) -> Option<SocketAddr> {
+    let list = status.strip_prefix("receiving: ")?;
+    list.split(", ")
+        .find_map(|p| p.strip_prefix(what)?.strip_prefix(' ')?.parse().ok())
 }
 
 /// What a stopped daemon left.
@@ -217,6 +290,40 @@ pub struct Stopped {
     pub status: ExitStatus,
     pub log: String,
     pub dir: tempfile::TempDir,
+}
+
+impl Stopped {
+    /// A figure of the shutdown summary, under its `/status` and `/metrics` name:
+    /// `scope` is `source=udp`, `dispatcher=file` or `daemon`.
+    pub fn summary(&self, scope: &str, key: &str) -> u64 {
+        let marker = format!("Shutdown summary {scope} ");
+        self.log
+            .lines()
+            .rfind(|l| l.contains(&marker))
+            .and_then(|l| field(l, key))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| {
+                panic!(
+                    "no {key} for {scope} in the shutdown summary of:\n{}",
+                    self.log
+                )
+            })
+    }
+
+    /// A source's figure in the shutdown summary.
+    pub fn source(&self, name: &str, key: &str) -> u64 {
+        self.summary(&format!("source={name}"), key)
+    }
+
+    /// A dispatcher's figure in the shutdown summary.
+    pub fn dispatcher(&self, name: &str, key: &str) -> u64 {
+        self.summary(&format!("dispatcher={name}"), key)
+    }
+
+    /// One of the daemon's own figures in the shutdown summary.
+    pub fn daemon(&self, key: &str) -> u64 {
+        self.summary("daemon", key)
+    }
 }
 
 impl Daemon {
@@ -253,10 +360,13 @@ impl Daemon {
         use std::os::unix::process::CommandExt;
         let log_path = dir.path().join("collector.log");
         let log = std::fs::File::create(&log_path).expect("log file");
+        let notify_path = dir.path().join("notify.sock");
+        let notify = Notifications::listen(&notify_path);
         let mut cmd = Command::new(binary());
         cmd.args(args)
             .current_dir(dir.path())
             .env("RUST_LOG", "info")
+            .env("NOTIFY_SOCKET", &notify_path)
             .envs(opts.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -282,8 +392,10 @@ impl Daemon {
             dir,
             log_path,
             udp: None,
+            admin: None,
+            notify,
         };
-        d.wait_ready();
+        d.wait_ready(1);
         d
     }
 
@@ -291,40 +403,114 @@ impl Daemon {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }
 
-    fn wait_ready(&mut self) {
+    /// Waits until the daemon said `READY=1` for the `n`th time (1: started; then
+    /// once per config reload), and takes where it listens from its status.
+    fn wait_ready(&mut self, n: usize) {
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
-            let log = self.log();
-            if log.contains("collector ready") {
-                self.udp = log
-                    .lines()
-                    .find(|l| l.contains("UDP source listening"))
-                    .and_then(|l| field(l, "address"))
-                    .and_then(|a| a.parse().ok());
+            if self.notify.readies() >= n {
+                let status = self.notify.status().unwrap_or_default();
+                self.udp = listening(&status, "udp");
+                self.admin = listening(&status, "admin");
                 return;
             }
             if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
-                panic!("collector exited ({status}) before it was ready:\n{log}");
+                panic!(
+                    "collector exited ({status}) before it was ready:\n{}",
+                    self.log()
+                );
             }
             assert!(
                 Instant::now() < deadline,
-                "collector not ready after 120 s:\n{log}"
+                "collector not ready after 120 s:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The admin endpoint's address, as `host:port`.
+    pub fn admin_addr(&self) -> String {
+        self.admin
+            .expect("the daemon has no admin endpoint (its config sets none)")
+            .to_string()
+    }
+
+    /// `GET /status`, parsed.
+    pub fn status(&self) -> serde_json::Value {
+        let (code, body) = http_get(&self.admin_addr(), "/status");
+        assert_eq!(code, 200, "{body}");
+        serde_json::from_str(&body).expect("status JSON")
+    }
+
+    /// `GET /metrics`.
+    pub fn metrics(&self) -> String {
+        http_get(&self.admin_addr(), "/metrics").1
+    }
+
+    /// Polls `/status` until `done` holds of it (panics after `timeout`, showing
+    /// the last status and the log); returns that status.
+    pub fn wait_status(
+        &self,
+        what: &str,
+        timeout: Duration,
+        done: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let st = self.status();
+            if done(&st) {
+                return st;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what}: not within {timeout:?}; /status: {st}\nlog:\n{}",
+                self.log()
             );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
 
-    /// Waits until the log contains `text` (panics after `timeout`).
-    pub fn wait_log(&self, text: &str, timeout: Duration) {
+    /// Waits until the daemon's own figure `key` (`/status` `daemon`) reaches `n`.
+    pub fn wait_daemon_count(&self, key: &str, n: u64, timeout: Duration) {
+        self.wait_status(&format!("{key} >= {n}"), timeout, |st| {
+            st["daemon"][key].as_u64().unwrap_or(0) >= n
+        });
+    }
+
+    /// Waits until every configured source is connected and the daemon is ready
+    /// (`/readyz` answers 200: for AMQP, every consumer runs).
+    pub fn wait_readyz(&self, timeout: Duration) {
         let deadline = Instant::now() + timeout;
-        while !self.log().contains(text) {
+        loop {
+            let (code, body) = http_get(&self.admin_addr(), "/readyz");
+            if code == 200 {
+                return;
+            }
             assert!(
                 Instant::now() < deadline,
-                "`{text}` not logged within {timeout:?}:\n{}",
+                "not ready within {timeout:?}: {body}\nlog:\n{}",
                 self.log()
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Waits until the daemon applied `applied` config reloads and refused
+    /// `refused` (`/status` `daemon`), and takes the UDP address from that status
+    /// (a reload that restarts the sources may bind a new one).
+    pub fn wait_config_reloads(&mut self, applied: u64, refused: u64, timeout: Duration) {
+        let st = self.wait_status(
+            &format!("{applied} config reloads applied, {refused} refused"),
+            timeout,
+            |st| {
+                st["daemon"]["config_reloads_applied"].as_u64() >= Some(applied)
+                    && st["daemon"]["config_reloads_refused"].as_u64() >= Some(refused)
+            },
+        );
+        self.udp = st["sources"]["udp"]["address"]
+            .as_str()
+            .and_then(|a| a.parse().ok());
     }
 
     /// The UDP address the daemon listens on.
@@ -384,19 +570,6 @@ impl Daemon {
         }
     }
 
-    /// Waits until `text` appears `n` times in the log.
-    pub fn wait_log_count(&self, text: &str, n: usize, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        while self.log().matches(text).count() < n {
-            assert!(
-                Instant::now() < deadline,
-                "`{text}` not logged {n} times within {timeout:?}:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
     /// The daemon's process id.
     pub fn pid(&self) -> u32 {
         self.child.as_ref().map_or(0, Child::id)
@@ -446,6 +619,7 @@ impl Daemon {
 
 impl Drop for Daemon {
     fn drop(&mut self) {
+        self.notify.stop.store(true, Ordering::Relaxed);
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
@@ -520,21 +694,13 @@ pub fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
         .map(|v| v.trim_matches('"'))
 }
 
-/// A counter from the last log line containing `marker` (e.g. "UDP source stopped").
+/// A number from the last log line containing `marker`, for benchmarks' figures
+/// (e.g. `active_ms` of "UDP source stopped"); tests read counters from the
+/// shutdown summary ([`Stopped::summary`]) or `/status`.
 pub fn stat(log: &str, marker: &str, key: &str) -> u64 {
     log.lines()
         .rfind(|l| l.contains(marker))
         .and_then(|l| field(l, key))
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("no {key} in a `{marker}` line of:\n{log}"))
-}
-
-/// A counter from the summary line of dispatcher `name`.
-pub fn dispatcher_stat(log: &str, name: &str, key: &str) -> u64 {
-    let marker = format!("dispatcher={name} ");
-    log.lines()
-        .rfind(|l| l.contains("Dispatcher summary") && l.contains(&marker))
-        .and_then(|l| field(l, key))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no {key} for dispatcher {name} in:\n{log}"))
 }

@@ -11,7 +11,7 @@ use clap::Args;
 
 use super::golden::GOLDEN;
 use crate::plugin::conformance::check_abi;
-use crate::plugin::{CallOutcome, Instance, InstanceSettings, Runtime};
+use crate::plugin::{CallOutcome, GrantedDir, Instance, InstanceSettings, Runtime};
 
 #[derive(Args, Debug)]
 pub struct CheckArgs {
@@ -119,21 +119,28 @@ fn check(args: &CheckArgs) -> Result<bool, String> {
         tempfile::tempdir().map_err(|e| format!("cannot make a scratch directory: {e}"))?;
     let mut dirs = Vec::new();
     if args.dir.is_empty() {
-        dirs.push((scratch.path().to_path_buf(), "/data".to_owned(), true));
+        dirs.push(GrantedDir {
+            host: scratch.path().to_path_buf(),
+            guest: "/data".to_owned(),
+            writable: true,
+        });
     }
     for d in &args.dir {
         let (host, guest) = d
             .split_once(':')
             .ok_or_else(|| format!("--dir {d}: expected HOST:GUEST"))?;
-        dirs.push((PathBuf::from(host), guest.to_owned(), true));
+        dirs.push(GrantedDir {
+            host: PathBuf::from(host),
+            guest: guest.to_owned(),
+            writable: true,
+        });
     }
-    let settings = InstanceSettings {
-        timeout: Duration::from_millis(args.timeout_ms),
-        memory_limit_bytes: args.memory_limit_bytes,
+    let settings = InstanceSettings::unlimited_log(
+        Duration::from_millis(args.timeout_ms),
+        args.memory_limit_bytes,
         dirs,
-        config_json: args.config.clone(),
-        log: crate::plugin::runtime::LogPolicy::unlimited(),
-    };
+        &args.config,
+    );
     let mut inst = match Instance::new(&compiled, &settings) {
         Ok(i) => i,
         Err(e) => {

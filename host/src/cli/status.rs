@@ -82,7 +82,7 @@ pub fn main(args: &StatusArgs) -> ExitCode {
         for (name, s) in map {
             let before = &first["sources"][name];
             let conn = if name == "amqp" {
-                if s["connected"].as_bool() == Some(true) {
+                if n(s, "amqp_connected") > 0 {
                     " connected"
                 } else {
                     " DISCONNECTED"
@@ -92,17 +92,17 @@ pub fn main(args: &StatusArgs) -> ExitCode {
             };
             println!(
                 "  {name}{conn}: {:.0} samples/s now; {} samples, {} malformed, {} bad signatures, {} dropped{}",
-                rate(before, s, "samples"),
-                n(s, "samples"),
-                n(s, "malformed"),
-                n(s, "bad_signature"),
-                n(s, "dropped"),
+                rate(before, s, "samples_received"),
+                n(s, "samples_received"),
+                n(s, "decode_errors"),
+                n(s, "bad_signatures"),
+                n(s, "input_dropped"),
                 if name == "amqp" {
                     format!(
                         "; {} acked, {} requeued, {} dead-lettered",
-                        n(s, "acked"),
-                        n(s, "requeued"),
-                        n(s, "dead_lettered")
+                        n(s, "amqp_acked"),
+                        n(s, "amqp_requeued"),
+                        n(s, "amqp_dead_lettered")
                     )
                 } else {
                     String::new()
@@ -127,19 +127,21 @@ pub fn main(args: &StatusArgs) -> ExitCode {
             n(d, "batches_ok"),
             n(d, "batches_failed"),
             n(d, "batches_dropped"),
-            n(d, "retries"),
-            n(d, "timeouts"),
-            n(d, "traps"),
-            n(d, "memory_refusals"),
+            n(d, "plugin_retries"),
+            n(d, "plugin_timeouts"),
+            n(d, "plugin_traps"),
+            n(d, "plugin_memory_refusals"),
         );
         if let Some(e) = d["last_error"].as_str() {
             println!("    last error: {e}");
         }
     }
     println!(
-        "reloads: {} ok, {} failed",
-        n(&second["reloads"], "ok"),
-        n(&second["reloads"], "failed")
+        "reloads: {} plugin versions loaded, {} failed; {} configs applied, {} refused",
+        n(&second["daemon"], "plugin_reloads"),
+        n(&second["daemon"], "plugin_reload_failures"),
+        n(&second["daemon"], "config_reloads_applied"),
+        n(&second["daemon"], "config_reloads_refused")
     );
     ExitCode::SUCCESS
 }

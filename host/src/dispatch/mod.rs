@@ -8,7 +8,6 @@ pub mod worker;
 
 use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
-use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -16,15 +15,15 @@ pub use report::{BatchReport, DispatchFailure};
 
 use crate::batch::Sealed;
 use crate::config::DispatcherConfig;
-use crate::plugin::runtime::LogPolicy;
-use crate::plugin::{Instance, InstanceSettings, PluginError, PluginSlot, Runtime};
-use crate::telemetry::{DispatcherStats, RateLimit};
+use crate::plugin::handoff::Serving;
+use crate::plugin::{Instance, InstanceSettings, Loaded, PluginError, PluginSlot, Runtime};
+use crate::telemetry::DispatcherStats;
+use crate::telemetry::events::{BatchDropped, DispatchFailed};
 use report::Tracker;
 use worker::{Job, Policy, Queue, Worker};
 
 #[derive(Clone)]
 struct Handle {
-    name: Arc<str>,
     tx: mpsc::Sender<Job>,
     stats: Arc<DispatcherStats>,
 }
@@ -35,7 +34,6 @@ struct Handle {
 #[derive(Clone, Default)]
 pub struct Fanout {
     handles: Arc<RwLock<Arc<[Handle]>>>,
-    full_warn: Arc<RateLimit>,
 }
 
 impl Fanout {
@@ -82,25 +80,18 @@ impl Fanout {
     pub fn send_or_drop(&self, batch: Sealed) -> oneshot::Receiver<BatchReport> {
         let (jobs, rx) = self.jobs(batch);
         for (h, job) in jobs {
-            h.stats
-                .queued
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let queued = &h.stats.counts.dispatcher_queued_batches;
+            queued.inc();
             if let Err(e) = h.tx.try_send(job) {
-                h.stats
-                    .queued
-                    .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                queued.dec();
                 let job = match e {
                     mpsc::error::TrySendError::Full(j) | mpsc::error::TrySendError::Closed(j) => j,
                 };
-                h.stats.batches_dropped.inc();
-                h.stats.samples_failed.add(job.samples);
-                if let Some(suppressed) = self.full_warn.allow() {
-                    tracing::warn!(
-                        dispatcher = %h.name, samples = job.samples, suppressed,
-                        "Dispatcher queue full: batch dropped for this dispatcher"
-                    );
+                BatchDropped {
+                    samples: job.samples,
                 }
-                job.tracker.fail_all(&h.name, "queue full");
+                .emit(&h.stats);
+                job.tracker.fail_all(&h.stats.name, "queue full");
             }
         }
         rx
@@ -115,15 +106,19 @@ impl Fanout {
             // the gauge as it was.
             match h.tx.reserve().await {
                 Ok(permit) => {
-                    h.stats
-                        .queued
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    h.stats.counts.dispatcher_queued_batches.inc();
                     permit.send(job);
                 }
                 Err(_) => {
-                    h.stats.batches_failed.inc();
-                    h.stats.samples_failed.add(job.samples);
-                    job.tracker.fail_all(&h.name, "dispatcher stopped");
+                    let reason = "dispatcher stopped";
+                    DispatchFailed {
+                        samples: job.samples,
+                        failed: job.samples,
+                        reason,
+                        elapsed: None,
+                    }
+                    .emit(&h.stats);
+                    job.tracker.fail_all(&h.stats.name, reason);
                 }
             }
         }
@@ -148,15 +143,6 @@ impl Dispatcher {
     }
 }
 
-/// A running dispatcher's plugin: where it came from and where new versions go.
-#[derive(Clone)]
-pub struct Loaded {
-    pub dispatcher: Arc<str>,
-    pub source: crate::config::PluginSource,
-    pub slot: Arc<PluginSlot>,
-    pub settings: InstanceSettings,
-}
-
 /// A dispatcher that could not be started.
 #[derive(Debug, thiserror::Error)]
 #[error("dispatcher `{name}` ({plugin}): {source}")]
@@ -167,11 +153,16 @@ pub struct StartError {
     pub source: PluginError,
 }
 
-/// Compiles the plugin, starts its instances and threads. Blocking (JIT).
+/// Compiles the plugin, starts its instances and threads, counting into `stats`.
+/// Blocking (JIT).
 ///
 /// # Errors
 /// Naming the dispatcher and why, when its plugin cannot be loaded or started.
-pub fn start_one(runtime: &Arc<Runtime>, cfg: &DispatcherConfig) -> Result<Dispatcher, StartError> {
+pub fn start_one(
+    runtime: &Arc<Runtime>,
+    cfg: &DispatcherConfig,
+    stats: Arc<DispatcherStats>,
+) -> Result<Dispatcher, StartError> {
     let fail = |source| StartError {
         name: cfg.name.clone(),
         plugin: cfg.plugin.to_string(),
@@ -179,8 +170,9 @@ pub fn start_one(runtime: &Arc<Runtime>, cfg: &DispatcherConfig) -> Result<Dispa
     };
     let wasm = crate::plugin::read_plugin(&cfg.plugin).map_err(fail)?;
     let module = runtime.compile(&cfg.name, &wasm).map_err(fail)?;
-    let stats = Arc::new(DispatcherStats::default());
-    let settings = instance_settings(cfg, &stats).map_err(fail)?;
+    let settings =
+        InstanceSettings::for_dispatcher(cfg, stats.counts.plugin_log_lines_suppressed.clone())
+            .map_err(fail)?;
     let policy = Policy {
         max_retries: cfg.max_retries,
         backoff_initial: cfg.retry_backoff,
@@ -188,11 +180,7 @@ pub fn start_one(runtime: &Arc<Runtime>, cfg: &DispatcherConfig) -> Result<Dispa
         isolation_max_calls: cfg.isolation_max_calls,
     };
     // The worker threads run WASI file I/O on the daemon's runtime (see `Worker::run`).
-    let rt = tokio::runtime::Handle::try_current().map_err(|e| {
-        fail(PluginError::Wasm(format!(
-            "dispatchers must be started inside the daemon's runtime: {e}"
-        )))
-    })?;
+    let rt = tokio::runtime::Handle::try_current().map_err(|e| fail(PluginError::NoRuntime(e)))?;
     // Every instance is made before any thread starts: a plugin that cannot start
     // leaves nothing behind.
     let mut instances = Vec::new();
@@ -217,71 +205,33 @@ pub fn start_one(runtime: &Arc<Runtime>, cfg: &DispatcherConfig) -> Result<Dispa
     let mut threads = Vec::new();
     for (i, instance) in instances.into_iter().enumerate() {
         let w = Worker {
-            name: name.clone(),
             index: i,
-            slot: slot.clone(),
-            generation: slot.generation(),
-            module: module.clone(),
-            settings: settings.clone(),
-            instance: Some(instance),
-            state: None,
+            serving: Serving::new(slot.clone(), i, instance, settings.clone(), stats.clone()),
             policy,
             stats: stats.clone(),
-            warn: RateLimit::default(),
-            snapshot_failures: 0,
             inject_panic: inject_panic && i == 0,
         };
         let (queue, rt) = (queue.clone(), rt.clone());
         let t = std::thread::Builder::new()
             .name(format!("dispatch-{}-{i}", cfg.name))
             .spawn(move || w.run(&queue, &rt))
-            .map_err(|e| fail(PluginError::Wasm(format!("cannot start thread: {e}"))))?;
+            .map_err(|source| {
+                fail(PluginError::Io {
+                    context: "cannot start a dispatcher thread",
+                    source,
+                })
+            })?;
         threads.push(t);
     }
     Ok(Dispatcher {
         cfg: cfg.clone(),
         handle: Handle {
-            name,
             tx,
             stats: stats.clone(),
         },
         loaded,
         stats,
         threads,
-    })
-}
-
-/// Instance settings from a dispatcher's config; creates granted directories.
-///
-/// # Errors
-/// When a granted directory cannot be created.
-pub fn instance_settings(
-    cfg: &DispatcherConfig,
-    stats: &DispatcherStats,
-) -> Result<InstanceSettings, PluginError> {
-    let mut dirs = Vec::new();
-    for g in &cfg.dirs {
-        std::fs::create_dir_all(&g.host).map_err(|e| PluginError::Read {
-            path: g.host.display().to_string(),
-            reason: format!("cannot create granted directory: {e}"),
-        })?;
-        dirs.push((g.host.clone(), g.guest.clone(), g.writable));
-    }
-    Ok(InstanceSettings {
-        timeout: cfg.timeout,
-        memory_limit_bytes: cfg.memory_limit_bytes,
-        dirs,
-        config_json: cfg.config_json(),
-        log: LogPolicy {
-            limit: (cfg.log_lines_per_second > 0).then(|| {
-                Arc::new(RateLimit::new(
-                    cfg.log_lines_per_second,
-                    Duration::from_secs(1),
-                ))
-            }),
-            max_line_bytes: cfg.log_line_max_bytes,
-            suppressed: stats.log_suppressed.clone(),
-        },
     })
 }
 

@@ -8,10 +8,9 @@
 //!   dispatcher alone, until the samples at fault are isolated: the others are
 //!   taken, and only the failed ones are reported to the source (whose AMQP
 //!   messages holding them are the only ones to pay for it).
-//! - State handoff (ABI §5.7–5.8): a snapshot after every accepted batch; one
-//!   that fails drops the instance, as a trap would, and is counted; after
-//!   [`SNAPSHOT_GIVE_UP`] failures in a row the version's snapshots stop, so a
-//!   looping `collector_snapshot` cannot cost every batch a full timeout.
+//! - Versions and state are the plugin's business
+//!   ([`Serving`](crate::plugin::handoff::Serving)): this thread asks it for an
+//!   instance, tells it when one failed, and when a batch was accepted.
 //! - A panic anywhere in the thread's work is caught: the batch fails, the
 //!   instance is dropped, the panic is counted and logged, the dispatcher shows
 //!   unhealthy in `/readyz` until it completes a batch again, and the daemon
@@ -20,20 +19,18 @@
 use std::ops::Range;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
 use super::report::{Outcome, Tracker, whole};
 use crate::batch::Sealed;
-use crate::plugin::{
-    CallOutcome, Failure, Instance, InstanceSettings, PluginError, PluginModule, PluginSlot,
+use crate::plugin::handoff::Serving;
+use crate::plugin::{CallOutcome, Failure};
+use crate::telemetry::DispatcherStats;
+use crate::telemetry::events::{
+    BatchDispatched, BatchSplit, DispatchFailed, DispatcherWorkerPanicked, PluginRetried,
 };
-use crate::telemetry::{DispatcherStats, RateLimit, Untrusted};
-
-/// Failed snapshots in a row after which a version's snapshots are no longer taken.
-pub const SNAPSHOT_GIVE_UP: u32 = 3;
 
 /// One batch for one dispatcher.
 pub struct Job {
@@ -84,40 +81,14 @@ impl Failed {
     }
 }
 
-/// Why a new instance could not take over.
-enum StartFailure {
-    Init(PluginError),
-    /// Its `collector_restore` trapped or timed out on the saved state.
-    Restore(Failure),
-}
-
-impl std::fmt::Display for StartFailure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            StartFailure::Init(e) => write!(f, "{e}"),
-            StartFailure::Restore(e) => write!(f, "collector_restore {e}"),
-        }
-    }
-}
-
 /// One dispatcher thread and its plugin instance.
 pub struct Worker {
-    pub name: Arc<str>,
     /// This thread's index among the dispatcher's instances.
     pub index: usize,
-    /// Where reloads publish new versions, and the generation this thread serves.
-    pub slot: Arc<PluginSlot>,
-    pub generation: u64,
-    pub module: PluginModule,
-    pub settings: InstanceSettings,
-    pub instance: Option<Instance>,
-    /// The plugin's last snapshot (plugins that export `collector_snapshot`).
-    pub state: Option<Arc<Vec<u8>>>,
+    /// Its version, instance and saved state.
+    pub serving: Serving,
     pub policy: Policy,
     pub stats: Arc<DispatcherStats>,
-    pub warn: RateLimit,
-    /// Snapshots of the serving version that failed in a row.
-    pub snapshot_failures: u32,
     /// A fault injected for the panic-guard test (debug builds only).
     pub inject_panic: bool,
 }
@@ -138,8 +109,7 @@ impl Worker {
     /// make it panic for the rest of the process.
     pub fn run(mut self, queue: &Queue, rt: &tokio::runtime::Handle) {
         let _runtime = rt.enter();
-        let mut wake = self.slot.subscribe();
-        self.slot.set_serving(self.index, &self.module.hash);
+        let mut wake = self.serving.subscribe();
         loop {
             let next = rt.block_on(async {
                 tokio::select! {
@@ -157,42 +127,47 @@ impl Worker {
             match next {
                 Next::Closed => break,
                 Next::Switch => {
-                    if let Err(why) = self.guarded(|w| w.switch_version()) {
-                        tracing::error!(dispatcher = %self.name, "While switching versions: {why}");
+                    if let Err(why) = self.guarded(|w| w.serving.switch_version()) {
+                        tracing::error!(dispatcher = %self.stats.name, "While switching versions: {why}");
                     }
                 }
                 Next::Job(job) => {
-                    self.stats.queued.fetch_sub(1, Ordering::Relaxed);
+                    self.stats.counts.dispatcher_queued_batches.dec();
                     if super::abandoned() {
-                        self.count_failed(job.samples);
-                        job.tracker
-                            .fail_all(&self.name, "shutdown: the grace period was over");
+                        let why = "shutdown: the grace period was over";
+                        self.count_failed(job.samples, why);
+                        job.tracker.fail_all(&self.stats.name, why);
                         continue;
                     }
                     let outcome = match self.guarded(|w| {
-                        w.switch_version();
+                        w.serving.switch_version();
                         w.handle(&job)
                     }) {
                         Ok(outcome) => {
-                            self.stats.healthy.store(true, Ordering::Relaxed);
+                            self.stats.counts.dispatcher_healthy.set(true);
                             outcome
                         }
                         Err(why) => {
-                            self.count_failed(job.samples);
+                            self.count_failed(job.samples, &why);
                             Err((why, whole(job.samples)))
                         }
                     };
-                    job.tracker.report(&self.name, outcome);
+                    job.tracker.report(&self.stats.name, outcome);
                 }
             }
         }
-        tracing::debug!(dispatcher = %self.name, "Dispatcher thread stopped");
+        tracing::debug!(dispatcher = %self.stats.name, "Dispatcher thread stopped");
     }
 
     /// A batch that failed before [`Worker::handle`] could count it.
-    fn count_failed(&self, samples: u64) {
-        self.stats.batches_failed.inc();
-        self.stats.samples_failed.add(samples);
+    fn count_failed(&self, samples: u64, reason: &str) {
+        DispatchFailed {
+            samples,
+            failed: samples,
+            reason,
+            elapsed: None,
+        }
+        .emit(&self.stats);
     }
 
     /// Runs `f`, catching a panic: then the instance is dropped (the next batch gets
@@ -206,20 +181,12 @@ impl Worker {
                     .map(|s| (*s).to_owned())
                     .or_else(|| payload.downcast_ref::<String>().cloned())
                     .unwrap_or_else(|| "(no message)".into());
-                self.instance = None;
-                // Unhealthy first: whoever sees the count sees the state too.
-                self.stats.healthy.store(false, Ordering::Relaxed);
-                self.stats.worker_panics.inc();
-                crate::telemetry::count_panic();
-                let why = format!("dispatcher worker panicked: {}", Untrusted(&what));
-                if let Ok(mut last) = self.stats.last_error.lock() {
-                    *last = Some(why.clone());
+                self.serving.discard();
+                Err(DispatcherWorkerPanicked {
+                    thread: self.index,
+                    what: &what,
                 }
-                tracing::error!(
-                    dispatcher = %self.name, thread = self.index, panics = self.stats.worker_panics.get(),
-                    "{why}; the batch failed, the worker starts again with a new instance"
-                );
-                Err(why)
+                .emit(&self.stats))
             }
         }
     }
@@ -242,27 +209,20 @@ impl Worker {
             }
             Err(f) => Err((f.reason(), whole(job.samples))),
         };
-        self.stats.latency.observe(started.elapsed().as_secs_f64());
+        let elapsed = started.elapsed();
         match &outcome {
-            Ok(()) => {
-                self.stats.batches_ok.inc();
-                self.stats.samples_ok.add(job.samples);
+            Ok(()) => BatchDispatched {
+                samples: job.samples,
+                elapsed,
             }
-            Err((reason, failed)) => {
-                let failed_samples: u64 = failed.iter().map(|r| r.end - r.start).sum();
-                self.stats.batches_failed.inc();
-                self.stats.samples_failed.add(failed_samples);
-                self.stats.samples_ok.add(job.samples - failed_samples);
-                if let Ok(mut last) = self.stats.last_error.lock() {
-                    *last = Some(Untrusted(reason).to_string());
-                }
-                if let Some(suppressed) = self.warn.allow() {
-                    tracing::error!(
-                        dispatcher = %self.name, samples = job.samples, failed = failed_samples, suppressed,
-                        "Batch failed for this dispatcher: {}", Untrusted(reason)
-                    );
-                }
+            .emit(&self.stats),
+            Err((reason, failed)) => DispatchFailed {
+                samples: job.samples,
+                failed: failed.iter().map(|r| r.end - r.start).sum(),
+                reason,
+                elapsed: Some(elapsed),
             }
+            .emit(&self.stats),
         }
         outcome
     }
@@ -271,7 +231,6 @@ impl Worker {
     /// samples at fault are alone (or `isolation_max_calls` is spent; what is left
     /// untried then fails). Other dispatchers are not involved.
     fn isolate(&mut self, job: &Job, first: &Failed) -> Outcome {
-        self.stats.batches_split.inc();
         let n = job.samples as usize;
         let mut reason = first.reason();
         let mut failed: Vec<Range<u64>> = Vec::new();
@@ -301,10 +260,12 @@ impl Worker {
             }
         }
         let failed_samples: u64 = failed.iter().map(|r| r.end - r.start).sum();
-        tracing::debug!(
-            dispatcher = %self.name, samples = n, failed = failed_samples, calls,
-            "Rejected batch tried in parts"
-        );
+        BatchSplit {
+            samples: n as u64,
+            failed: failed_samples,
+            calls,
+        }
+        .emit(&self.stats);
         if failed.is_empty() {
             return Ok(());
         }
@@ -314,100 +275,16 @@ impl Worker {
         ))
     }
 
-    /// Moves to the version a reload published: the serving instance's state is
-    /// snapshotted, a new instance restores it, and the old one is dropped. If the
-    /// new version cannot start here, this thread keeps the old one (and says so
-    /// in `/status`).
-    fn switch_version(&mut self) {
-        if self.slot.generation() == self.generation {
-            return;
-        }
-        let (generation, module) = self.slot.current();
-        self.generation = generation;
-        self.take_snapshot();
-        match self.fresh_instance(&module) {
-            Ok(inst) => {
-                tracing::info!(
-                    dispatcher = %self.name, thread = self.index, version = %module.hash,
-                    previous = %self.module.hash, "Dispatcher thread now serves the new plugin version"
-                );
-                self.instance = Some(inst);
-                self.module = module;
-                self.snapshot_failures = 0;
-                self.slot.set_serving(self.index, &self.module.hash);
-            }
-            Err(e) => {
-                if matches!(e, StartFailure::Restore(_)) {
-                    self.stats.restore_failures.inc();
-                }
-                tracing::error!(
-                    dispatcher = %self.name, thread = self.index, version = %module.hash, kept = %self.module.hash,
-                    "New plugin version failed to start on this thread; it keeps serving the old one: {}",
-                    Untrusted(&e.to_string())
-                );
-            }
-        }
-    }
-
-    /// A new instance of `module`, given the last state snapshot if there is one.
-    fn fresh_instance(&self, module: &PluginModule) -> Result<Instance, StartFailure> {
-        let mut inst = Instance::new(module, &self.settings).map_err(StartFailure::Init)?;
-        if let Some(state) = &self.state {
-            match inst.restore(state, self.settings.timeout) {
-                CallOutcome::Ok => {}
-                CallOutcome::Failed(f) => return Err(StartFailure::Restore(f)),
-                CallOutcome::Retry(m) | CallOutcome::Reject(m) => {
-                    self.stats.restore_failures.inc();
-                    tracing::warn!(
-                        dispatcher = %self.name, version = %module.hash,
-                        "Plugin refused its saved state and starts without it: {}", Untrusted(&m)
-                    );
-                }
-            }
-        }
-        Ok(inst)
-    }
-
-    /// The instance this thread serves with, made anew if the last one failed. A
-    /// state its own version cannot restore is given up rather than the dispatcher.
-    fn ensure_instance(&mut self) -> Result<&mut Instance, Failed> {
-        if self.instance.is_none() {
-            let inst = match self.fresh_instance(&self.module) {
-                Ok(i) => i,
-                Err(StartFailure::Restore(f)) => {
-                    self.stats.restore_failures.inc();
-                    tracing::error!(
-                        dispatcher = %self.name, version = %self.module.hash,
-                        "collector_restore {f} on the saved state: the plugin starts without it"
-                    );
-                    self.state = None;
-                    Instance::new(&self.module, &self.settings).map_err(|e| {
-                        Failed::NoInstance(format!("cannot re-create the plugin instance: {e}"))
-                    })?
-                }
-                Err(StartFailure::Init(e)) => {
-                    return Err(Failed::NoInstance(format!(
-                        "cannot re-create the plugin instance: {e}"
-                    )));
-                }
-            };
-            self.instance = Some(inst);
-        }
-        self.instance
-            .as_mut()
-            .ok_or_else(|| Failed::NoInstance("no plugin instance".into()))
-    }
-
     /// Runs one batch (or part) to a final outcome: ok, rejected, broken, or out of retries.
     fn serve(&mut self, bytes: &[u8]) -> Result<(), Failed> {
         let mut backoff = self.policy.backoff_initial;
         let mut retries = 0;
         loop {
-            let timeout = self.settings.timeout;
-            let inst = self.ensure_instance()?;
+            let timeout = self.serving.timeout();
+            let inst = self.serving.instance().map_err(Failed::NoInstance)?;
             match inst.dispatch(bytes, timeout) {
                 CallOutcome::Ok => {
-                    self.take_snapshot();
+                    self.serving.take_snapshot();
                     return Ok(());
                 }
                 CallOutcome::Reject(m) => return Err(Failed::Rejected(m)),
@@ -423,61 +300,24 @@ impl Worker {
                 }
                 CallOutcome::Retry(m) => {
                     retries += 1;
-                    self.stats.retries.inc();
-                    tracing::debug!(dispatcher = %self.name, retries, "Plugin asked to retry: {}", Untrusted(&m));
+                    PluginRetried {
+                        retries,
+                        message: &m,
+                    }
+                    .emit(&self.stats);
                     std::thread::sleep(backoff);
                     backoff = (backoff * 2).min(self.policy.backoff_max);
                 }
                 CallOutcome::Failed(f) => {
                     // The instance may be in any state: start afresh for the next call.
-                    self.instance = None;
-                    match &f {
-                        Failure::Timeout(_) => self.stats.timeouts.inc(),
-                        Failure::Memory(_) => self.stats.memory_refusals.inc(),
-                        Failure::Trap(_) => self.stats.traps.inc(),
-                    }
+                    self.serving.discard();
+                    let counter = match &f {
+                        Failure::Timeout(_) => &self.stats.counts.plugin_timeouts,
+                        Failure::Memory(_) => &self.stats.counts.plugin_memory_refusals,
+                        Failure::Trap(_) => &self.stats.counts.plugin_traps,
+                    };
+                    counter.inc();
                     return Err(Failed::Broken(f));
-                }
-            }
-        }
-    }
-
-    /// Keeps the state current, so that a new instance (after a failure or a reload)
-    /// resumes from it. A snapshot that fails is treated like a trap (ABI §5.7): the
-    /// instance is dropped and the next one restores the previous state.
-    fn take_snapshot(&mut self) {
-        if self.snapshot_failures >= SNAPSHOT_GIVE_UP {
-            return;
-        }
-        let timeout = self.settings.timeout;
-        let Some(inst) = self.instance.as_mut() else {
-            return;
-        };
-        match inst.snapshot(timeout) {
-            Ok(Some(state)) => {
-                let state = Arc::new(state);
-                self.slot.set_latest_state(state.clone());
-                self.state = Some(state);
-                self.snapshot_failures = 0;
-            }
-            Ok(None) => self.snapshot_failures = 0,
-            Err(f) => {
-                self.instance = None;
-                self.stats.snapshot_failures.inc();
-                self.snapshot_failures += 1;
-                if self.snapshot_failures >= SNAPSHOT_GIVE_UP {
-                    tracing::error!(
-                        dispatcher = %self.name, version = %self.module.hash, failures = self.snapshot_failures,
-                        "collector_snapshot {}; it failed {SNAPSHOT_GIVE_UP} times in a row, so the state \
-                         of this version is no longer saved (a new version starts saving again)",
-                        Untrusted(&f.to_string())
-                    );
-                } else if let Some(suppressed) = self.warn.allow() {
-                    tracing::error!(
-                        dispatcher = %self.name, version = %self.module.hash, suppressed,
-                        "collector_snapshot {}: the instance is replaced and resumes from the previous state",
-                        Untrusted(&f.to_string())
-                    );
                 }
             }
         }

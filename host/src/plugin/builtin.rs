@@ -17,15 +17,14 @@ pub const NAMES: [&str; 2] = collector_config::BUILTIN_PLUGINS;
 pub fn bytes(name: &str) -> Result<&'static [u8], PluginError> {
     match BUILTINS.iter().find(|(n, _)| *n == name) {
         Some((_, Some(b))) => Ok(b),
-        Some((_, None)) => Err(PluginError::Read {
-            path: format!("builtin:{name}"),
-            reason: "this binary was built without its bundled plugins; run `make build` \
-                     (it builds the plugins, then the daemon)"
-                .into(),
+        Some((_, None)) => Err(PluginError::Builtin {
+            name: name.to_owned(),
+            why: "this binary was built without its bundled plugins; run `make build` \
+                  (it builds the plugins, then the daemon)",
         }),
-        None => Err(PluginError::Read {
-            path: format!("builtin:{name}"),
-            reason: "no such builtin plugin".into(),
+        None => Err(PluginError::Builtin {
+            name: name.to_owned(),
+            why: "no such builtin plugin",
         }),
     }
 }

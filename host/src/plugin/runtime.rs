@@ -6,7 +6,6 @@
 //! (`memory_limit_bytes`). A trap, timeout or memory refusal poisons only that
 //! instance: the caller drops it and makes a new one.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -18,9 +17,10 @@ use wasmtime::{
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
-use super::PluginError;
 use super::conformance::check_abi;
-use crate::telemetry::{Counter, RateLimit, Untrusted};
+use super::settings::{GrantedDir, InstanceSettings, LogPolicy};
+use super::{PluginError, WasmError};
+use crate::telemetry::Untrusted;
 
 /// How often the engine's epoch advances; the granularity of `timeout_ms`.
 pub const EPOCH_TICK: Duration = Duration::from_millis(5);
@@ -33,29 +33,6 @@ pub struct HostState {
     error: Option<String>,
     plugin: Arc<str>,
     log: LogPolicy,
-}
-
-/// How much a plugin may write to the daemon's log through `collector.log`.
-#[derive(Clone, Debug)]
-pub struct LogPolicy {
-    /// Lines per second for all instances of a dispatcher (`None`: no limit, for
-    /// `collector check`, where the plugin's output is the point).
-    pub limit: Option<Arc<RateLimit>>,
-    /// Longer lines are cut (and say how much was cut).
-    pub max_line_bytes: usize,
-    /// Lines the limit kept out of the log.
-    pub suppressed: Arc<Counter>,
-}
-
-impl LogPolicy {
-    /// No rate limit, lines up to 1 MiB: what `collector check` shows.
-    pub fn unlimited() -> Self {
-        LogPolicy {
-            limit: None,
-            max_line_bytes: 1 << 20,
-            suppressed: Arc::default(),
-        }
-    }
 }
 
 /// Longest `collector.set_error` message kept (it is logged and shown by `/status`).
@@ -200,8 +177,11 @@ impl Drop for Runtime {
     }
 }
 
-fn wasm_err(context: impl std::fmt::Display, e: wasmtime::Error) -> PluginError {
-    PluginError::Wasm(format!("{context}: {e:#}"))
+fn wasm_err(context: &'static str, e: wasmtime::Error) -> PluginError {
+    PluginError::Wasm {
+        context,
+        source: WasmError(e),
+    }
 }
 
 impl Runtime {
@@ -237,7 +217,10 @@ impl Runtime {
                     }
                 }
             })
-            .map_err(|e| PluginError::Wasm(format!("starting the epoch thread: {e}")))?;
+            .map_err(|source| PluginError::Io {
+                context: "starting the epoch thread",
+                source,
+            })?;
         let cache = cache_dir.and_then(|dir| match super::cache::ModuleCache::open(dir, &engine) {
             Ok(c) => {
                 tracing::info!(dir = %dir.display(), "Compiled plugins are cached");
@@ -267,7 +250,7 @@ impl Runtime {
     /// [`PluginError::Abi`] naming a missing or mistyped export or an unknown import.
     pub fn compile(&self, name: &str, wasm: &[u8]) -> Result<PluginModule, PluginError> {
         let compile =
-            || Module::new(&self.engine, wasm).map_err(|e| PluginError::Compile(format!("{e:#}")));
+            || Module::new(&self.engine, wasm).map_err(|e| PluginError::Compile(WasmError(e)));
         let module = match &self.cache {
             Some(cache) => cache.get_or_compile(&self.engine, wasm, compile)?,
             None => compile()?,
@@ -380,18 +363,6 @@ pub struct PluginModule {
     pub json_batches: bool,
 }
 
-/// What one instance may do.
-#[derive(Clone, Debug)]
-pub struct InstanceSettings {
-    pub timeout: Duration,
-    pub memory_limit_bytes: usize,
-    /// (host directory, guest path, writable)
-    pub dirs: Vec<(PathBuf, String, bool)>,
-    /// The plugin's config, as JSON.
-    pub config_json: String,
-    pub log: LogPolicy,
-}
-
 /// What a plugin call came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CallOutcome {
@@ -409,6 +380,8 @@ pub enum Failure {
     Memory(String),
     Trap(String),
 }
+
+impl std::error::Error for Failure {}
 
 impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -436,24 +409,30 @@ impl Instance {
     /// Instantiates the module, runs `_initialize` if present, then `collector_init`.
     ///
     /// # Errors
-    /// [`PluginError::Init`] with the plugin's own message, or the failure that stopped it.
+    /// [`PluginError::Refused`] with the plugin's own message, or
+    /// [`PluginError::Init`] with the failure that stopped it.
     pub fn new(
         module: &PluginModule,
         settings: &InstanceSettings,
     ) -> Result<Instance, PluginError> {
         let mut wasi = WasiCtxBuilder::new();
-        for (host, guest, writable) in &settings.dirs {
+        for GrantedDir {
+            host,
+            guest,
+            writable,
+        } in &settings.dirs
+        {
             let perms = if *writable {
                 FsPerms::ReadWrite
             } else {
                 FsPerms::ReadOnly
             };
-            wasi.preopened_dir(host, guest, perms).map_err(|e| {
-                PluginError::Init(format!(
-                    "cannot grant directory {} as {guest}: {e:#}",
-                    host.display()
-                ))
-            })?;
+            wasi.preopened_dir(host, guest, perms)
+                .map_err(|e| PluginError::Grant {
+                    path: host.display().to_string(),
+                    guest: guest.clone(),
+                    source: WasmError(e),
+                })?;
         }
         let state = HostState {
             wasi: wasi.build_p1(),
@@ -472,7 +451,10 @@ impl Instance {
         let instance = module
             .pre
             .instantiate(&mut store)
-            .map_err(|e| PluginError::Init(classify(&store, e, settings.timeout).to_string()))?;
+            .map_err(|e| PluginError::Init {
+                stage: "",
+                source: classify(&store, e, settings.timeout),
+            })?;
         let memory = instance
             .get_memory(&mut store, abi::MEMORY)
             .ok_or_else(|| PluginError::Abi("does not export `memory`".into()))?;
@@ -507,17 +489,15 @@ impl Instance {
             && let Ok(f) = instance.get_typed_func::<(), ()>(&mut inst.store, abi::WASI_INITIALIZE)
         {
             inst.store.set_epoch_deadline(deadline_ticks);
-            f.call(&mut inst.store, ()).map_err(|e| {
-                PluginError::Init(format!(
-                    "_initialize {}",
-                    classify(&inst.store, e, settings.timeout)
-                ))
+            f.call(&mut inst.store, ()).map_err(|e| PluginError::Init {
+                stage: "_initialize ",
+                source: classify(&inst.store, e, settings.timeout),
             })?;
         }
         match inst.call(&init, settings.config_json.as_bytes(), settings.timeout) {
             CallOutcome::Ok => Ok(inst),
-            CallOutcome::Retry(m) | CallOutcome::Reject(m) => Err(PluginError::Init(m)),
-            CallOutcome::Failed(f) => Err(PluginError::Init(f.to_string())),
+            CallOutcome::Retry(m) | CallOutcome::Reject(m) => Err(PluginError::Refused(m)),
+            CallOutcome::Failed(source) => Err(PluginError::Init { stage: "", source }),
         }
     }
 

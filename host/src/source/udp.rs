@@ -8,7 +8,6 @@
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -22,7 +21,11 @@ use crate::batch::Batcher;
 use crate::config::{BatchConfig, UdpConfig};
 use crate::dispatch::Fanout;
 use crate::signature::Signer;
-use crate::telemetry::{RateLimit, SourceStats, Untrusted};
+use crate::telemetry::SourceStats;
+use crate::telemetry::events::{
+    DatagramUndecodable, DatagramsDropped, DropCause, Origin, SignatureInvalid,
+    SourceWorkerPanicked,
+};
 use crate::wire::msgpack;
 
 /// Largest UDP payload over IPv4; Ceilometer's collector read 64 KiB.
@@ -49,7 +52,6 @@ struct Decoding {
     secret: Arc<[u8]>,
     fanout: Fanout,
     stats: Arc<SourceStats>,
-    bad_input: Arc<RateLimit>,
     /// Set at shutdown: chunks still queued after it are dropped, not decoded.
     stop_by: Arc<std::sync::OnceLock<Instant>>,
 }
@@ -105,15 +107,11 @@ impl UdpSource {
             stats,
             grace,
         } = ctx;
-        stats
-            .udp_inode
-            .store(self.inode(), std::sync::atomic::Ordering::Relaxed);
         let decoding = Decoding {
             batch,
             secret,
             fanout,
             stats: stats.clone(),
-            bad_input: Arc::default(),
             stop_by: Arc::default(),
         };
         let mut senders = Vec::new();
@@ -140,7 +138,6 @@ impl UdpSource {
             senders,
             next: 0,
             span: None,
-            busy: RateLimit::default(),
             stats: stats.clone(),
         };
         let mut buf = vec![0u8; MAX_DATAGRAM];
@@ -185,11 +182,6 @@ impl UdpSource {
             Err(_) => tracing::error!("UDP decoders did not stop within the grace period"),
         }
         tracing::info!(
-            received = stats.received.get(),
-            samples = stats.samples.get(),
-            malformed = stats.malformed.get(),
-            bad_signature = stats.bad_signature.get(),
-            dropped = stats.dropped.get(),
             active_ms = span.map_or(0, |(a, b)| b.duration_since(a).as_millis() as u64),
             "UDP source stopped"
         );
@@ -230,7 +222,6 @@ struct Intake {
     next: usize,
     /// First and last datagram: the active span, for throughput figures.
     span: Option<(Instant, Instant)>,
-    busy: RateLimit,
     stats: Arc<SourceStats>,
 }
 
@@ -240,7 +231,10 @@ impl Intake {
     fn forward(&mut self, mut chunk: Chunk) {
         let now = Instant::now();
         self.span = Some(self.span.map_or((now, now), |(first, _)| (first, now)));
-        self.stats.received.add(chunk.ends.len() as u64);
+        self.stats
+            .counts
+            .messages_received
+            .inc_by(chunk.ends.len() as u64);
         self.next = (self.next + 1) % self.senders.len();
         for i in 0..self.senders.len() {
             match self.senders[(self.next + i) % self.senders.len()].try_send(chunk) {
@@ -248,15 +242,11 @@ impl Intake {
                 Err(TrySendError::Full(c) | TrySendError::Disconnected(c)) => chunk = c,
             }
         }
-        let dropped = chunk.ends.len() as u64;
-        self.stats.dropped.add(dropped);
-        if let Some(suppressed) = self.busy.allow() {
-            tracing::warn!(
-                dropped,
-                suppressed,
-                "UDP decoders are saturated: datagrams dropped"
-            );
+        DatagramsDropped {
+            count: chunk.ends.len() as u64,
+            cause: DropCause::Saturated,
         }
+        .emit(&self.stats);
     }
 }
 
@@ -277,7 +267,11 @@ fn decode_loop(d: &Decoding, rx: &Receiver<Chunk>) {
                     for (i, &(end, peer)) in chunk.ends.iter().enumerate() {
                         // Past the shutdown deadline, what is left is dropped, counted.
                         if d.stop_by.get().is_some_and(|t| Instant::now() >= *t) {
-                            d.stats.dropped.add((chunk.ends.len() - i) as u64);
+                            DatagramsDropped {
+                                count: (chunk.ends.len() - i) as u64,
+                                cause: DropCause::Shutdown,
+                            }
+                            .emit(&d.stats);
                             return;
                         }
                         if let Some(datagram) = chunk.data.get(start..end) {
@@ -288,22 +282,24 @@ fn decode_loop(d: &Decoding, rx: &Receiver<Chunk>) {
                     }
                 }));
                 match handled {
-                    Ok(()) => d.stats.healthy.store(true, Ordering::Relaxed),
+                    Ok(()) => d.stats.counts.source_healthy.set(true),
                     Err(_) => {
                         // The open batch may hold half a sample: it is given up, with
                         // the datagrams of the chunk not handled yet (the culprit too).
                         let lost = batcher.discard();
                         let skipped = (chunk.ends.len() - done) as u64;
-                        d.stats.dropped.add(skipped);
-                        d.stats.healthy.store(false, Ordering::Relaxed);
-                        d.stats.worker_panics.inc();
-                        crate::telemetry::count_panic();
-                        tracing::error!(
-                            datagrams_skipped = skipped,
-                            open_batch_samples_lost = lost,
-                            panics = d.stats.worker_panics.get(),
-                            "A UDP decoder thread panicked; it goes on with the next datagrams"
-                        );
+                        DatagramsDropped {
+                            count: skipped,
+                            cause: DropCause::Panic,
+                        }
+                        .emit(&d.stats);
+                        SourceWorkerPanicked {
+                            detail: &format!(
+                                "a decoder thread gave up {skipped} datagrams and an open batch of \
+                                 {lost} samples; it goes on with the next datagrams"
+                            ),
+                        }
+                        .emit(&d.stats);
                     }
                 }
             }
@@ -324,27 +320,25 @@ fn handle(datagram: &[u8], peer: SocketAddr, signer: &Signer, batcher: &mut Batc
     let sample = match msgpack::decode_sample(datagram) {
         Ok(s) => s,
         Err(e) => {
-            d.stats.malformed.inc();
-            if let Some(suppressed) = d.bad_input.allow() {
-                tracing::warn!(
-                    %peer, bytes = datagram.len(), suppressed,
-                    "UDP: cannot decode datagram: {}", Untrusted(&e.to_string())
-                );
+            DatagramUndecodable {
+                peer,
+                bytes: datagram.len(),
+                error: &e,
             }
+            .emit(&d.stats);
             return;
         }
     };
     if !signer.verify(&sample) {
-        d.stats.bad_signature.inc();
-        if let Some(suppressed) = d.bad_input.allow() {
-            tracing::warn!(
-                %peer, message_id = %Untrusted(&sample.message_id), suppressed,
-                "UDP: sample signature invalid, discarding"
-            );
+        SignatureInvalid {
+            origin: Origin::Peer(peer),
+            message_id: &sample.message_id,
+            count: 1,
         }
+        .emit(&d.stats);
         return;
     }
-    d.stats.samples.inc();
+    d.stats.counts.samples_received.inc();
     if let Some(b) = batcher.push(&sample) {
         d.fanout.send_or_drop(b);
     }
@@ -377,8 +371,7 @@ fn set_receive_buffer(sock: &Socket, bytes: usize) {
 
 /// Datagrams the kernel dropped on this source's socket (the `drops` column of
 /// /proc/net/udp or udp6), if the socket is found there.
-pub fn kernel_drops(stats: &SourceStats) -> Option<i64> {
-    let inode = stats.udp_inode.load(std::sync::atomic::Ordering::Relaxed);
+pub fn kernel_drops(inode: u64) -> Option<i64> {
     if inode == 0 {
         return None;
     }

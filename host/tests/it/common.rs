@@ -43,13 +43,12 @@ pub fn module(file: &'static str) -> PluginModule {
 }
 
 pub fn settings(config_json: &str, timeout_ms: u64) -> InstanceSettings {
-    InstanceSettings {
-        timeout: Duration::from_millis(timeout_ms),
-        memory_limit_bytes: 16 << 20,
-        dirs: vec![],
-        config_json: config_json.to_owned(),
-        log: collector::plugin::runtime::LogPolicy::unlimited(),
-    }
+    InstanceSettings::unlimited_log(
+        Duration::from_millis(timeout_ms),
+        16 << 20,
+        vec![],
+        config_json,
+    )
 }
 
 /// A batch of `n` realistic signed samples; with `poison`, the first one is a

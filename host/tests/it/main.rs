@@ -5,4 +5,5 @@
 //! binary and shared.
 
 mod common;
+mod layout;
 mod plugins;

@@ -109,7 +109,7 @@ fn bad_plugin_config_fails_init_with_the_plugin_message() {
         &module("noop.wasm"),
         &settings(r#"{"view":"sideways"}"#, 5000),
     ) {
-        Err(PluginError::Init(m)) => assert!(m.contains("view must be"), "{m}"),
+        Err(PluginError::Refused(m)) => assert!(m.contains("view must be"), "{m}"),
         Err(e) => panic!("wrong error: {e}"),
         Ok(_) => panic!("bad config accepted"),
     }
@@ -136,7 +136,11 @@ fn file_plugin_writes_the_golden_json_and_rotates() {
         r#"{"path":"/data/out.jsonl","max_bytes":2500,"backup_count":2}"#,
         5000,
     );
-    s.dirs = vec![(dir.path().to_path_buf(), "/data".into(), true)];
+    s.dirs = vec![collector::plugin::GrantedDir {
+        host: dir.path().to_path_buf(),
+        guest: "/data".into(),
+        writable: true,
+    }];
     let mut inst = Instance::new(&module("file.wasm"), &s).expect("file plugin");
     let mut expected = Vec::new();
     for (name, bytes, json) in GOLDEN {
@@ -179,7 +183,7 @@ fn a_module_with_several_memories_does_not_compile() {
         .err()
         .expect("multi-memory is refused");
     assert!(
-        matches!(&err, PluginError::Compile(m) if m.contains("multiple memories")),
+        matches!(&err, PluginError::Compile(m) if m.to_string().contains("multiple memories")),
         "{err}"
     );
 }

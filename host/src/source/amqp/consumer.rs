@@ -5,7 +5,6 @@
 //! which the broker redelivers.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures_lite::StreamExt;
@@ -24,7 +23,10 @@ use super::decode::{Verified, decode_and_verify, fnv1a, header_delivery_count};
 use crate::batch::{Batcher, Sealed};
 use crate::dispatch::BatchReport;
 use crate::signature::Signer;
-use crate::telemetry::Untrusted;
+use crate::telemetry::events::{
+    MessageNacked, MessageUndecodable, Origin, SamplesInvalid, SignatureInvalid,
+    SourceWorkerPanicked,
+};
 use crate::wire::oslo;
 
 /// One channel consuming one queue.
@@ -121,13 +123,13 @@ impl Consumer {
 
     async fn on_delivery(&mut self, d: lapin::message::Delivery) -> Result<(), String> {
         let stats = self.src.ctx.stats.clone();
-        stats.received.inc();
+        stats.counts.messages_received.inc();
         if let Ok(mut span) = self.src.span.lock() {
             let now = std::time::Instant::now();
             span.get_or_insert((now, now));
         }
         if d.redelivered {
-            stats.redelivered.inc();
+            self.src.amqp.amqp_redelivered.inc();
         }
         let tag = d.delivery_tag;
         let bytes = d.data.len();
@@ -144,41 +146,43 @@ impl Consumer {
             tokio::task::spawn_blocking(move || decode_and_verify(&d.data, &signer, &limits)).await;
         let decoded = match decoded {
             Ok(r) => {
-                stats.healthy.store(true, Ordering::Relaxed);
+                stats.counts.source_healthy.set(true);
                 r
             }
             // A decoder bug this message triggers: count it, and refuse the message
             // for good, or every redelivery would trigger it again.
             Err(e) => {
                 if e.is_panic() {
-                    stats.worker_panics.inc();
-                    stats.healthy.store(false, Ordering::Relaxed);
-                    crate::telemetry::count_panic();
+                    SourceWorkerPanicked {
+                        detail: &format!(
+                            "the message decoder failed on a message of {bytes} bytes from {}; \
+                             it is rejected without requeue",
+                            self.queue
+                        ),
+                    }
+                    .emit(&stats);
+                } else {
+                    tracing::error!(
+                        queue = %self.queue, bytes,
+                        "AMQP: the message decoder failed ({e}); rejecting the message without requeue"
+                    );
                 }
-                tracing::error!(
-                    queue = %self.queue, bytes,
-                    "AMQP: the message decoder failed ({e}); rejecting the message without requeue"
-                );
                 Err(oslo::OsloError::DecoderFailed)
             }
         };
         let msg = match decoded {
             Ok(m) => m,
             Err(e) => {
-                stats.malformed.inc();
-                if matches!(
-                    e,
-                    oslo::OsloError::TooLarge { .. } | oslo::OsloError::TooManySamples { .. }
-                ) {
-                    stats.oversized.inc();
+                MessageUndecodable {
+                    queue: &self.queue,
+                    bytes,
+                    error: &e,
+                    oversized: matches!(
+                        e,
+                        oslo::OsloError::TooLarge { .. } | oslo::OsloError::TooManySamples { .. }
+                    ),
                 }
-                if let Some(suppressed) = self.src.bad_input.allow() {
-                    tracing::warn!(
-                        queue = %self.queue, bytes, suppressed,
-                        "AMQP: cannot decode message, rejecting it without requeue: {}",
-                        Untrusted(&e.to_string())
-                    );
-                }
+                .emit(&stats, &self.src.amqp);
                 self.track(|a| a.rejected(tag));
                 self.channel
                     .basic_reject(tag, BasicRejectOptions { requeue: false })
@@ -201,37 +205,29 @@ impl Consumer {
         let before = self.acks.unsettled();
         f(&mut self.acks);
         let delta = self.acks.unsettled() as i64 - before as i64;
-        self.src
-            .ctx
-            .stats
-            .unacked
-            .fetch_add(delta, Ordering::Relaxed);
+        self.src.amqp.amqp_unacked_deliveries.inc_by(delta);
     }
 
     async fn push_samples(&mut self, tag: u64, msg: Verified) {
         let stats = self.src.ctx.stats.clone();
-        if !msg.invalid.is_empty() {
-            stats.invalid_samples.add(msg.invalid.len() as u64);
-            if let Some(suppressed) = self.src.bad_input.allow() {
-                let (i, e) = &msg.invalid[0];
-                tracing::warn!(
-                    queue = %self.queue, invalid = msg.invalid.len(), suppressed,
-                    "AMQP: dropping samples that are not valid (payload[{i}]: {})",
-                    Untrusted(&e.to_string())
-                );
+        if let Some((i, e)) = msg.invalid.first() {
+            SamplesInvalid {
+                queue: &self.queue,
+                count: msg.invalid.len() as u64,
+                first: (*i, e),
             }
+            .emit(&stats);
         }
         if let Some(first) = &msg.first_bad_signature {
-            stats.bad_signature.add(msg.bad_signatures);
-            if let Some(suppressed) = self.src.bad_input.allow() {
-                tracing::warn!(
-                    queue = %self.queue, message_id = %Untrusted(first), count = msg.bad_signatures,
-                    suppressed, "AMQP: sample signature invalid, discarding"
-                );
+            SignatureInvalid {
+                origin: Origin::Queue(&self.queue),
+                message_id: first,
+                count: msg.bad_signatures,
             }
+            .emit(&stats);
         }
         for sample in msg.samples {
-            stats.samples.inc();
+            stats.counts.samples_received.inc();
             match self.batcher.push(&sample) {
                 None => self.acks.join_open(tag, self.batcher.pending() - 1),
                 // The sample did not fit: it starts the next batch.
@@ -271,7 +267,7 @@ impl Consumer {
                         .basic_ack(tag, BasicAckOptions { multiple: true })
                         .await
                         .map_err(|e| format!("basic.ack: {e}"))?;
-                    self.src.ctx.stats.acked.add(count);
+                    self.src.amqp.amqp_acked.inc_by(count);
                     if let Ok(mut span) = self.src.span.lock()
                         && let Some((_, last)) = span.as_mut()
                     {
@@ -284,20 +280,13 @@ impl Consumer {
                     deliveries,
                     reason,
                 } => {
-                    if requeue {
-                        self.src.ctx.stats.requeued.inc();
-                        tracing::warn!(
-                            queue = %self.queue, deliveries,
-                            "AMQP: requeueing a message: {}", Untrusted(&reason)
-                        );
-                    } else {
-                        self.src.ctx.stats.dead_lettered.inc();
-                        tracing::error!(
-                            queue = %self.queue, deliveries,
-                            "AMQP: rejecting a message to the dead-letter exchange (if the queue has one): {}",
-                            Untrusted(&reason)
-                        );
+                    MessageNacked {
+                        queue: &self.queue,
+                        deliveries,
+                        requeue,
+                        reason: &reason,
                     }
+                    .emit(&self.src.amqp);
                     self.channel
                         .basic_nack(
                             tag,
@@ -327,9 +316,8 @@ impl Drop for Consumer {
     /// the broker redelivers them, and they are no longer held here.
     fn drop(&mut self) {
         self.src
-            .ctx
-            .stats
-            .unacked
-            .fetch_sub(self.acks.unsettled() as i64, Ordering::Relaxed);
+            .amqp
+            .amqp_unacked_deliveries
+            .dec_by(self.acks.unsettled() as i64);
     }
 }

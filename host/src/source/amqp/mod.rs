@@ -27,7 +27,8 @@ use tokio::task::JoinSet;
 
 use super::SourceContext;
 use crate::config::{AmqpConfig, redact_url};
-use crate::telemetry::RateLimit;
+use crate::telemetry::AmqpMetrics;
+use crate::telemetry::events::{AmqpConnected, AmqpDown, SourceWorkerPanicked};
 use acks::DeliveryCounts;
 use consumer::Consumer;
 use topology::Topology;
@@ -39,7 +40,8 @@ pub struct AmqpSource {
     ctx: SourceContext,
     /// Failed deliveries per message (by `_unique_id` or body hash), for `max_deliveries`.
     delivery_counts: Arc<DeliveryCounts>,
-    bad_input: Arc<RateLimit>,
+    /// Its AMQP figures, beside the common ones in `ctx.stats`.
+    amqp: AmqpMetrics,
     topology: Topology,
     /// First delivery and last ack: the active span, for throughput figures.
     span: Mutex<Option<(std::time::Instant, std::time::Instant)>>,
@@ -52,14 +54,14 @@ enum SessionEnd {
 }
 
 impl AmqpSource {
-    pub fn new(cfg: AmqpConfig, url: String, ctx: SourceContext) -> AmqpSource {
+    pub fn new(cfg: AmqpConfig, url: String, ctx: SourceContext, amqp: AmqpMetrics) -> AmqpSource {
         let topology = Topology::new(&cfg);
         AmqpSource {
             cfg,
             url,
             ctx,
             delivery_counts: Arc::default(),
-            bad_input: Arc::default(),
+            amqp,
             topology,
             span: Mutex::new(None),
         }
@@ -86,25 +88,13 @@ impl AmqpSource {
             }
             let end = match Connection::connect(&this.url, ConnectionProperties::default()).await {
                 Ok(conn) => {
-                    match down_since.take() {
-                        Some(t) => tracing::info!(
-                            broker = %redacted, down_ms = t.elapsed().as_millis() as u64,
-                            "AMQP is back: connected again"
-                        ),
-                        None => {
-                            tracing::info!(broker = %redacted, queues = ?this.queues(), "AMQP connected")
-                        }
+                    let end = this
+                        .clone()
+                        .session(&conn, &redacted, &mut down_since, shutdown.clone())
+                        .await;
+                    if down_since.is_none() {
+                        backoff = this.cfg.reconnect_backoff;
                     }
-                    this.ctx
-                        .stats
-                        .connected
-                        .store(true, std::sync::atomic::Ordering::Relaxed);
-                    backoff = this.cfg.reconnect_backoff;
-                    let end = this.clone().session(&conn, shutdown.clone()).await;
-                    this.ctx
-                        .stats
-                        .connected
-                        .store(false, std::sync::atomic::Ordering::Relaxed);
                     let _ = conn.close(200, "collector stopping".into()).await;
                     end
                 }
@@ -113,12 +103,13 @@ impl AmqpSource {
             match end {
                 SessionEnd::Shutdown => break,
                 SessionEnd::Lost(reason) => {
-                    this.ctx.stats.reconnects.inc();
                     down_since.get_or_insert_with(std::time::Instant::now);
-                    tracing::warn!(
-                        broker = %redacted, retry_in_ms = backoff.as_millis() as u64,
-                        "AMQP is down: {reason}; UDP and the dispatchers go on"
-                    );
+                    AmqpDown {
+                        broker: &redacted,
+                        reason: &reason,
+                        retry_in: backoff,
+                    }
+                    .emit(&this.amqp);
                     tokio::select! {
                         _ = tokio::time::sleep(backoff) => {}
                         _ = shutdown.changed() => break,
@@ -127,18 +118,7 @@ impl AmqpSource {
                 }
             }
         }
-        let s = &this.ctx.stats;
         tracing::info!(
-            received = s.received.get(),
-            samples = s.samples.get(),
-            malformed = s.malformed.get(),
-            invalid_samples = s.invalid_samples.get(),
-            bad_signature = s.bad_signature.get(),
-            acked = s.acked.get(),
-            requeued = s.requeued.get(),
-            dead_lettered = s.dead_lettered.get(),
-            redelivered = s.redelivered.get(),
-            reconnects = s.reconnects.get(),
             active_ms = this
                 .span
                 .lock()
@@ -149,10 +129,14 @@ impl AmqpSource {
         );
     }
 
-    /// One connection: declare, consume on every queue, until shutdown or a failure.
+    /// One connection: declare, consume on every queue, until shutdown or a
+    /// failure. Connected (`amqp_connected`, `/readyz`) from when every consumer
+    /// runs until the session ends; that clears `down_since`.
     async fn session(
         self: Arc<Self>,
         conn: &Connection,
+        broker: &str,
+        down_since: &mut Option<std::time::Instant>,
         mut shutdown: watch::Receiver<bool>,
     ) -> SessionEnd {
         if let Err(e) = self.topology.declare(conn).await {
@@ -181,7 +165,13 @@ impl AmqpSource {
             }
         }
         tracing::info!(queues = ?self.queues(), channels = self.cfg.channels, "AMQP consuming");
-        tokio::select! {
+        AmqpConnected {
+            broker,
+            queues: &self.queues(),
+            down_for: down_since.take().map(|t| t.elapsed()),
+        }
+        .emit(&self.amqp);
+        let end = tokio::select! {
             _ = shutdown.changed() => {
                 let _ = stop_tx.send(true);
                 let drained = tokio::time::timeout(self.ctx.grace, async {
@@ -190,7 +180,7 @@ impl AmqpSource {
                 .await;
                 if drained.is_err() {
                     tracing::error!(
-                        unacked = self.ctx.stats.unacked.load(std::sync::atomic::Ordering::Relaxed),
+                        unacked = self.amqp.amqp_unacked_deliveries.get(),
                         "AMQP: dispatchers did not finish within the grace period; the unacked \
                          messages go back to the queue"
                     );
@@ -204,14 +194,18 @@ impl AmqpSource {
                     Ok(Ok(())) => "a consumer stopped".to_owned(),
                     Err(e) => {
                         if e.is_panic() {
-                            self.ctx.stats.worker_panics.inc();
-                            crate::telemetry::count_panic();
+                            SourceWorkerPanicked {
+                                detail: "a consumer task died; the session starts again",
+                            }
+                            .emit(&self.ctx.stats);
                         }
                         format!("a consumer task failed: {e}; the session starts again")
                     }
                 };
                 SessionEnd::Lost(reason)
             }
-        }
+        };
+        self.amqp.amqp_connected.dec();
+        end
     }
 }
