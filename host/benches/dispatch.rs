@@ -27,7 +27,7 @@ fn encode(samples: &[Sample]) -> Vec<u8> {
         max_bytes: 64 << 20,
         max_delay: Duration::from_millis(1000),
     };
-    let mut b = Batcher::new(&cfg);
+    let mut b = Batcher::<collector::batch::SystemClock>::new(&cfg);
     for s in samples {
         let _ = b.push(s);
     }

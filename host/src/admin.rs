@@ -17,7 +17,7 @@ use axum::Router;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use serde_json::json;
 use tokio::net::TcpListener;
@@ -261,9 +261,9 @@ pub async fn serve(
         let service = TowerToHyperService::new(app.clone());
         let telemetry = telemetry.clone();
         tokio::spawn(async move {
+            // No timer of hyper's own: the one deadline below bounds the whole
+            // connection, headers included, and is the one counted.
             let conn = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(limits.request_timeout)
                 .keep_alive(false)
                 .serve_connection(TokioIo::new(stream), service);
             if tokio::time::timeout(limits.request_timeout, conn)

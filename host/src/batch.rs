@@ -1,8 +1,15 @@
 //! Batching: samples are encoded (ABI v1) as they arrive, and a batch is sealed
 //! when it reaches `max_samples`, `max_bytes`, or `max_delay_ms` after its first
 //! sample, whichever comes first.
+//!
+//! A batcher reads the time from its [`Clock`]: tokio's on the async sources (so
+//! that a test can pause and advance it), the system's on the UDP decoder
+//! threads (std threads, outside tokio's clock), and a hand-moved one in tests.
 
-use std::time::{Duration, Instant};
+use std::fmt::Debug;
+use std::marker::PhantomData;
+use std::ops::Add;
+use std::time::Duration;
 
 use collector_sdk::Sample;
 use collector_sdk::codec::encode_sample;
@@ -32,19 +39,48 @@ impl Sealed {
     }
 }
 
+/// Where a batcher reads the time.
+pub trait Clock {
+    type Instant: Copy + Debug + Add<Duration, Output = Self::Instant>;
+    fn now() -> Self::Instant;
+}
+
+/// The system's monotonic clock, for std threads.
+#[derive(Debug)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    type Instant = std::time::Instant;
+    fn now() -> std::time::Instant {
+        std::time::Instant::now()
+    }
+}
+
+/// Tokio's clock, for tasks: paused and advanced by `tokio::time` in tests.
+#[derive(Debug)]
+pub struct TokioClock;
+
+impl Clock for TokioClock {
+    type Instant = tokio::time::Instant;
+    fn now() -> tokio::time::Instant {
+        tokio::time::Instant::now()
+    }
+}
+
 /// Accumulates samples into batches. Owned by one source task.
 #[derive(Debug)]
-pub struct Batcher {
+pub struct Batcher<C: Clock = SystemClock> {
     max_samples: u64,
     max_bytes: usize,
     max_delay: Duration,
     bytes: Vec<u8>,
     starts: Vec<usize>,
     count: u64,
-    started: Option<Instant>,
+    started: Option<C::Instant>,
+    clock: PhantomData<C>,
 }
 
-impl Batcher {
+impl<C: Clock> Batcher<C> {
     pub fn new(cfg: &BatchConfig) -> Self {
         let mut b = Batcher {
             max_samples: cfg.max_samples as u64,
@@ -54,6 +90,7 @@ impl Batcher {
             starts: Vec::new(),
             count: 0,
             started: None,
+            clock: PhantomData,
         };
         b.reset();
         b
@@ -95,13 +132,13 @@ impl Batcher {
             self.starts.push(self.bytes.len());
             self.bytes.extend_from_slice(&tail);
             self.count = 1;
-            self.started = Some(Instant::now());
+            self.started = Some(C::now());
             return Some(sealed);
         }
         self.starts.push(before);
         self.count += 1;
         if self.started.is_none() {
-            self.started = Some(Instant::now());
+            self.started = Some(C::now());
         }
         if self.count >= self.max_samples || self.bytes.len() >= self.max_bytes {
             return Some(self.seal());
@@ -110,7 +147,7 @@ impl Batcher {
     }
 
     /// When the open batch must be flushed, if one is open.
-    pub fn deadline(&self) -> Option<Instant> {
+    pub fn deadline(&self) -> Option<C::Instant> {
         self.started.map(|t| t + self.max_delay)
     }
 
@@ -169,7 +206,7 @@ mod tests {
 
     #[test]
     fn seals_on_count() {
-        let mut b = Batcher::new(&cfg(3, 1 << 20));
+        let mut b = Batcher::<SystemClock>::new(&cfg(3, 1 << 20));
         assert!(b.push(&sample(0, 1)).is_none());
         assert!(b.push(&sample(1, 1)).is_none());
         let s = b.push(&sample(2, 1)).expect("full at 3");
@@ -186,7 +223,7 @@ mod tests {
             encode_sample(&mut v, &sample(0, 1000));
             v.len()
         };
-        let mut b = Batcher::new(&cfg(1000, 8 + 2 * one + 10));
+        let mut b = Batcher::<SystemClock>::new(&cfg(1000, 8 + 2 * one + 10));
         assert!(b.push(&sample(0, 1000)).is_none());
         assert!(b.push(&sample(1, 1000)).is_none());
         let s = b.push(&sample(2, 1000)).expect("third does not fit");
@@ -202,7 +239,7 @@ mod tests {
 
     #[test]
     fn parts_are_batches_of_their_own() {
-        let mut b = Batcher::new(&cfg(5, 1 << 20));
+        let mut b = Batcher::<SystemClock>::new(&cfg(5, 1 << 20));
         let all: Vec<Sample> = (0..5).map(|i| sample(i, i + 1)).collect();
         let mut sealed = None;
         for s in &all {
@@ -221,22 +258,71 @@ mod tests {
         }
     }
 
+    /// A clock the test moves by hand (per thread): the UDP decoders' batchers
+    /// run on std threads, outside tokio's clock.
+    struct HandClock;
+
+    thread_local! {
+        static NOW: std::cell::Cell<Option<std::time::Instant>> = const { std::cell::Cell::new(None) };
+    }
+
+    impl HandClock {
+        fn advance(by: Duration) {
+            NOW.with(|n| n.set(Some(Self::now() + by)));
+        }
+    }
+
+    impl Clock for HandClock {
+        type Instant = std::time::Instant;
+        fn now() -> std::time::Instant {
+            NOW.with(|n| {
+                let t = n.get().unwrap_or_else(std::time::Instant::now);
+                n.set(Some(t));
+                t
+            })
+        }
+    }
+
     #[test]
     fn deadline_counts_from_first_sample() {
-        let mut b = Batcher::new(&cfg(10, 1 << 20));
+        let mut b = Batcher::<HandClock>::new(&cfg(10, 1 << 20));
         assert!(b.deadline().is_none());
-        let t0 = Instant::now();
+        let t0 = HandClock::now();
         b.push(&sample(0, 1));
-        let d = b.deadline().expect("open batch has a deadline");
-        assert!(d >= t0 + Duration::from_millis(50));
-        std::thread::sleep(Duration::from_millis(5));
+        assert_eq!(b.deadline(), Some(t0 + Duration::from_millis(50)));
+        HandClock::advance(Duration::from_millis(30));
         b.push(&sample(1, 1));
         assert_eq!(
             b.deadline(),
-            Some(d),
+            Some(t0 + Duration::from_millis(50)),
             "later samples do not move the deadline"
         );
         assert_eq!(b.flush().map(|s| s.samples), Some(2));
         assert!(b.flush().is_none());
+        HandClock::advance(Duration::from_millis(100));
+        b.push(&sample(2, 1));
+        assert_eq!(
+            b.deadline(),
+            Some(t0 + Duration::from_millis(180)),
+            "the next batch counts from its own first sample"
+        );
+    }
+
+    /// On tokio's clock, as the AMQP consumer runs it: the open batch is due
+    /// `max_delay` after its first sample, in virtual time.
+    #[tokio::test(start_paused = true)]
+    async fn on_tokio_time_the_deadline_follows_the_paused_clock() {
+        let mut b = Batcher::<TokioClock>::new(&cfg(10, 1 << 20));
+        let t0 = tokio::time::Instant::now();
+        b.push(&sample(0, 1));
+        let due = b.deadline().expect("open");
+        assert_eq!(due, t0 + Duration::from_millis(50));
+        tokio::time::sleep_until(due).await;
+        assert_eq!(
+            tokio::time::Instant::now(),
+            due,
+            "woken exactly at the deadline"
+        );
+        assert_eq!(b.flush().map(|s| s.samples), Some(1));
     }
 }

@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
+// Deadlines on tokio's clock (tests pause it); the uptime on the system's.
+use tokio::time::Instant as TokioInstant;
 
 use crate::admin;
 use crate::config::{Config, SourcesConfig};
@@ -105,14 +107,14 @@ impl Sources {
 
     /// Stops reading; returns when every open batch is flushed (and AMQP settled),
     /// or at `deadline`, leaving what is not finished (it is counted and logged).
-    async fn stop(self, deadline: Instant) {
+    async fn stop(self, deadline: TokioInstant) {
         let _ = self.stop.send(true);
         let all = async {
             for t in self.tasks {
                 let _ = t.await;
             }
         };
-        if tokio::time::timeout_at(deadline.into(), all).await.is_err() {
+        if tokio::time::timeout_at(deadline, all).await.is_err() {
             tracing::error!(
                 "Sources did not finish within the shutdown grace period; they are abandoned \
                  (unacked AMQP messages go back to their queue)"
@@ -188,6 +190,7 @@ pub async fn run(
     cfg: Config,
     config_path: Option<PathBuf>,
     shutdown: impl std::future::Future<Output = ()>,
+    ready: Option<Box<dyn FnOnce(crate::Started) + Send>>,
 ) -> Result<Summary, RunError> {
     let cache_dir = match (&cfg.reload.cache, &cfg.reload.cache_dir) {
         (false, _) => None,
@@ -196,8 +199,8 @@ pub async fn run(
     };
     let runtime = Runtime::new(cache_dir.as_deref())?;
     let telemetry = Telemetry::new();
-    let dispatchers = start_dispatchers(&runtime, &cfg, &[], &telemetry).await?;
     let fanout = Fanout::default();
+    let dispatchers = start_dispatchers(&runtime, &cfg, &[], &telemetry, &fanout.abandon).await?;
     fanout.install(&dispatchers);
     let files = match FileWatch::start() {
         Ok(f) => Some(f),
@@ -272,6 +275,13 @@ pub async fn run(
         daemon.cfg.reload.debounce,
     );
     tracing::info!(dispatchers = daemon.dispatchers.len(), "collector ready");
+    if let Some(ready) = ready {
+        ready(crate::Started {
+            admin: daemon.admin_address,
+            udp: daemon.sources.reports.iter().find_map(|r| r.address),
+            telemetry: daemon.telemetry.clone(),
+        });
+    }
     let status = daemon.status_line();
     systemd(&[
         sd_notify::NotifyState::Ready,
@@ -318,6 +328,7 @@ async fn start_dispatchers(
     cfg: &Config,
     keep: &[&Dispatcher],
     telemetry: &Arc<Telemetry>,
+    abandon: &dispatch::Abandon,
 ) -> Result<Vec<Dispatcher>, RunError> {
     let wanted: Vec<_> = cfg
         .dispatchers
@@ -327,10 +338,11 @@ async fn start_dispatchers(
         .collect();
     let rt = runtime.clone();
     let telemetry = telemetry.clone();
+    let abandon = abandon.clone();
     let started = tokio::task::spawn_blocking(move || {
         let mut out = Vec::new();
         for d in &wanted {
-            match dispatch::start_one(&rt, d, telemetry.dispatcher(&d.name)) {
+            match dispatch::start_one(&rt, d, telemetry.dispatcher(&d.name), &abandon) {
                 Ok(x) => out.push(x),
                 Err(e) => return Err((Box::new(e), out)),
             }
@@ -453,7 +465,15 @@ impl Daemon {
             .iter()
             .filter(|d| new.dispatchers.contains(&d.cfg))
             .collect();
-        let fresh = match start_dispatchers(&self.runtime, &new, &keep, &self.telemetry).await {
+        let fresh = match start_dispatchers(
+            &self.runtime,
+            &new,
+            &keep,
+            &self.telemetry,
+            &self.fanout.abandon,
+        )
+        .await
+        {
             Ok(f) => f,
             Err(e) => {
                 return self.refuse(why, &e);
@@ -515,7 +535,7 @@ impl Daemon {
         old_watch.stop().await;
         if let Some(s) = sources {
             let old = std::mem::replace(&mut self.sources, s);
-            let deadline = Instant::now() + old.grace;
+            let deadline = TokioInstant::now() + old.grace;
             old.stop(deadline).await;
         }
         self.cfg = new;
@@ -540,7 +560,7 @@ impl Daemon {
         tracing::info!("Shutting down: stop receiving, flush open batches");
         // One deadline bounds every wait below: sources, then dispatchers.
         let grace = self.cfg.shutdown.grace_period;
-        let deadline = Instant::now() + grace;
+        let deadline = TokioInstant::now() + grace;
         let Daemon {
             sources,
             plugin_watch,
@@ -553,7 +573,7 @@ impl Daemon {
         } = self;
         let reports = sources.reports.clone();
         sources.stop(deadline).await;
-        let _ = tokio::time::timeout_at(deadline.into(), plugin_watch.stop()).await;
+        let _ = tokio::time::timeout_at(deadline, plugin_watch.stop()).await;
         let stats: Vec<_> = dispatchers.iter().map(|d| d.stats.clone()).collect();
         fanout.install(&[]);
         for d in dispatchers {
@@ -569,12 +589,10 @@ impl Daemon {
                 }
                 let _ = joined_tx.send(());
             });
-        let drained = tokio::time::timeout_at(deadline.into(), joined)
-            .await
-            .is_ok();
+        let drained = tokio::time::timeout_at(deadline, joined).await.is_ok();
         if !drained {
             // What is still queued fails now rather than after the deadline.
-            dispatch::abandon_queues();
+            fanout.abandon.set();
         }
         let mut sections = Vec::new();
         for r in &reports {
@@ -604,6 +622,9 @@ impl Daemon {
                 );
             }
         }
-        Summary { drained }
+        Summary {
+            drained,
+            worker_panics: telemetry.daemon.worker_panics.get(),
+        }
     }
 }

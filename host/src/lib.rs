@@ -86,6 +86,9 @@ pub enum RunError {
 pub struct Summary {
     /// True when every dispatcher finished its queue within the grace period.
     pub drained: bool,
+    /// Panics caught in workers during the run (each was restarted): a daemon
+    /// that had any exits non-zero.
+    pub worker_panics: u64,
 }
 
 /// Runs the daemon until `shutdown` completes, then drains within the grace period.
@@ -98,5 +101,31 @@ pub async fn run(
     config_path: Option<std::path::PathBuf>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<Summary, RunError> {
-    daemon::run(cfg, config_path, shutdown).await
+    daemon::run(cfg, config_path, shutdown, None).await
+}
+
+/// A daemon that is ready, for whoever runs it in-process (tests): where it
+/// listens, and its figures.
+#[derive(Clone)]
+pub struct Started {
+    /// The admin endpoint's address, if it has one.
+    pub admin: Option<std::net::SocketAddr>,
+    /// The UDP source's address, if it has one.
+    pub udp: Option<std::net::SocketAddr>,
+    /// The figures `/metrics` and `/status` show.
+    pub telemetry: std::sync::Arc<telemetry::Telemetry>,
+}
+
+/// [`run`], calling `ready` once the daemon is ready (where `collector run`
+/// tells systemd).
+///
+/// # Errors
+/// As [`run`].
+pub async fn run_notifying(
+    cfg: Config,
+    config_path: Option<std::path::PathBuf>,
+    shutdown: impl Future<Output = ()>,
+    ready: impl FnOnce(Started) + Send + 'static,
+) -> Result<Summary, RunError> {
+    daemon::run(cfg, config_path, shutdown, Some(Box::new(ready))).await
 }

@@ -117,8 +117,8 @@ fn run(path: Option<PathBuf>) -> ExitCode {
     // (a message being decoded, a plugin being compiled) may hold the exit.
     rt.shutdown_timeout(std::time::Duration::from_secs(1));
     match outcome {
-        Ok(_) if collector::telemetry::panics() > 0 => {
-            let n = collector::telemetry::panics();
+        Ok(summary) if summary.worker_panics > 0 => {
+            let n = summary.worker_panics;
             tracing::error!(
                 panics = n,
                 "Exiting with status {EXIT_SOFTWARE}: workers panicked during this run \

@@ -18,7 +18,9 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use notify::{EventKind, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
@@ -166,7 +168,7 @@ impl Task {
                     Some(Err(e)) => tracing::warn!(error = %e, "File watcher error"),
                     None => break,
                 },
-                _ = tokio::time::sleep_until(sleep_until.into()), if next.is_some() => self.due(),
+                _ = tokio::time::sleep_until(sleep_until), if next.is_some() => self.due(),
             }
         }
     }

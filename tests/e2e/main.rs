@@ -6,6 +6,7 @@ mod cli;
 mod config_reload;
 mod handoff;
 mod hostile;
+mod inprocess;
 mod languages;
 mod reload;
 mod sandbox;

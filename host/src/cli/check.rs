@@ -257,7 +257,7 @@ fn big_batch(max_bytes: usize) -> crate::batch::Sealed {
         max_bytes,
         max_delay: Duration::from_millis(1000),
     };
-    let mut b = crate::batch::Batcher::new(&cfg);
+    let mut b = crate::batch::Batcher::<crate::batch::SystemClock>::new(&cfg);
     let mut rng = super::samples::Rng::new(11);
     let mut i = 0;
     loop {

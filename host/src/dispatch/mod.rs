@@ -34,6 +34,8 @@ struct Handle {
 #[derive(Clone, Default)]
 pub struct Fanout {
     handles: Arc<RwLock<Arc<[Handle]>>>,
+    /// Set at the shutdown deadline, for every dispatcher this fan-out feeds.
+    pub abandon: Abandon,
 }
 
 impl Fanout {
@@ -162,6 +164,7 @@ pub fn start_one(
     runtime: &Arc<Runtime>,
     cfg: &DispatcherConfig,
     stats: Arc<DispatcherStats>,
+    abandon: &Abandon,
 ) -> Result<Dispatcher, StartError> {
     let fail = |source| StartError {
         name: cfg.name.clone(),
@@ -209,6 +212,7 @@ pub fn start_one(
             serving: Serving::new(slot.clone(), i, instance, settings.clone(), stats.clone()),
             policy,
             stats: stats.clone(),
+            abandon: abandon.clone(),
             inject_panic: inject_panic && i == 0,
         };
         let (queue, rt) = (queue.clone(), rt.clone());
@@ -235,19 +239,23 @@ pub fn start_one(
     })
 }
 
-/// Set when the shutdown grace period is over: dispatcher threads then fail what
-/// is still queued instead of serving it, and stop retrying, so that the process
-/// can exit when the deadline says.
-static ABANDON: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// Set when the shutdown grace period is over: the dispatcher threads of one
+/// daemon then fail what is still queued instead of serving it, and stop
+/// retrying, so that the process can exit when the deadline says. One per
+/// daemon (not a process global: daemons run in-process in tests).
+#[derive(Clone, Debug, Default)]
+pub struct Abandon(Arc<std::sync::atomic::AtomicBool>);
 
-/// The grace period is over: every dispatcher fails its queue and stops.
-pub fn abandon_queues() {
-    ABANDON.store(true, std::sync::atomic::Ordering::Relaxed);
-}
+impl Abandon {
+    /// The grace period is over: every dispatcher fails its queue and stops.
+    pub fn set(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
 
-/// True once [`abandon_queues`] was called.
-pub fn abandoned() -> bool {
-    ABANDON.load(std::sync::atomic::Ordering::Relaxed)
+    /// True once [`Abandon::set`] was called.
+    pub fn is_set(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 /// Debug builds only: `COLLECTOR_FAULT_PANIC_DISPATCHER=NAME` makes the first

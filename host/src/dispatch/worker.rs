@@ -14,7 +14,7 @@
 //! - A panic anywhere in the thread's work is caught: the batch fails, the
 //!   instance is dropped, the panic is counted and logged, the dispatcher shows
 //!   unhealthy in `/readyz` until it completes a batch again, and the daemon
-//!   exits non-zero at the end ([`crate::telemetry::panics`]).
+//!   exits non-zero at the end (the `worker_panics` of [`crate::Summary`]).
 
 use std::ops::Range;
 use std::panic::AssertUnwindSafe;
@@ -89,6 +89,8 @@ pub struct Worker {
     pub serving: Serving,
     pub policy: Policy,
     pub stats: Arc<DispatcherStats>,
+    /// Set at the shutdown deadline: fail what is queued, stop retrying.
+    pub abandon: super::Abandon,
     /// A fault injected for the panic-guard test (debug builds only).
     pub inject_panic: bool,
 }
@@ -133,7 +135,7 @@ impl Worker {
                 }
                 Next::Job(job) => {
                     self.stats.counts.dispatcher_queued_batches.dec();
-                    if super::abandoned() {
+                    if self.abandon.is_set() {
                         let why = "shutdown: the grace period was over";
                         self.count_failed(job.samples, why);
                         job.tracker.fail_all(&self.stats.name, why);
@@ -240,7 +242,7 @@ impl Worker {
             if a >= b {
                 continue;
             }
-            if calls >= self.policy.isolation_max_calls || super::abandoned() {
+            if calls >= self.policy.isolation_max_calls || self.abandon.is_set() {
                 push_range(&mut failed, a..b);
                 continue;
             }
@@ -293,7 +295,7 @@ impl Worker {
                         "plugin still asks to retry after {retries} retries: {m}"
                     )));
                 }
-                CallOutcome::Retry(m) if super::abandoned() => {
+                CallOutcome::Retry(m) if self.abandon.is_set() => {
                     return Err(Failed::OutOfRetries(format!(
                         "plugin asks to retry, but the shutdown grace period is over: {m}"
                     )));

@@ -17,7 +17,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::watch;
 
 use super::SourceContext;
-use crate::batch::Batcher;
+use crate::batch::{Batcher, SystemClock};
 use crate::config::{BatchConfig, UdpConfig};
 use crate::dispatch::Fanout;
 use crate::signature::Signer;
@@ -253,7 +253,7 @@ impl Intake {
 /// One decoder thread: decode, verify, batch; flush on the batch deadline and at the end.
 fn decode_loop(d: &Decoding, rx: &Receiver<Chunk>) {
     let signer = Signer::new(&d.secret);
-    let mut batcher = Batcher::new(&d.batch);
+    let mut batcher = Batcher::<SystemClock>::new(&d.batch);
     loop {
         let next = match batcher.deadline() {
             None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),

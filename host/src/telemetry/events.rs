@@ -1,6 +1,8 @@
 //! What happens in the daemon that an operator must be able to see: each event
 //! is a struct whose `emit` counts it and logs it, in one place, so that a log
-//! line and its counter cannot drift apart. Call sites say what happened;
+//! line and its counter cannot drift apart. It logs under the target of the part
+//! it is about (`collector::source::udp`, `collector::dispatch`, …), so that
+//! `RUST_LOG` filters as it would without this module. Call sites say what happened;
 //! warnings about input from outside go through the owner's rate limit, and
 //! every value from outside is shown through [`Untrusted`].
 
@@ -38,6 +40,7 @@ impl DatagramUndecodable<'_> {
         s.counts.decode_errors.inc();
         if let Some(suppressed) = s.warn.allow() {
             tracing::warn!(
+                target: "collector::source::udp",
                 peer = %self.peer, bytes = self.bytes, suppressed,
                 "UDP: cannot decode datagram: {}", Untrusted(&self.error.to_string())
             );
@@ -63,6 +66,7 @@ impl MessageUndecodable<'_> {
         }
         if let Some(suppressed) = s.warn.allow() {
             tracing::warn!(
+                target: "collector::source::amqp",
                 queue = %self.queue, bytes = self.bytes, suppressed,
                 "AMQP: cannot decode message, rejecting it without requeue: {}",
                 Untrusted(&self.error.to_string())
@@ -84,6 +88,7 @@ impl SignatureInvalid<'_> {
         s.counts.bad_signatures.inc_by(self.count);
         if let Some(suppressed) = s.warn.allow() {
             tracing::warn!(
+                target: "collector::source",
                 origin = %self.origin, message_id = %Untrusted(self.message_id), count = self.count,
                 suppressed, "Sample signature invalid, discarding"
             );
@@ -105,6 +110,7 @@ impl SamplesInvalid<'_> {
         if let Some(suppressed) = s.warn.allow() {
             let (i, e) = self.first;
             tracing::warn!(
+                target: "collector::source::amqp",
                 queue = %self.queue, invalid = self.count, suppressed,
                 "AMQP: dropping samples that are not valid (payload[{i}]: {})",
                 Untrusted(&e.to_string())
@@ -137,6 +143,7 @@ impl DatagramsDropped {
             && let Some(suppressed) = s.warn.allow()
         {
             tracing::warn!(
+                target: "collector::source::udp",
                 dropped = self.count,
                 suppressed,
                 "UDP decoders are saturated: datagrams dropped"
@@ -157,8 +164,9 @@ impl SourceWorkerPanicked<'_> {
         // Unhealthy first: whoever sees the count sees the state too.
         s.counts.source_healthy.set(false);
         s.counts.source_worker_panics.inc();
-        super::count_panic();
+        s.panics_total.inc();
         tracing::error!(
+            target: "collector::source",
             source = s.name,
             panics = s.counts.source_worker_panics.get(),
             "A worker of the {} source panicked: {}",
@@ -181,10 +189,13 @@ impl AmqpConnected<'_> {
         amqp.amqp_connected.inc();
         match self.down_for {
             Some(d) => tracing::info!(
+                target: "collector::source::amqp",
                 broker = %self.broker, down_ms = d.as_millis() as u64,
                 "AMQP is back: connected again"
             ),
-            None => tracing::info!(broker = %self.broker, queues = ?self.queues, "AMQP connected"),
+            None => {
+                tracing::info!(target: "collector::source::amqp", broker = %self.broker, queues = ?self.queues, "AMQP connected")
+            }
         }
     }
 }
@@ -200,6 +211,7 @@ impl AmqpDown<'_> {
     pub fn emit(self, amqp: &AmqpMetrics) {
         amqp.amqp_reconnects.inc();
         tracing::warn!(
+            target: "collector::source::amqp",
             broker = %self.broker, retry_in_ms = self.retry_in.as_millis() as u64,
             "AMQP is down: {}; UDP and the dispatchers go on", self.reason
         );
@@ -220,12 +232,14 @@ impl MessageNacked<'_> {
         if self.requeue {
             amqp.amqp_requeued.inc();
             tracing::warn!(
+                target: "collector::source::amqp",
                 queue = %self.queue, deliveries = self.deliveries,
                 "AMQP: requeueing a message: {}", Untrusted(self.reason)
             );
         } else {
             amqp.amqp_dead_lettered.inc();
             tracing::error!(
+                target: "collector::source::amqp",
                 queue = %self.queue, deliveries = self.deliveries,
                 "AMQP: rejecting a message to the dead-letter exchange (if the queue has one): {}",
                 Untrusted(self.reason)
@@ -272,6 +286,7 @@ impl DispatchFailed<'_> {
         let shown = Untrusted(self.reason).to_string();
         if let Some(suppressed) = d.warn.allow() {
             tracing::error!(
+                target: "collector::dispatch",
                 dispatcher = %d.name, samples = self.samples, failed = self.failed, suppressed,
                 "Batch failed for this dispatcher: {shown}"
             );
@@ -294,6 +309,7 @@ impl BatchDropped {
         d.counts.samples_failed.inc_by(self.samples);
         if let Some(suppressed) = d.warn.allow() {
             tracing::warn!(
+                target: "collector::dispatch",
                 dispatcher = %d.name, samples = self.samples, suppressed,
                 "Dispatcher queue full: batch dropped for this dispatcher"
             );
@@ -311,6 +327,7 @@ impl PluginRetried<'_> {
     pub fn emit(self, d: &DispatcherStats) {
         d.counts.plugin_retries.inc();
         tracing::debug!(
+            target: "collector::dispatch",
             dispatcher = %d.name, retries = self.retries,
             "Plugin asked to retry: {}", Untrusted(self.message)
         );
@@ -328,6 +345,7 @@ impl BatchSplit {
     pub fn emit(self, d: &DispatcherStats) {
         d.counts.batches_split.inc();
         tracing::debug!(
+            target: "collector::dispatch",
             dispatcher = %d.name, samples = self.samples, failed = self.failed, calls = self.calls,
             "Rejected batch tried in parts"
         );
@@ -350,6 +368,7 @@ impl SnapshotFailed<'_> {
         let error = Untrusted(&self.error.to_string()).to_string();
         if self.gave_up {
             tracing::error!(
+                target: "collector::plugin::handoff",
                 dispatcher = %d.name, version = %self.version, failures = self.in_a_row,
                 "collector_snapshot {error}; it failed {} times in a row, so the state of this \
                  version is no longer saved (a new version starts saving again)",
@@ -357,6 +376,7 @@ impl SnapshotFailed<'_> {
             );
         } else if let Some(suppressed) = d.warn.allow() {
             tracing::error!(
+                target: "collector::plugin::handoff",
                 dispatcher = %d.name, version = %self.version, suppressed,
                 "collector_snapshot {error}: the instance is replaced and resumes from the previous state"
             );
@@ -386,11 +406,13 @@ impl RestoreFailed<'_> {
         let error = Untrusted(&self.error.to_string()).to_string();
         match self.fallback {
             RestoreFallback::KeptOldVersion => tracing::error!(
+                target: "collector::plugin::handoff",
                 dispatcher = %d.name, version = %self.version,
                 "The new plugin version could not take the saved state on this thread; it keeps \
                  serving the old one: {error}"
             ),
             RestoreFallback::StartedWithoutState => tracing::warn!(
+                target: "collector::plugin::handoff",
                 dispatcher = %d.name, version = %self.version,
                 "The saved state was not restored, the plugin starts without it: {error}"
             ),
@@ -410,12 +432,13 @@ impl DispatcherWorkerPanicked<'_> {
     pub fn emit(self, d: &DispatcherStats) -> String {
         d.counts.dispatcher_healthy.set(false);
         d.counts.dispatcher_worker_panics.inc();
-        super::count_panic();
+        d.panics_total.inc();
         let why = format!("dispatcher worker panicked: {}", Untrusted(self.what));
         if let Ok(mut last) = d.last_error.lock() {
             *last = Some(why.clone());
         }
         tracing::error!(
+            target: "collector::dispatch",
             dispatcher = %d.name, thread = self.thread, panics = d.counts.dispatcher_worker_panics.get(),
             "{why}; the batch failed, the worker starts again with a new instance"
         );
@@ -436,6 +459,7 @@ impl PluginReloaded<'_> {
     pub fn emit(self, m: &DaemonMetrics) {
         m.plugin_reloads.inc();
         tracing::info!(
+            target: "collector::plugin::reload",
             dispatcher = %self.dispatcher, file = %self.file, version = %self.version,
             previous = %self.previous, load_ms = self.load.as_millis() as u64,
             "Plugin reloaded: the next batch goes to the new version"
@@ -455,6 +479,7 @@ impl PluginReloadFailed<'_> {
     pub fn emit(self, m: &DaemonMetrics) {
         m.plugin_reload_failures.inc();
         tracing::error!(
+            target: "collector::plugin::reload",
             dispatcher = %self.dispatcher, file = %self.file, kept = %self.kept,
             "Plugin reload failed, the old version keeps serving: {}",
             Untrusted::capped(&self.error.to_string(), 1024)
@@ -477,6 +502,7 @@ impl ConfigReloaded<'_> {
             m.source_restarts.inc();
         }
         tracing::info!(
+            target: "collector::daemon",
             why = ?self.why, dispatchers = ?self.dispatchers, removed = ?self.removed,
             sources_restarted = self.sources_restarted, "Config reloaded"
         );
@@ -493,6 +519,7 @@ impl ConfigReloadRefused<'_> {
     pub fn emit(self, m: &DaemonMetrics) {
         m.config_reloads_refused.inc();
         tracing::error!(
+            target: "collector::daemon",
             why = ?self.why,
             "Config reload refused, the running configuration stays: {}", self.error
         );
@@ -511,6 +538,7 @@ impl AdminAcceptFailed<'_> {
         m.admin_accept_errors.inc();
         if let Some(suppressed) = self.suppressed {
             tracing::warn!(
+                target: "collector::admin",
                 error = %self.error, suppressed, retry_in_ms = self.retry_in.as_millis() as u64,
                 "Admin endpoint cannot accept a connection"
             );

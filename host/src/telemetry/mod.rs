@@ -9,7 +9,6 @@ pub mod events;
 pub mod log;
 pub mod sets;
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use prometheus_client::metrics::family::Family;
@@ -27,6 +26,8 @@ pub use sets::{
 pub struct SourceStats {
     pub name: &'static str,
     pub counts: SourceMetrics,
+    /// The daemon's `worker_panics`, which a panic here counts too.
+    pub panics_total: Counter,
     /// Warnings about input from outside: at most 10 per 10 s, the rest counted.
     pub warn: RateLimit,
 }
@@ -36,6 +37,8 @@ pub struct SourceStats {
 pub struct DispatcherStats {
     pub name: Arc<str>,
     pub counts: DispatcherCounters,
+    /// The daemon's `worker_panics`, which a panic here counts too.
+    pub panics_total: Counter,
     /// Seconds a plugin took for a batch, retries included.
     pub dispatch_duration_seconds: Histogram,
     /// The last reason a batch failed, for `/status`.
@@ -50,6 +53,7 @@ impl DispatcherStats {
         DispatcherStats {
             name: name.into(),
             counts: DispatcherCounters::default(),
+            panics_total: Counter::default(),
             dispatch_duration_seconds: latency_histogram(),
             last_error: Mutex::default(),
             warn: RateLimit::default(),
@@ -124,6 +128,7 @@ impl Telemetry {
         Arc::new(SourceStats {
             name,
             counts,
+            panics_total: self.daemon.worker_panics.clone(),
             warn: RateLimit::default(),
         })
     }
@@ -136,6 +141,7 @@ impl Telemetry {
         Arc::new(DispatcherStats {
             name: name.into(),
             counts,
+            panics_total: self.daemon.worker_panics.clone(),
             dispatch_duration_seconds: self.dispatch_duration.get_or_create_owned(&label),
             last_error: Mutex::default(),
             warn: RateLimit::default(),
@@ -206,19 +212,6 @@ fn pairs(readings: &[(&'static str, Value)]) -> String {
         .map(|(k, v)| format!("{k}={v}"))
         .collect::<Vec<_>>()
         .join(" ")
-}
-
-/// Panics caught anywhere in the daemon's workers since it started.
-static PANICS: AtomicU64 = AtomicU64::new(0);
-
-/// Counts a caught panic (the daemon then exits non-zero: see [`panics`]).
-pub fn count_panic() {
-    PANICS.fetch_add(1, Ordering::Relaxed);
-}
-
-/// Panics caught so far: a daemon that lost a worker does not exit 0.
-pub fn panics() -> u64 {
-    PANICS.load(Ordering::Relaxed)
 }
 
 #[cfg(test)]

@@ -233,5 +233,6 @@ metric_set! {
         source_restarts: Counter = "Sources replaced by a configuration reload that changed their settings",
         admin_accept_errors: Counter = "Failed accepts on the admin endpoint (each followed by a pause)",
         admin_timeouts: Counter = "Admin connections closed at request_timeout_ms",
+        worker_panics: Counter = "Panics caught in any worker of the daemon (each was restarted; the daemon exits with status 70)",
     }
 }

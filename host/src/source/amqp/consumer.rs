@@ -20,7 +20,7 @@ use tokio::task::JoinSet;
 use super::AmqpSource;
 use super::acks::{AckPolicy, AckTracker, Action};
 use super::decode::{Verified, decode_and_verify, fnv1a, header_delivery_count};
-use crate::batch::{Batcher, Sealed};
+use crate::batch::{Batcher, Sealed, TokioClock};
 use crate::dispatch::BatchReport;
 use crate::signature::Signer;
 use crate::telemetry::events::{
@@ -36,7 +36,7 @@ pub struct Consumer {
     queue: String,
     tag: String,
     signer: Signer,
-    batcher: Batcher,
+    batcher: Batcher<TokioClock>,
     acks: AckTracker,
     /// The outcome of each batch in flight, by batch id.
     reports: JoinSet<(u64, Option<BatchReport>)>,
@@ -94,7 +94,7 @@ impl Consumer {
                 break;
             }
             let deadline = self.batcher.deadline();
-            let sleep_until = deadline.unwrap_or_else(|| std::time::Instant::now() + far);
+            let sleep_until = deadline.unwrap_or_else(|| tokio::time::Instant::now() + far);
             tokio::select! {
                 biased;
                 Some(done) = self.reports.join_next(), if !self.reports.is_empty() => {
@@ -114,7 +114,7 @@ impl Consumer {
                     Some(Err(e)) => return Err(format!("consumer on {}: {e}", self.queue)),
                     None => return Err(format!("consumer on {} was cancelled", self.queue)),
                 },
-                _ = tokio::time::sleep_until(sleep_until.into()), if deadline.is_some() => self.flush().await,
+                _ = tokio::time::sleep_until(sleep_until), if deadline.is_some() => self.flush().await,
             }
         }
         let _ = ch.close(200, "collector stopping".into()).await;
