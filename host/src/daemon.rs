@@ -342,7 +342,21 @@ async fn start_dispatchers(
     let started = tokio::task::spawn_blocking(move || {
         let mut out = Vec::new();
         for d in &wanted {
-            match dispatch::start_one(&rt, d, telemetry.dispatcher(&d.name), &abandon) {
+            let stats = telemetry.dispatcher(&d.name);
+            let endpoints = crate::egress::Endpoints::build(
+                &d.name,
+                &d.endpoints,
+                Some(&telemetry),
+                stats.counts.egress_refused.clone(),
+            )
+            .map_err(|e| dispatch::StartError {
+                name: d.name.clone(),
+                plugin: d.plugin.to_string(),
+                source: plugin::PluginError::Egress(e),
+            });
+            let started =
+                endpoints.and_then(|eps| dispatch::start_one(&rt, d, stats, eps, &abandon));
+            match started {
                 Ok(x) => out.push(x),
                 Err(e) => return Err((Box::new(e), out)),
             }

@@ -10,6 +10,7 @@
 //! - [`codec`]: the ABI v1 batch codec, with a zero-copy [`BatchView`];
 //! - [`json`]: writes a sample as the JSON dict Ceilometer sent;
 //! - [`abi`]: every name and constant of the ABI (docs/ABI.md);
+//! - [`http`]: outbound HTTP to the endpoints the operator declared;
 //! - [`log`](mod@log): logging through the host.
 //!
 //! ## Example
@@ -56,6 +57,7 @@
 
 pub mod abi;
 pub mod codec;
+pub mod http;
 pub mod json;
 pub mod log;
 pub mod model;

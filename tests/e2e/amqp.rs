@@ -157,7 +157,8 @@ fn captured_notifications_and_casts_come_out_equal_and_poison_is_rejected() {
 fn failing_dispatcher_loses_nothing_and_dead_letters_when_requeue_is_off() {
     let broker = Broker::start();
     let (bodies, ids) = notifications(20, 5, SECRET.as_bytes(), 11);
-    // Requeue on: the first 3 batches fail (no retries), their messages come back.
+    // Requeue on: the first 3 batches fail (no retries: they are held back), their
+    // messages come back.
     let flaky = format!(
         "[[dispatchers]]\nname = \"flaky\"\nplugin = \"{}\"\nmax_retries = 0\n[dispatchers.config]\nfail_first = 3\n",
         plugin("misbehave.wasm")
@@ -227,7 +228,12 @@ fn failing_dispatcher_loses_nothing_and_dead_letters_when_requeue_is_off() {
         &broker,
         "requeue_on_dispatcher_error = false",
         "max_samples = 5\nmax_delay_ms = 100",
-        &flaky.replace("fail_first = 3", "fail_first = 2"),
+        // Rejects are the messages' doing (retries, held back, are not: those are
+        // requeued whatever this setting says).
+        &flaky.replace(
+            "max_retries = 0\n[dispatchers.config]\nfail_first = 3",
+            "isolation_max_calls = 0\n[dispatchers.config]\nreject_first = 2",
+        ),
     ));
     let (bodies, _) = notifications(10, 5, SECRET.as_bytes(), 12);
     for b in &bodies {

@@ -4,6 +4,7 @@
 mod amqp;
 mod cli;
 mod config_reload;
+mod egress;
 mod handoff;
 mod hostile;
 mod inprocess;

@@ -5,6 +5,7 @@
 //! where it listens), `/status`, `/metrics` and the shutdown summary.
 
 pub mod amqp;
+pub mod http;
 pub mod rabbit;
 
 use std::io::Read;
@@ -625,6 +626,17 @@ impl Drop for Daemon {
             let _ = c.wait();
         }
     }
+}
+
+/// The entry of dispatcher `name` in a `/status` document.
+pub fn dispatcher_of(status: &serde_json::Value, name: &str) -> serde_json::Value {
+    status["dispatchers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|d| d["name"] == name)
+        .cloned()
+        .unwrap_or_else(|| panic!("no dispatcher `{name}` in {status}"))
 }
 
 /// `GET path` from an HTTP endpoint: (status code, body).

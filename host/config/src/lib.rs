@@ -541,9 +541,12 @@ pub struct DispatcherConfig {
     /// Plugin instances (threads) serving this dispatcher.
     #[serde(default = "default_instances")]
     pub instances: usize,
-    /// Retries of a batch the plugin answered `retry` to.
-    #[serde(default = "default_max_retries")]
-    pub max_retries: u32,
+    /// Retries of a batch the plugin answered `retry` to. Unset: retried (with
+    /// capped backoff) until the plugin takes or rejects it, the daemon stops, or
+    /// a config reload replaces the dispatcher: a backend that is down holds the
+    /// batch (and, for AMQP, its messages unacked) instead of losing it.
+    #[serde(default)]
+    pub max_retries: Option<u32>,
     /// First retry delay; doubles up to `retry_backoff_max_ms`.
     #[serde(
         rename = "retry_backoff_ms",
@@ -575,6 +578,197 @@ pub struct DispatcherConfig {
     /// Handed to the plugin's `init` as JSON.
     #[serde(default = "empty_table")]
     pub config: toml::Table,
+    /// The only places the plugin may send HTTP requests to.
+    #[serde(default)]
+    pub endpoints: Vec<EndpointConfig>,
+}
+
+/// An HTTP endpoint a dispatcher's plugin may call (`[[dispatchers.endpoints]]`):
+/// nothing else is reachable. The plugin names it and gives a path under its URL;
+/// the host adds TLS, credentials and headers, which the plugin never sees.
+#[derive(Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointConfig {
+    /// What the plugin calls it (letters, digits, `-`, `_`).
+    pub name: String,
+    /// `http://` or `https://` URL; requests go to paths under its path.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Environment variable holding the URL instead (read when the config is loaded).
+    #[serde(default)]
+    pub url_env: Option<String>,
+    /// PEM file of the CA certificates to trust; the system's roots when unset.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// PEM files of a client certificate (chain) and its key, for mutual TLS.
+    #[serde(default)]
+    pub client_cert_file: Option<PathBuf>,
+    #[serde(default)]
+    pub client_key_file: Option<PathBuf>,
+    /// Headers the host adds to every request (credentials belong here or in
+    /// `headers_env`); never shown to the plugin nor logged.
+    #[serde(default)]
+    pub headers: std::collections::BTreeMap<String, String>,
+    /// Headers whose values come from environment variables: header = variable.
+    #[serde(default)]
+    pub headers_env: std::collections::BTreeMap<String, String>,
+    #[serde(
+        rename = "connect_timeout_ms",
+        default = "default_connect_timeout_ms",
+        with = "millis"
+    )]
+    pub connect_timeout: Duration,
+    /// From sending the request to the last byte of the response.
+    #[serde(
+        rename = "response_timeout_ms",
+        default = "default_response_timeout_ms",
+        with = "millis"
+    )]
+    pub response_timeout: Duration,
+    #[serde(default = "default_max_request_bytes")]
+    pub max_request_bytes: usize,
+    #[serde(default = "default_max_response_bytes")]
+    pub max_response_bytes: usize,
+    /// Requests running at once, over all instances of the dispatcher.
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight: usize,
+    /// Idle connections kept open for reuse.
+    #[serde(default = "default_pool_max_idle")]
+    pub pool_max_idle: usize,
+    /// Speak HTTP/2 without negotiating it (h2c, or h2 without ALPN); otherwise
+    /// HTTP/1.1, or HTTP/2 when TLS negotiates it.
+    #[serde(default)]
+    pub http2_prior_knowledge: bool,
+    /// The URL, after `url_env` (set when the config is loaded).
+    #[serde(skip)]
+    pub resolved_url: String,
+    /// Every injected header, `headers_env` read (set when the config is loaded).
+    #[serde(skip)]
+    pub resolved_headers: Vec<(String, String)>,
+}
+
+impl std::fmt::Debug for EndpointConfig {
+    /// Header values and the URL's credentials stay out of any log.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EndpointConfig")
+            .field("name", &self.name)
+            .field("url", &redact_url(&self.resolved_url))
+            .field(
+                "headers",
+                &self
+                    .resolved_headers
+                    .iter()
+                    .map(|(n, _)| n)
+                    .collect::<Vec<_>>(),
+            )
+            .field("connect_timeout", &self.connect_timeout)
+            .field("response_timeout", &self.response_timeout)
+            .field("max_request_bytes", &self.max_request_bytes)
+            .field("max_response_bytes", &self.max_response_bytes)
+            .field("max_in_flight", &self.max_in_flight)
+            .finish_non_exhaustive()
+    }
+}
+
+fn default_connect_timeout_ms() -> Duration {
+    Duration::from_secs(2)
+}
+fn default_response_timeout_ms() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_max_request_bytes() -> usize {
+    16 << 20
+}
+fn default_max_response_bytes() -> usize {
+    1 << 20
+}
+fn default_max_in_flight() -> usize {
+    16
+}
+fn default_pool_max_idle() -> usize {
+    8
+}
+
+/// Headers the host sets itself, which an endpoint may not inject either.
+pub const HOST_OWNED_HEADERS: [&str; 5] = [
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "upgrade",
+];
+
+impl EndpointConfig {
+    /// Reads `url_env` and `headers_env`, and checks the URL and the headers.
+    fn resolve(&mut self) -> Result<(), (String, String)> {
+        let url = match (&self.url, &self.url_env) {
+            (Some(_), Some(_)) => {
+                return Err(("url".into(), "and `url_env` are both set; keep one".into()));
+            }
+            (Some(u), None) => u.clone(),
+            (None, Some(var)) => std::env::var(var).map_err(|_| {
+                (
+                    "url_env".to_owned(),
+                    format!("names `{var}`, which is not set in the environment"),
+                )
+            })?,
+            (None, None) => return Err(("url".into(), "or `url_env` must be set".into())),
+        };
+        let parsed = url::Url::parse(&url).map_err(|e| {
+            let field = if self.url_env.is_some() {
+                "url_env"
+            } else {
+                "url"
+            };
+            (field.to_owned(), format!("is not a URL: {e}"))
+        })?;
+        if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+            return Err((
+                "url".into(),
+                "must be an http:// or https:// URL with a host".into(),
+            ));
+        }
+        if parsed.query().is_some() || parsed.fragment().is_some() {
+            return Err((
+                "url".into(),
+                "must not have a query or fragment (the plugin's target adds the query)".into(),
+            ));
+        }
+        self.resolved_url = url;
+        let mut headers = Vec::new();
+        for (name, value) in &self.headers {
+            headers.push((name.clone(), value.clone()));
+        }
+        for (name, var) in &self.headers_env {
+            let value = std::env::var(var).map_err(|_| {
+                (
+                    format!("headers_env.{name}"),
+                    format!("names `{var}`, which is not set in the environment"),
+                )
+            })?;
+            headers.push((name.clone(), value));
+        }
+        for (name, value) in &headers {
+            let valid_name = !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+            if !valid_name || HOST_OWNED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+                return Err((
+                    format!("headers.{name}"),
+                    "is not a header an endpoint may set".into(),
+                ));
+            }
+            if value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+                return Err((
+                    format!("headers.{name}"),
+                    "holds a line break or NUL".into(),
+                ));
+            }
+        }
+        self.resolved_headers = headers;
+        Ok(())
+    }
 }
 
 fn default_isolation_max_calls() -> u32 {
@@ -598,9 +792,6 @@ fn default_queue_batches() -> usize {
 }
 fn default_instances() -> usize {
     1
-}
-fn default_max_retries() -> u32 {
-    5
 }
 fn default_backoff_ms() -> Duration {
     Duration::from_millis(100)
@@ -696,12 +887,30 @@ impl Config {
                 })?;
             a.resolved_url = url;
         }
-        for d in &mut cfg.dispatchers {
+        for (i, d) in cfg.dispatchers.iter_mut().enumerate() {
             if let PluginSource::File(p) = &mut d.plugin {
                 *p = base.join(&*p);
             }
             for g in &mut d.dirs {
                 g.host = base.join(&g.host);
+            }
+            for (j, e) in d.endpoints.iter_mut().enumerate() {
+                e.resolve()
+                    .map_err(|(field, problem)| ConfigError::Invalid {
+                        origin: origin.to_owned(),
+                        field: format!("dispatchers[{i}].endpoints[{j}].{field}"),
+                        problem,
+                    })?;
+                for p in [
+                    &mut e.ca_file,
+                    &mut e.client_cert_file,
+                    &mut e.client_key_file,
+                ]
+                .into_iter()
+                .flatten()
+                {
+                    *p = base.join(&*p);
+                }
             }
         }
         Ok(cfg)
@@ -790,12 +999,7 @@ impl Config {
         }
         for (i, d) in self.dispatchers.iter().enumerate() {
             let f = |name: &str| format!("dispatchers[{i}].{name}");
-            if d.name.is_empty()
-                || !d
-                    .name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-            {
+            if !is_name(&d.name) {
                 return Err(bad(
                     f("name"),
                     "must be non-empty letters, digits, `-` or `_`",
@@ -827,6 +1031,39 @@ impl Config {
             if d.log_line_max_bytes < 64 {
                 return Err(bad(f("log_line_max_bytes"), "must be at least 64"));
             }
+            for (j, e) in d.endpoints.iter().enumerate() {
+                let ef = |name: &str| format!("dispatchers[{i}].endpoints[{j}].{name}");
+                if !is_name(&e.name) {
+                    return Err(bad(
+                        ef("name"),
+                        "must be non-empty letters, digits, `-` or `_`",
+                    ));
+                }
+                if d.endpoints[..j].iter().any(|o| o.name == e.name) {
+                    return Err(bad(
+                        ef("name"),
+                        "is used by another endpoint of this dispatcher",
+                    ));
+                }
+                if e.client_cert_file.is_some() != e.client_key_file.is_some() {
+                    return Err(bad(
+                        ef("client_cert_file"),
+                        "and `client_key_file` go together",
+                    ));
+                }
+                if e.max_in_flight == 0 {
+                    return Err(bad(ef("max_in_flight"), "must be at least 1"));
+                }
+                if e.connect_timeout.is_zero() || e.response_timeout.is_zero() {
+                    return Err(bad(
+                        ef("response_timeout_ms"),
+                        "and `connect_timeout_ms` must be at least 1",
+                    ));
+                }
+                if e.max_response_bytes == 0 {
+                    return Err(bad(ef("max_response_bytes"), "must be at least 1"));
+                }
+            }
             for (j, g) in d.dirs.iter().enumerate() {
                 if !g.guest.starts_with('/') {
                     return Err(bad(
@@ -838,6 +1075,15 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// A dispatcher's or endpoint's name: non-empty letters, digits, `-` and `_`
+/// (it goes into metric labels and log lines as it is).
+fn is_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 impl DispatcherConfig {
@@ -870,6 +1116,50 @@ mod tests {
             Ok(_) => panic!("accepted: {text}"),
             Err(e) => e.to_string(),
         }
+    }
+
+    #[test]
+    fn endpoints_are_checked_and_their_secrets_stay_out_of_debug() {
+        let d = "[[dispatchers]]\nname='a'\nplugin='builtin:noop'\n[[dispatchers.endpoints]]\nname='e'\n";
+        assert!(err(d).contains("dispatchers[0].endpoints[0].url"));
+        assert!(
+            err(&format!("{d}url='ftp://x'\n")).contains("http:// or https://"),
+            "scheme"
+        );
+        assert!(err(&format!("{d}url='http://x/?q=1'\n")).contains("query"));
+        assert!(
+            err(&format!("{d}url='http://x'\nheaders = {{ Host = 'y' }}\n"))
+                .contains("endpoints[0].headers.Host")
+        );
+        assert!(
+            err(&format!(
+                "{d}url='http://x'\nheaders_env = {{ Authorization = 'COLLECTOR_TEST_UNSET_VAR' }}\n"
+            ))
+            .contains("endpoints[0].headers_env.Authorization")
+        );
+        assert!(
+            err(&format!(
+                "{d}url='http://x'\n[[dispatchers.endpoints]]\nname='e'\nurl='http://y'\n"
+            ))
+            .contains("endpoints[1].name")
+        );
+        let ok = Config::parse(
+            &format!("{d}url='https://user:pw@gnocchi:8041/base'\nheaders = {{ X-Auth-Token = 's3cret' }}\n"),
+            "t.toml",
+            Path::new(""),
+        )
+        .expect("valid endpoint");
+        let e = &ok.dispatchers[0].endpoints[0];
+        assert_eq!(
+            e.resolved_headers,
+            vec![("X-Auth-Token".to_owned(), "s3cret".to_owned())]
+        );
+        let shown = format!("{ok:?}");
+        assert!(
+            !shown.contains("s3cret") && !shown.contains(":pw@"),
+            "{shown}"
+        );
+        assert!(shown.contains("X-Auth-Token"), "{shown}");
     }
 
     #[test]

@@ -36,6 +36,78 @@ pub struct CheckArgs {
     /// seals them (realistic samples up to this many bytes).
     #[arg(long, default_value_t = 4 << 20)]
     pub max_bytes: usize,
+    /// For a plugin that imports outbound HTTP: an endpoint name to declare
+    /// (repeatable), served by a local server `check` starts, which answers 204
+    /// to every request. Default: the `endpoint` key of `--config`, or `default`.
+    #[arg(long)]
+    pub endpoint: Vec<String>,
+}
+
+/// The server `check` points a plugin's endpoints at: it answers 204 to every
+/// request and counts them.
+struct LocalEndpoint {
+    rt: tokio::runtime::Runtime,
+    address: std::net::SocketAddr,
+    requests: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl LocalEndpoint {
+    fn start() -> Result<LocalEndpoint, String> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot start a runtime for the local endpoint: {e}"))?;
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .map_err(|e| format!("cannot bind the local endpoint: {e}"))?;
+        let address = listener
+            .local_addr()
+            .map_err(|e| format!("local endpoint: {e}"))?;
+        let requests = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counted = requests.clone();
+        let app = axum::Router::new().fallback(move || {
+            let counted = counted.clone();
+            async move {
+                counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                axum::http::StatusCode::NO_CONTENT
+            }
+        });
+        rt.spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(LocalEndpoint {
+            rt,
+            address,
+            requests,
+        })
+    }
+
+    /// Endpoints named `names`, all pointing at this server.
+    fn endpoints(&self, names: &[String]) -> Result<crate::egress::Endpoints, String> {
+        let mut toml = String::from(
+            "telemetry_secret = \"\"\n[[dispatchers]]\nname = \"check\"\nplugin = \"builtin:noop\"\n",
+        );
+        for n in names {
+            toml.push_str(&format!(
+                "[[dispatchers.endpoints]]\nname = \"{n}\"\nurl = \"http://{}\"\n",
+                self.address
+            ));
+        }
+        let cfg = crate::config::Config::parse(&toml, "--endpoint", std::path::Path::new("."))
+            .map_err(|e| e.to_string())?;
+        crate::egress::Endpoints::build(
+            "check",
+            &cfg.dispatchers[0].endpoints,
+            None,
+            crate::telemetry::Counter::default(),
+        )
+        .map_err(|e| e.to_string())
+    }
+
+    fn requests(&self) -> u64 {
+        self.requests.load(std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 /// Prints one line of the report; returns whether it passed.
@@ -102,6 +174,27 @@ fn check(args: &CheckArgs) -> Result<bool, String> {
         }
     );
     println!("  exports: {}", report.exports.join(", "));
+    let http_imports: Vec<&String> = report
+        .imports
+        .iter()
+        .filter(|i| i.starts_with("collector.http_"))
+        .collect();
+    let wasi = report
+        .imports
+        .iter()
+        .any(|i| i.starts_with("wasi_snapshot_preview1."));
+    println!(
+        "  capabilities: {}",
+        match (wasi, http_imports.is_empty()) {
+            (false, true) => "none beyond the ABI (no files, no network)".to_owned(),
+            (true, true) => "WASI (files in the granted directories, clocks, random)".to_owned(),
+            (w, false) => format!(
+                "{}outbound HTTP to declared endpoints ({} imports)",
+                if w { "WASI, " } else { "" },
+                http_imports.len()
+            ),
+        }
+    );
     if !report.problems.is_empty() {
         for p in &report.problems {
             line(false, "ABI v1", p);
@@ -135,12 +228,34 @@ fn check(args: &CheckArgs) -> Result<bool, String> {
             writable: true,
         });
     }
-    let settings = InstanceSettings::unlimited_log(
+    let mut settings = InstanceSettings::unlimited_log(
         Duration::from_millis(args.timeout_ms),
         args.memory_limit_bytes,
         dirs,
         &args.config,
     );
+    // A plugin that sends HTTP gets endpoints on a local server of check's own.
+    let local = if http_imports.is_empty() {
+        None
+    } else {
+        let names = if !args.endpoint.is_empty() {
+            args.endpoint.clone()
+        } else {
+            let from_config = serde_json::from_str::<serde_json::Value>(&args.config)
+                .ok()
+                .and_then(|v| v["endpoint"].as_str().map(str::to_owned));
+            vec![from_config.unwrap_or_else(|| "default".into())]
+        };
+        let local = LocalEndpoint::start()?;
+        settings.endpoints = local.endpoints(&names)?;
+        line(
+            true,
+            "local endpoint",
+            &format!("http://{} as {}", local.address, names.join(", ")),
+        );
+        Some(local)
+    };
+    let _runtime = local.as_ref().map(|l| l.rt.enter());
     let mut inst = match Instance::new(&compiled, &settings) {
         Ok(i) => i,
         Err(e) => {
@@ -242,6 +357,22 @@ fn check(args: &CheckArgs) -> Result<bool, String> {
         ),
         &format!("{settled} bytes after round {half}, {end} bytes at the end"),
     );
+    if let Some(l) = &local {
+        let n = l.requests();
+        if n == 0 {
+            println!(
+                "  [warn] the plugin imports outbound HTTP but sent no request for the golden \
+                 batches (is its endpoint named {:?}? pass --endpoint)",
+                args.endpoint
+            );
+        } else {
+            line(
+                true,
+                "outbound HTTP",
+                &format!("{n} requests reached the local endpoint, each answered 204"),
+            );
+        }
+    }
     Ok(ok)
 }
 

@@ -11,7 +11,7 @@ use std::thread::JoinHandle;
 
 use tokio::sync::{mpsc, oneshot};
 
-pub use report::{BatchReport, DispatchFailure};
+pub use report::{BatchReport, DispatchFailure, Failed};
 
 use crate::batch::Sealed;
 use crate::config::DispatcherConfig;
@@ -135,12 +135,17 @@ pub struct Dispatcher {
     pub loaded: Loaded,
     pub stats: Arc<DispatcherStats>,
     threads: Vec<JoinHandle<()>>,
+    /// Set by [`Dispatcher::retire`]: its threads stop retrying.
+    retired: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Dispatcher {
-    /// Stops taking batches (once no batch holds its queue) and returns its threads,
-    /// which finish what is queued and exit.
+    /// Stops taking batches (once no batch holds its queue) and returns its
+    /// threads, which finish what is queued (without retrying: a batch the plugin
+    /// answers `retry` to fails transiently) and exit.
     pub fn retire(self) -> Vec<JoinHandle<()>> {
+        self.retired
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         self.threads
     }
 }
@@ -164,6 +169,7 @@ pub fn start_one(
     runtime: &Arc<Runtime>,
     cfg: &DispatcherConfig,
     stats: Arc<DispatcherStats>,
+    endpoints: crate::egress::Endpoints,
     abandon: &Abandon,
 ) -> Result<Dispatcher, StartError> {
     let fail = |source| StartError {
@@ -173,9 +179,12 @@ pub fn start_one(
     };
     let wasm = crate::plugin::read_plugin(&cfg.plugin).map_err(fail)?;
     let module = runtime.compile(&cfg.name, &wasm).map_err(fail)?;
-    let settings =
-        InstanceSettings::for_dispatcher(cfg, stats.counts.plugin_log_lines_suppressed.clone())
-            .map_err(fail)?;
+    let settings = InstanceSettings::for_dispatcher(
+        cfg,
+        stats.counts.plugin_log_lines_suppressed.clone(),
+        endpoints,
+    )
+    .map_err(fail)?;
     let policy = Policy {
         max_retries: cfg.max_retries,
         backoff_initial: cfg.retry_backoff,
@@ -205,6 +214,7 @@ pub fn start_one(
         settings: settings.clone(),
     };
     let inject_panic = fault_injected(&cfg.name);
+    let retired = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut threads = Vec::new();
     for (i, instance) in instances.into_iter().enumerate() {
         let w = Worker {
@@ -213,6 +223,7 @@ pub fn start_one(
             policy,
             stats: stats.clone(),
             abandon: abandon.clone(),
+            retired: retired.clone(),
             inject_panic: inject_panic && i == 0,
         };
         let (queue, rt) = (queue.clone(), rt.clone());
@@ -236,6 +247,7 @@ pub fn start_one(
         loaded,
         stats,
         threads,
+        retired,
     })
 }
 

@@ -16,6 +16,11 @@ pub struct DispatchFailure {
     /// Indexes of the samples it failed, in the batch: the whole batch, or (when it
     /// rejected the batch and the parts were tried on their own) the samples at fault.
     pub samples: Vec<Range<u64>>,
+    /// The dispatcher could not take it now (its backend kept answering `retry`
+    /// until the daemon stopped or the dispatcher was replaced, its queue was
+    /// closed): this says nothing about the samples, and an AMQP message holding
+    /// them is requeued without counting toward `max_deliveries`.
+    pub transient: bool,
 }
 
 impl DispatchFailure {
@@ -51,8 +56,17 @@ impl BatchReport {
     }
 }
 
-/// What one dispatcher made of a batch: `Err` lists the samples it failed.
-pub type Outcome = Result<(), (String, Vec<Range<u64>>)>;
+/// The samples one dispatcher failed, why, and whether it was the samples' doing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failed {
+    pub reason: String,
+    pub samples: Vec<Range<u64>>,
+    /// See [`DispatchFailure::transient`].
+    pub transient: bool,
+}
+
+/// What one dispatcher made of a batch.
+pub type Outcome = Result<(), Failed>;
 
 /// All `n` samples of a batch, as a failure lists them.
 pub fn whole(n: u64) -> Vec<Range<u64>> {
@@ -83,18 +97,32 @@ impl Tracker {
         (t, rx)
     }
 
-    /// The whole batch failed for `dispatcher`.
+    /// The whole batch failed for `dispatcher`, though not by its samples' doing
+    /// (a full or closed queue, the end of the grace period).
     pub fn fail_all(&self, dispatcher: &str, reason: impl Into<String>) {
-        self.report(dispatcher, Err((reason.into(), whole(self.samples))));
+        self.report(
+            dispatcher,
+            Err(Failed {
+                reason: reason.into(),
+                samples: whole(self.samples),
+                transient: true,
+            }),
+        );
     }
 
     pub fn report(&self, dispatcher: &str, outcome: Outcome) {
-        if let Err((reason, samples)) = outcome {
+        if let Err(Failed {
+            reason,
+            samples,
+            transient,
+        }) = outcome
+        {
             let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
             f.push(DispatchFailure {
                 dispatcher: dispatcher.to_owned(),
                 reason,
                 samples,
+                transient,
             });
         }
         if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
@@ -124,7 +152,14 @@ mod tests {
         let (t, mut rx) = Tracker::new(2, 10);
         t.report("a", Ok(()));
         assert!(rx.try_recv().is_err(), "one dispatcher is still working");
-        t.report("b", Err(("rejected".into(), vec![3..4, 7..9])));
+        t.report(
+            "b",
+            Err(Failed {
+                reason: "rejected".into(),
+                samples: vec![3..4, 7..9],
+                transient: false,
+            }),
+        );
         let r = rx.try_recv().expect("reported");
         assert!(!r.ok());
         assert!(r.failure_for(&(0..3)).is_none());

@@ -1,7 +1,12 @@
 //! One dispatcher thread: takes batches off its dispatcher's queue and runs each
 //! through its plugin instance to a final outcome.
 //!
-//! - `retry` answers are retried with backoff; a trap, timeout or memory refusal
+//! - `retry` answers are retried with capped exponential backoff for as long as
+//!   the plugin answers `retry` (a backend that is down is not a poison batch),
+//!   unless `max_retries` sets a limit; retrying stops when the grace period of
+//!   a shutdown is over or a config reload replaced the dispatcher, and the batch
+//!   then fails *transiently* (an AMQP message holding it goes back to its queue
+//!   without counting toward `max_deliveries`). A trap, timeout or memory refusal
 //!   drops the instance, and the next batch gets a fresh one (from the last state
 //!   snapshot).
 //! - A batch the plugin rejects is offered again in halves, to this
@@ -23,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
-use super::report::{Outcome, Tracker, whole};
+use super::report::{Failed as FailedSamples, Outcome, Tracker, whole};
 use crate::batch::Sealed;
 use crate::plugin::handoff::Serving;
 use crate::plugin::{CallOutcome, Failure};
@@ -47,7 +52,9 @@ pub type Queue = Arc<tokio::sync::Mutex<mpsc::Receiver<Job>>>;
 /// How a dispatcher treats batches that do not go through at once.
 #[derive(Clone, Copy, Debug)]
 pub struct Policy {
-    pub max_retries: u32,
+    /// Retries of a batch the plugin answers `retry` to (`None`: until it is
+    /// taken, the daemon stops or the dispatcher is replaced).
+    pub max_retries: Option<u32>,
     pub backoff_initial: Duration,
     pub backoff_max: Duration,
     /// Calls a rejected batch may take to isolate the samples at fault (0: none,
@@ -62,6 +69,9 @@ enum Failed {
     OutOfRetries(String),
     NoInstance(String),
 }
+
+/// Longest sleep between two looks at the stop flags while a retry waits.
+const BACKOFF_SLICE: Duration = Duration::from_millis(50);
 
 impl Failed {
     /// A rejection says "not this batch": worth trying its halves. A trap, timeout
@@ -79,6 +89,20 @@ impl Failed {
             Failed::OutOfRetries(m) | Failed::NoInstance(m) => m.clone(),
         }
     }
+
+    /// Not the samples' doing: the backend kept asking for time, or the
+    /// dispatcher could not make an instance.
+    fn transient(&self) -> bool {
+        matches!(self, Failed::OutOfRetries(_) | Failed::NoInstance(_))
+    }
+
+    fn of(&self, samples: Vec<Range<u64>>) -> FailedSamples {
+        FailedSamples {
+            reason: self.reason(),
+            samples,
+            transient: self.transient(),
+        }
+    }
 }
 
 /// One dispatcher thread and its plugin instance.
@@ -91,6 +115,8 @@ pub struct Worker {
     pub stats: Arc<DispatcherStats>,
     /// Set at the shutdown deadline: fail what is queued, stop retrying.
     pub abandon: super::Abandon,
+    /// Set when a config reload replaced the dispatcher: stop retrying.
+    pub retired: Arc<std::sync::atomic::AtomicBool>,
     /// A fault injected for the panic-guard test (debug builds only).
     pub inject_panic: bool,
 }
@@ -151,7 +177,11 @@ impl Worker {
                         }
                         Err(why) => {
                             self.count_failed(job.samples, &why);
-                            Err((why, whole(job.samples)))
+                            Err(FailedSamples {
+                                reason: why,
+                                samples: whole(job.samples),
+                                transient: false,
+                            })
                         }
                     };
                     job.tracker.report(&self.stats.name, outcome);
@@ -209,7 +239,7 @@ impl Worker {
             {
                 self.isolate(job, &f)
             }
-            Err(f) => Err((f.reason(), whole(job.samples))),
+            Err(f) => Err(f.of(whole(job.samples))),
         };
         let elapsed = started.elapsed();
         match &outcome {
@@ -218,10 +248,10 @@ impl Worker {
                 elapsed,
             }
             .emit(&self.stats),
-            Err((reason, failed)) => DispatchFailed {
+            Err(f) => DispatchFailed {
                 samples: job.samples,
-                failed: failed.iter().map(|r| r.end - r.start).sum(),
-                reason,
+                failed: f.samples.iter().map(|r| r.end - r.start).sum(),
+                reason: &f.reason,
                 elapsed: Some(elapsed),
             }
             .emit(&self.stats),
@@ -235,6 +265,7 @@ impl Worker {
     fn isolate(&mut self, job: &Job, first: &Failed) -> Outcome {
         let n = job.samples as usize;
         let mut reason = first.reason();
+        let mut transient = first.transient();
         let mut failed: Vec<Range<u64>> = Vec::new();
         let mut todo = vec![(n / 2, n), (0, n / 2)];
         let mut calls = 0;
@@ -257,6 +288,7 @@ impl Worker {
                 }
                 Err(f) => {
                     reason = f.reason();
+                    transient = f.transient();
                     push_range(&mut failed, a..b);
                 }
             }
@@ -271,10 +303,11 @@ impl Worker {
         if failed.is_empty() {
             return Ok(());
         }
-        Err((
-            format!("{reason} ({failed_samples} of {n} samples; the others were taken)"),
-            failed,
-        ))
+        Err(FailedSamples {
+            reason: format!("{reason} ({failed_samples} of {n} samples; the others were taken)"),
+            samples: failed,
+            transient,
+        })
     }
 
     /// Runs one batch (or part) to a final outcome: ok, rejected, broken, or out of retries.
@@ -290,7 +323,7 @@ impl Worker {
                     return Ok(());
                 }
                 CallOutcome::Reject(m) => return Err(Failed::Rejected(m)),
-                CallOutcome::Retry(m) if retries >= self.policy.max_retries => {
+                CallOutcome::Retry(m) if self.policy.max_retries.is_some_and(|n| retries >= n) => {
                     return Err(Failed::OutOfRetries(format!(
                         "plugin still asks to retry after {retries} retries: {m}"
                     )));
@@ -300,6 +333,13 @@ impl Worker {
                         "plugin asks to retry, but the shutdown grace period is over: {m}"
                     )));
                 }
+                CallOutcome::Retry(m)
+                    if self.retired.load(std::sync::atomic::Ordering::Relaxed) =>
+                {
+                    return Err(Failed::OutOfRetries(format!(
+                        "plugin asks to retry, but a config reload replaced the dispatcher: {m}"
+                    )));
+                }
                 CallOutcome::Retry(m) => {
                     retries += 1;
                     PluginRetried {
@@ -307,7 +347,7 @@ impl Worker {
                         message: &m,
                     }
                     .emit(&self.stats);
-                    std::thread::sleep(backoff);
+                    self.sleep_unless_stopped(backoff);
                     backoff = (backoff * 2).min(self.policy.backoff_max);
                 }
                 CallOutcome::Failed(f) => {
@@ -322,6 +362,24 @@ impl Worker {
                     return Err(Failed::Broken(f));
                 }
             }
+        }
+    }
+}
+
+impl Worker {
+    /// Sleeps `d`, waking early when the grace period is over or the dispatcher
+    /// was replaced (the next retry then stops).
+    fn sleep_unless_stopped(&self, d: Duration) {
+        let until = Instant::now() + d;
+        loop {
+            let now = Instant::now();
+            if now >= until
+                || self.abandon.is_set()
+                || self.retired.load(std::sync::atomic::Ordering::Relaxed)
+            {
+                return;
+            }
+            std::thread::sleep((until - now).min(BACKOFF_SLICE));
         }
     }
 }

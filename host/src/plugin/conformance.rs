@@ -22,6 +22,13 @@ fn host_import(name: &str) -> Option<(&'static [ValType], &'static [ValType])> {
     match name {
         abi::IMPORT_LOG => Some((&[I32, I32, I32], &[])),
         abi::IMPORT_SET_ERROR => Some((&[I32, I32], &[])),
+        abi::IMPORT_HTTP_SEND => Some((&[I32, I32], &[I32])),
+        abi::IMPORT_HTTP_WAIT => Some((&[I32, I32, I32], &[I32])),
+        abi::IMPORT_HTTP_STATUS | abi::IMPORT_HTTP_BODY_LEN => Some((&[I32], &[I32])),
+        abi::IMPORT_HTTP_READ => Some((&[I32, I32, I32, I32], &[I32])),
+        abi::IMPORT_HTTP_HEADER => Some((&[I32, I32, I32, I32, I32], &[I32])),
+        abi::IMPORT_HTTP_ERROR => Some((&[I32, I32, I32], &[I32])),
+        abi::IMPORT_HTTP_CLOSE => Some((&[I32], &[])),
         _ => None,
     }
 }

@@ -4,7 +4,9 @@
 pub mod builtin;
 pub mod cache;
 pub mod conformance;
+pub mod guest_memory;
 pub mod handoff;
+pub mod http;
 pub mod registry;
 pub mod reload;
 pub mod runtime;
@@ -83,6 +85,8 @@ pub enum PluginError {
     },
     #[error("dispatchers must be started inside the daemon's runtime: {0}")]
     NoRuntime(#[source] tokio::runtime::TryCurrentError),
+    #[error(transparent)]
+    Egress(#[from] crate::egress::EgressError),
 }
 
 /// A wasmtime error (an `anyhow` chain), shown whole: `context: cause: cause`.

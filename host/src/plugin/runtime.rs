@@ -18,6 +18,7 @@ use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
 use super::conformance::check_abi;
+use super::guest_memory::guest_bytes;
 use super::settings::{GrantedDir, InstanceSettings, LogPolicy};
 use super::{PluginError, WasmError};
 use crate::telemetry::Untrusted;
@@ -25,7 +26,8 @@ use crate::telemetry::Untrusted;
 /// How often the engine's epoch advances; the granularity of `timeout_ms`.
 pub const EPOCH_TICK: Duration = Duration::from_millis(5);
 
-/// Per-store state: WASI, the memory cap and what the guest told us.
+/// Per-store state: WASI, the memory cap, the plugin's HTTP requests and what
+/// the guest told us.
 pub struct HostState {
     wasi: WasiP1Ctx,
     limiter: MemoryCap,
@@ -33,6 +35,8 @@ pub struct HostState {
     error: Option<String>,
     plugin: Arc<str>,
     log: LogPolicy,
+    /// Its requests to the dispatcher's endpoints (`collector.http_*`).
+    http: super::http::HttpCalls,
 }
 
 /// Longest `collector.set_error` message kept (it is logged and shown by `/status`).
@@ -203,6 +207,8 @@ impl Runtime {
         linker
             .func_wrap(abi::IMPORT_MODULE, abi::IMPORT_SET_ERROR, host_set_error)
             .map_err(|e| wasm_err("defining collector.set_error", e))?;
+        super::http::add_to_linker(&mut linker, |s: &mut HostState| &mut s.http)
+            .map_err(|e| wasm_err("defining collector.http_*", e))?;
 
         let stop_ticker = Arc::new(AtomicBool::new(false));
         let (weak_engine, stop) = (engine.weak(), stop_ticker.clone());
@@ -271,29 +277,6 @@ impl Runtime {
             json_batches: module.get_export(abi::JSON_BATCHES).is_some(),
         })
     }
-}
-
-/// Reads the first `max` of the `len` bytes the guest passed at `ptr` (the whole
-/// buffer must lie in its memory); also returns `len`.
-fn guest_bytes(
-    caller: &mut Caller<'_, HostState>,
-    ptr: i32,
-    len: i32,
-    max: usize,
-) -> wasmtime::Result<(Vec<u8>, usize)> {
-    let mem = caller
-        .get_export(abi::MEMORY)
-        .and_then(|e| e.into_memory())
-        .ok_or_else(|| wasmtime::format_err!("plugin has no `memory` export"))?;
-    let (start, len) = (ptr as u32 as usize, len as u32 as usize);
-    let data = mem.data(&caller);
-    if start.checked_add(len).is_none_or(|end| end > data.len()) {
-        return Err(wasmtime::format_err!(
-            "plugin passed a buffer outside its memory"
-        ));
-    }
-    let bytes = data.get(start..start + len.min(max)).unwrap_or_default();
-    Ok((bytes.to_vec(), len))
 }
 
 /// `collector.log`: rate-limited per dispatcher, escaped, cut to `max_line_bytes`.
@@ -440,6 +423,7 @@ impl Instance {
             error: None,
             plugin: module.name.clone(),
             log: settings.log.clone(),
+            http: super::http::HttpCalls::new(settings.endpoints.clone()),
         };
         let mut store = Store::new(module.pre.module().engine(), state);
         store.limiter(|s| &mut s.limiter);
@@ -521,6 +505,7 @@ impl Instance {
         timeout: Duration,
     ) -> CallOutcome {
         self.store.data_mut().error = None;
+        self.store.data_mut().http.call_starts(timeout);
         self.store.set_epoch_deadline(self.deadline_ticks);
         let Ok(len) = i32::try_from(bytes.len()) else {
             return CallOutcome::Reject(format!(
@@ -572,6 +557,7 @@ impl Instance {
         let Some(f) = self.snapshot.clone() else {
             return Ok(None);
         };
+        self.store.data_mut().http.call_starts(timeout);
         self.store.set_epoch_deadline(self.deadline_ticks);
         let packed = f
             .call(&mut self.store, ())

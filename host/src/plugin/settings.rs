@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use super::PluginError;
 use crate::config::DispatcherConfig;
+use crate::egress::Endpoints;
 use crate::telemetry::{Counter, RateLimit};
 
 /// What one instance may do.
@@ -22,6 +23,8 @@ pub struct InstanceSettings {
     /// The plugin's config, as JSON, for `collector_init`.
     pub config_json: String,
     pub log: LogPolicy,
+    /// Where it may send HTTP requests (none: every `http_send` is refused).
+    pub endpoints: Endpoints,
 }
 
 /// A host directory a plugin sees.
@@ -65,6 +68,7 @@ impl InstanceSettings {
     pub fn for_dispatcher(
         cfg: &DispatcherConfig,
         log_suppressed: Counter,
+        endpoints: Endpoints,
     ) -> Result<InstanceSettings, PluginError> {
         let mut dirs = Vec::new();
         for g in &cfg.dirs {
@@ -93,6 +97,7 @@ impl InstanceSettings {
                 max_line_bytes: cfg.log_line_max_bytes,
                 suppressed: log_suppressed,
             },
+            endpoints,
         })
     }
 
@@ -110,6 +115,7 @@ impl InstanceSettings {
             dirs,
             config_json: config_json.to_owned(),
             log: LogPolicy::unlimited(),
+            endpoints: Endpoints::default(),
         }
     }
 }

@@ -446,6 +446,27 @@ impl DispatcherWorkerPanicked<'_> {
     }
 }
 
+/// An HTTP request of a plugin that the host refused to send.
+pub struct EgressRefused<'a> {
+    pub dispatcher: &'a str,
+    /// The endpoint name the plugin gave (from the plugin: shown escaped).
+    pub endpoint: &'a str,
+    pub why: &'a str,
+}
+
+impl EgressRefused<'_> {
+    pub fn emit(self, refused: &super::Counter, warn: &super::RateLimit) {
+        refused.inc();
+        if let Some(suppressed) = warn.allow() {
+            tracing::warn!(
+                target: "collector::egress",
+                dispatcher = %self.dispatcher, endpoint = %Untrusted(self.endpoint), suppressed,
+                "Plugin HTTP request refused: {}", Untrusted(self.why)
+            );
+        }
+    }
+}
+
 /// A new plugin version passed its trial and is published.
 pub struct PluginReloaded<'a> {
     pub dispatcher: &'a str,

@@ -18,7 +18,8 @@ use serde_json::Value;
 
 pub use log::{MAX_LOGGED_VALUE_BYTES, RateLimit, Untrusted};
 pub use sets::{
-    AmqpMetrics, Counter, DaemonMetrics, DispatcherCounters, Flag, Gauge, SourceMetrics, UdpMetrics,
+    AmqpMetrics, Counter, DaemonMetrics, DispatcherCounters, EgressMetrics, Flag, Gauge,
+    SourceMetrics, UdpMetrics,
 };
 
 /// A source's handles, and the rate limit of its warnings about bad input.
@@ -69,6 +70,25 @@ struct VersionLabel {
 }
 
 type HistogramFamily = Family<sets::DispatcherLabel, Histogram, fn() -> Histogram>;
+type EgressHistogramFamily = Family<sets::EndpointLabel, Histogram, fn() -> Histogram>;
+
+/// One endpoint's handles and its latency histogram.
+#[derive(Clone, Debug)]
+pub struct EndpointStats {
+    pub counts: EgressMetrics,
+    /// Seconds from sending a request to the last byte of its response.
+    pub duration_seconds: Histogram,
+}
+
+impl EndpointStats {
+    /// Handles that count into no registry: for `collector check` and tests.
+    pub fn detached() -> EndpointStats {
+        EndpointStats {
+            counts: EgressMetrics::default(),
+            duration_seconds: latency_histogram(),
+        }
+    }
+}
 
 /// 100 µs to ~6.5 s.
 fn latency_histogram() -> Histogram {
@@ -84,6 +104,8 @@ pub struct Telemetry {
     pub udp: sets::UdpFamilies,
     pub dispatchers: sets::DispatcherFamilies,
     dispatch_duration: HistogramFamily,
+    pub egress: sets::EgressFamilies,
+    egress_duration: EgressHistogramFamily,
     plugin_info: Family<VersionLabel, Gauge>,
     /// The daemon's own figures.
     pub daemon: DaemonMetrics,
@@ -102,6 +124,14 @@ impl Telemetry {
             "Time a plugin took for a batch, retries included",
             dispatch_duration.clone(),
         );
+        let egress = sets::EgressFamilies::register(&mut registry);
+        let egress_duration: EgressHistogramFamily =
+            Family::new_with_constructor(latency_histogram);
+        registry.register(
+            "egress_duration_seconds",
+            "Time from sending an HTTP request to an endpoint to the last byte of its response",
+            egress_duration.clone(),
+        );
         let plugin_info = Family::<VersionLabel, Gauge>::default();
         registry.register(
             "plugin_info",
@@ -116,9 +146,22 @@ impl Telemetry {
             udp,
             dispatchers,
             dispatch_duration,
+            egress,
+            egress_duration,
             plugin_info,
             daemon,
         })
+    }
+
+    /// The handles of endpoint `endpoint` of dispatcher `dispatcher`.
+    pub fn endpoint(&self, dispatcher: &str, endpoint: &str) -> EndpointStats {
+        let owner = format!("{dispatcher}:{endpoint}");
+        EndpointStats {
+            counts: self.egress.handles(&owner),
+            duration_seconds: self
+                .egress_duration
+                .get_or_create_owned(&<sets::EndpointLabel as sets::Owner>::of(&owner)),
+        }
     }
 
     /// The handles of source `name` (`udp`, `amqp`), healthy to begin with.
@@ -264,6 +307,7 @@ mod tests {
             t.udp.handles("udp"),
         );
         let _ = t.dispatcher("d");
+        let _ = t.endpoint("d", "e");
         t.set_plugin_versions([("d", "0123456789abcdef".to_owned())]);
         let text = t.encode();
         let mut out = String::from("| metric | type | what |\n| --- | --- | --- |\n");

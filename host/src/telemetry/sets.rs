@@ -104,6 +104,23 @@ impl Owner for DispatcherLabel {
     }
 }
 
+/// `dispatcher="gnocchi", endpoint="api"`; its owner name is `dispatcher:endpoint`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub struct EndpointLabel {
+    dispatcher: String,
+    endpoint: String,
+}
+
+impl Owner for EndpointLabel {
+    fn of(name: &str) -> Self {
+        let (dispatcher, endpoint) = name.split_once(':').unwrap_or((name, ""));
+        EndpointLabel {
+            dispatcher: dispatcher.to_owned(),
+            endpoint: endpoint.to_owned(),
+        }
+    }
+}
+
 /// No label: the daemon's own figures, one series each.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
 pub struct Whole {}
@@ -220,6 +237,18 @@ metric_set! {
         plugin_log_lines_suppressed: Counter = "Plugin log lines beyond log_lines_per_second, counted instead of logged",
         dispatcher_healthy: Flag = "0 from a worker panic until the restarted worker completes a batch",
         dispatcher_queued_batches: Gauge = "Batches waiting in a dispatcher's queue",
+        egress_refused: Counter = "HTTP requests of a plugin the host refused: an undeclared endpoint, a target outside it, over max_request_bytes or max_in_flight, a forbidden header",
+    }
+}
+
+metric_set! {
+    /// What one endpoint of a dispatcher was asked, and answered.
+    EgressMetrics in EgressFamilies by EndpointLabel {
+        egress_responses: Counter = "HTTP requests to an endpoint that got a whole response, whatever its status",
+        egress_failures: Counter = "HTTP requests to an endpoint that got no whole response: connection refused or lost, TLS, response_timeout_ms, max_response_bytes",
+        egress_bytes_sent: Counter = "Request body bytes sent to an endpoint",
+        egress_bytes_received: Counter = "Response body bytes received from an endpoint",
+        egress_in_flight: Gauge = "HTTP requests to an endpoint running now",
     }
 }
 

@@ -5,5 +5,6 @@
 //! binary and shared.
 
 mod common;
+mod egress;
 mod layout;
 mod plugins;

@@ -2,7 +2,8 @@
 //!
 //! Batches holding a sample whose `counter_name` equals `trigger_meter` make it
 //! misbehave as `mode` says: `loop` (never returns), `trap`, `hog` (grows memory
-//! without bound), `reject`. `fail_first = N` answers `retry` to its first N calls.
+//! without bound), `reject`. `fail_first = N` answers `retry` to its first N calls,
+//! `reject_first = N` answers `reject` to the N calls after those.
 //! Other batches are accepted.
 //!
 //! Besides: `log_lines = N` logs N lines per batch, each with a forged log line
@@ -22,6 +23,8 @@ struct Settings {
     trigger_meter: String,
     #[serde(default)]
     fail_first: u64,
+    #[serde(default)]
+    reject_first: u64,
     #[serde(default)]
     log_lines: u64,
     #[serde(default)]
@@ -97,6 +100,13 @@ impl Dispatcher for Misbehave {
             return Outcome::Retry(format!(
                 "failing call {} of the first {}",
                 self.calls, self.settings.fail_first
+            ));
+        }
+        if self.calls <= self.settings.fail_first + self.settings.reject_first {
+            return Outcome::Reject(format!(
+                "rejecting call {} of the first {}",
+                self.calls - self.settings.fail_first,
+                self.settings.reject_first
             ));
         }
         let triggered = batch

@@ -46,6 +46,12 @@ impl DeliveryCounts {
         *n += 1;
         (*n).max(broker_count + 1)
     }
+
+    /// Failed deliveries of `key` so far, without counting one more.
+    fn so_far(&self, key: &str, broker_count: u32) -> u32 {
+        let t = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        t.get(key).copied().unwrap_or(0).max(broker_count)
+    }
 }
 
 /// What the consumer must do on the channel.
@@ -73,6 +79,10 @@ struct Pending {
     pushed: bool,
     /// The first failure of one of its samples.
     failure: Option<String>,
+    /// Some failure of its samples was theirs to answer for (a reject, a trap),
+    /// not only a dispatcher that could not take them now: it counts toward
+    /// `max_deliveries`.
+    poison: bool,
     done: Option<Done>,
     /// For `max_deliveries`.
     key: String,
@@ -131,6 +141,7 @@ impl AckTracker {
                 parts: 0,
                 pushed: false,
                 failure: None,
+                poison: false,
                 done: None,
                 key,
                 delivery_count: broker_count,
@@ -146,6 +157,7 @@ impl AckTracker {
                 parts: 0,
                 pushed: true,
                 failure: None,
+                poison: false,
                 done: Some(Done::Settled),
                 key: String::new(),
                 delivery_count: 0,
@@ -202,15 +214,23 @@ impl AckTracker {
             if let Some(p) = self.pending.get_mut(&tag) {
                 p.parts = p.parts.saturating_sub(1);
                 // Only the messages holding samples a dispatcher failed pay for it.
-                let failure = match report {
-                    None => Some("the batch was lost without an outcome".to_owned()),
-                    Some(r) => r
-                        .failure_for(&samples)
-                        .map(|f| format!("dispatcher {}: {}", f.dispatcher, f.reason)),
+                let (failure, poison) = match report {
+                    None => (
+                        Some("the batch was lost without an outcome".to_owned()),
+                        true,
+                    ),
+                    Some(r) => (
+                        r.failure_for(&samples)
+                            .map(|f| format!("dispatcher {}: {}", f.dispatcher, f.reason)),
+                        r.failures
+                            .iter()
+                            .any(|f| !f.transient && f.covers(&samples)),
+                    ),
                 };
                 if p.failure.is_none() {
                     p.failure = failure;
                 }
+                p.poison |= poison;
             }
             actions.extend(self.finish(tag));
         }
@@ -229,6 +249,15 @@ impl AckTracker {
             return None;
         };
         p.done = Some(Done::Settled);
+        if !p.poison {
+            // The dispatchers could not take it now: back to the queue, uncounted.
+            return Some(Action::Nack {
+                tag,
+                requeue: true,
+                deliveries: self.counts.so_far(&p.key, p.delivery_count),
+                reason,
+            });
+        }
         let deliveries = self.counts.failed(&p.key, p.delivery_count);
         let give_up = self.policy.max_deliveries > 0 && deliveries >= self.policy.max_deliveries;
         Some(Action::Nack {
@@ -295,8 +324,17 @@ mod tests {
                 dispatcher: dispatcher.into(),
                 reason: format!("{dispatcher} said no"),
                 samples: ranges.to_vec(),
+                transient: false,
             }],
         }
+    }
+
+    /// `dispatcher` could not take `ranges` now (its backend kept answering
+    /// retry until the daemon stopped).
+    fn held_back(samples: u64, dispatcher: &str, ranges: &[Range<u64>]) -> BatchReport {
+        let mut r = failed(samples, dispatcher, ranges);
+        r.failures[0].transient = true;
+        r
     }
 
     /// Delivery `tag` with `n` samples, pushed into the open batch from `at` on.
@@ -454,6 +492,56 @@ mod tests {
             &fail_once(&mut dl, 1, 0)[..],
             [Action::Nack { requeue: false, .. }]
         ));
+    }
+
+    #[test]
+    fn a_backend_that_held_a_message_back_never_dead_letters_it() {
+        let counts: Arc<DeliveryCounts> = Arc::default();
+        let policy = AckPolicy {
+            requeue_on_error: false,
+            max_deliveries: 2,
+        };
+        let mut t = AckTracker::new(policy, counts.clone());
+        // Held back ten times in a row (shutdowns while the backend was down):
+        // requeued each time, never counted, even with dead-lettering configured.
+        for tag in 1..=10 {
+            t.delivered(tag, "held".into(), 0);
+            t.join_open(tag, 0);
+            t.pushed(tag);
+            let id = t.seal(1);
+            let actions = t.reported(id, Some(&held_back(1, "vm", &[0..1])));
+            assert!(
+                matches!(
+                    &actions[..],
+                    [Action::Nack {
+                        requeue: true,
+                        deliveries: 0,
+                        ..
+                    }]
+                ),
+                "delivery {tag}: {actions:?}"
+            );
+        }
+        // One real failure beside a held-back one counts (and here dead-letters,
+        // as configured).
+        t.delivered(11, "held".into(), 0);
+        t.join_open(11, 0);
+        t.pushed(11);
+        let id = t.seal(1);
+        let mut both = held_back(1, "vm", &[0..1]);
+        both.failures.extend(failed(1, "picky", &[0..1]).failures);
+        let actions = t.reported(id, Some(&both));
+        assert!(
+            matches!(
+                &actions[..],
+                [Action::Nack {
+                    requeue: false,
+                    deliveries: 1,
+                    ..
+                }]
+            ),
+            "{actions:?}"
+        );
     }
 
     #[test]

@@ -1,0 +1,315 @@
+//! Outbound HTTP from plugins, against a real HTTP server on 127.0.0.1: the
+//! `http` dispatcher posts what Ceilometer's `dispatcher_http` posted, the host
+//! injects the endpoint's credentials (which no log shows), and refuses what the
+//! operator did not declare.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use collector::cli::samples::{Rng, realistic};
+use collector::wire::msgpack;
+use collector_e2e::http::HttpServer;
+use collector_e2e::{ConfigBuilder, Daemon, Options, dispatcher_of, plugin};
+
+const SECRET: &str = "egress-secret";
+const TOKEN: &str = "Bearer s3cret-t0ken-never-logged";
+
+fn datagrams(n: u64, seed: u64) -> Vec<Vec<u8>> {
+    let mut rng = Rng::new(seed);
+    (0..n)
+        .map(|i| {
+            let s = realistic(i, &mut rng, SECRET.as_bytes());
+            let mut out = Vec::new();
+            msgpack::encode_sample(&s, &mut out);
+            out
+        })
+        .collect()
+}
+
+/// `[[dispatchers.endpoints]]` lines: `name` at `url`, with `extra` settings.
+fn endpoint(name: &str, url: &str, extra: &str) -> String {
+    format!("[[dispatchers.endpoints]]\nname = \"{name}\"\nurl = \"{url}\"\n{extra}\n")
+}
+
+/// An `http` dispatcher posting to `server` (endpoint `target`).
+fn http_dispatcher(
+    b: ConfigBuilder,
+    name: &str,
+    server: &HttpServer,
+    endpoint_extra: &str,
+    config: &str,
+) -> ConfigBuilder {
+    b.dispatcher(
+        name,
+        &plugin("http.wasm"),
+        &format!(
+            "max_retries = 1\nretry_backoff_ms = 10\n{}",
+            endpoint("target", &server.url(), endpoint_extra)
+        ),
+        config,
+    )
+}
+
+#[test]
+fn the_http_dispatcher_posts_what_ceilometer_posted_with_the_injected_credential() {
+    let each = HttpServer::start();
+    let batched = HttpServer::start();
+    let b = ConfigBuilder::udp_to_file(SECRET, "max_samples = 25\nmax_delay_ms = 50");
+    let b = http_dispatcher(
+        b,
+        "each",
+        &each,
+        "headers_env = { Authorization = \"COLLECTOR_TEST_TOKEN\" }",
+        "path = \"/ceilometer/meters\"",
+    );
+    let b = http_dispatcher(
+        b,
+        "batched",
+        &batched,
+        "headers = { X-Tenant = \"ops\" }",
+        "batch_mode = true\npath = \"/bulk?source=collector\"",
+    );
+    let d = Daemon::start_with(
+        &b.build(),
+        &Options {
+            env: vec![
+                ("COLLECTOR_TEST_TOKEN".into(), TOKEN.into()),
+                // Every level, from every crate but the compiler's.
+                (
+                    "RUST_LOG".into(),
+                    "trace,cranelift_codegen=info,wasmtime=info,wasmtime_cranelift=info,regalloc2=info"
+                        .into(),
+                ),
+            ],
+            ..Options::default()
+        },
+    );
+    let n = 200;
+    d.send_udp(&datagrams(n, 1));
+    let lines = d.wait_lines("out/samples.jsonl", n as usize, Duration::from_secs(60));
+    assert_eq!(lines.len(), n as usize, "{}", d.log());
+    let posted = each.wait_taken(n as usize, Duration::from_secs(60));
+    d.wait_status(
+        "every batch posted in batch mode",
+        Duration::from_secs(60),
+        |st| {
+            st["dispatchers"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|x| x["name"] == "batched" && x["samples_ok"].as_u64() == Some(n))
+        },
+    );
+    let st = d.status();
+    let stopped = d.stop();
+    assert!(stopped.status.success(), "{}", stopped.log);
+
+    // One POST per sample, each body the JSON dict the file dispatcher wrote.
+    let file: BTreeSet<&str> = lines.iter().map(String::as_str).collect();
+    let bodies: BTreeSet<String> = posted
+        .iter()
+        .map(|r| String::from_utf8(r.body.clone()).expect("UTF-8 body"))
+        .collect();
+    assert_eq!(posted.len(), n as usize, "one request per sample");
+    assert_eq!(
+        bodies.iter().map(String::as_str).collect::<BTreeSet<_>>(),
+        file,
+        "each body is the sample as Ceilometer wrote it"
+    );
+    for r in &posted {
+        assert_eq!(r.method, "POST");
+        assert_eq!(r.target, "/ceilometer/meters");
+        assert_eq!(
+            r.header("authorization"),
+            Some(TOKEN),
+            "the injected credential"
+        );
+        assert_eq!(r.header("content-type"), Some("application/json"));
+    }
+    // Batch mode: JSON lists whose elements are the same dicts.
+    let lists = batched.taken();
+    let mut in_lists = BTreeSet::new();
+    for r in &lists {
+        assert_eq!(r.target, "/bulk?source=collector");
+        assert_eq!(r.header("x-tenant"), Some("ops"));
+        let list: Vec<serde_json::Value> =
+            serde_json::from_slice(&r.body).expect("a JSON list per batch");
+        in_lists.extend(list.into_iter().map(|v| v["message_id"].to_string()));
+    }
+    assert_eq!(in_lists.len(), n as usize, "every sample in some batch");
+    assert!(
+        lists.len() < n as usize,
+        "batches, not samples: {}",
+        lists.len()
+    );
+    // The credential is in no log line, at any level.
+    assert!(
+        !stopped.log.contains("s3cret-t0ken"),
+        "the injected credential was logged"
+    );
+    let each_status = dispatcher_of(&st, "each");
+    assert_eq!(each_status["samples_ok"], n, "{st}");
+    assert_eq!(stopped.dispatcher("each", "egress_refused"), 0);
+}
+
+#[test]
+fn undeclared_endpoints_escaping_targets_and_oversized_responses_are_refused_and_counted() {
+    let server = HttpServer::start();
+    let big = HttpServer::start();
+    big.answer(200, &"x".repeat(4096));
+    let b = ConfigBuilder::udp_to_file(SECRET, "max_samples = 10\nmax_delay_ms = 50");
+    let b = http_dispatcher(b, "undeclared", &server, "", "endpoint = \"elsewhere\"");
+    let b = http_dispatcher(b, "escape", &server, "", "path = \"/../admin\"");
+    let b = http_dispatcher(
+        b,
+        "oversized",
+        &big,
+        "max_response_bytes = 64",
+        "batch_mode = true",
+    );
+    let d = Daemon::start(&b.build());
+    d.send_udp(&datagrams(20, 2));
+    let lines = d.wait_lines("out/samples.jsonl", 20, Duration::from_secs(60));
+    assert_eq!(lines.len(), 20, "the file dispatcher is not held up");
+    let st = d.wait_status(
+        "every dispatcher failed its batches",
+        Duration::from_secs(60),
+        |st| {
+            ["undeclared", "escape", "oversized"].iter().all(|name| {
+                st["dispatchers"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|x| x["name"] == *name && x["samples_failed"].as_u64() == Some(20))
+            })
+        },
+    );
+    let of = |name: &str| dispatcher_of(&st, name);
+    let undeclared = of("undeclared");
+    assert!(
+        undeclared["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("no endpoint `elsewhere`")),
+        "{undeclared}"
+    );
+    assert!(
+        undeclared["egress_refused"].as_u64() >= Some(1),
+        "{undeclared}"
+    );
+    let escape = of("escape");
+    assert!(
+        escape["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("`.` or `..`")),
+        "{escape}"
+    );
+    assert!(escape["egress_refused"].as_u64() >= Some(1), "{escape}");
+    let oversized = of("oversized");
+    assert!(
+        oversized["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("max_response_bytes")),
+        "{oversized}"
+    );
+    let metrics = d.metrics();
+    assert!(
+        metrics.contains(
+            "collector_egress_failures_total{dispatcher=\"oversized\",endpoint=\"target\"}"
+        ),
+        "{metrics}"
+    );
+    assert!(
+        server.taken().is_empty() && server.refused() == 0,
+        "nothing reached the server"
+    );
+    let stopped = d.stop();
+    assert!(stopped.status.success(), "{}", stopped.log);
+}
+
+/// The backend goes down under AMQP load and comes back 10 s later: every
+/// sample arrives, no message was acked before its samples were taken, none was
+/// dead-lettered (though `max_deliveries = 2` would dead-letter a poison
+/// message within two failures), and `/metrics` shows the retries.
+#[test]
+fn a_backend_outage_under_amqp_load_holds_the_messages_and_loses_nothing() {
+    use collector_e2e::amqp::{Publisher, notifications};
+    use collector_e2e::rabbit::Broker;
+    let broker = Broker::start();
+    let server = HttpServer::start();
+    let (bodies, ids) = notifications(40, 25, SECRET.as_bytes(), 21);
+    let b = ConfigBuilder::new(SECRET)
+        .batch("max_samples = 50\nmax_delay_ms = 50")
+        .amqp(
+            &broker.url(),
+            "rpc = false\nprefetch_count = 4\nmax_deliveries = 2",
+        )
+        .dispatcher(
+            "backend",
+            &plugin("http.wasm"),
+            &format!(
+                "timeout_ms = 2000\nretry_backoff_ms = 100\nretry_backoff_max_ms = 500\n{}",
+                endpoint(
+                    "target",
+                    &server.url(),
+                    "connect_timeout_ms = 200\nresponse_timeout_ms = 1000"
+                )
+            ),
+            "batch_mode = true\npath = \"/ingest\"",
+        );
+    let d = Daemon::start(&b.build());
+    d.wait_readyz(Duration::from_secs(60));
+    let publisher = Publisher::connect(&broker.url());
+    for body in &bodies[..20] {
+        publisher.publish("ceilometer", "metering.sample", body);
+    }
+    let amqp_acked = |st: &serde_json::Value| st["sources"]["amqp"]["amqp_acked"].as_u64();
+    d.wait_status("the first half acked", Duration::from_secs(60), |st| {
+        amqp_acked(st) == Some(20)
+    });
+    // Down: nothing listens on its port any more; the second half is published.
+    let (address, before) = server.stop();
+    for body in &bodies[20..] {
+        publisher.publish("ceilometer", "metering.sample", body);
+    }
+    std::thread::sleep(Duration::from_secs(10));
+    let during = d.status();
+    assert_eq!(
+        amqp_acked(&during),
+        Some(20),
+        "a message was acked while its backend was down: {during}"
+    );
+    assert_eq!(
+        during["sources"]["amqp"]["amqp_dead_lettered"], 0,
+        "{during}"
+    );
+    let metrics = d.metrics();
+    let retries = collector_e2e::metric(
+        &metrics,
+        "collector_plugin_retries_total{dispatcher=\"backend\"}",
+    );
+    assert!(retries >= 5.0, "{retries} retries in 10 s of outage");
+    // Back on the same port: everything held arrives.
+    let server = HttpServer::start_on(address);
+    d.wait_status("every message acked", Duration::from_secs(120), |st| {
+        amqp_acked(st) == Some(40)
+    });
+    let stopped = d.stop();
+    assert!(stopped.status.success(), "{}", stopped.log);
+    let mut got = BTreeSet::new();
+    for r in before.iter().chain(server.taken().iter()) {
+        let list: Vec<serde_json::Value> = serde_json::from_slice(&r.body).expect("a JSON list");
+        got.extend(
+            list.iter()
+                .filter_map(|v| v["message_id"].as_str().map(str::to_owned)),
+        );
+    }
+    let want: BTreeSet<String> = ids.into_iter().collect();
+    let missing: Vec<_> = want.difference(&got).collect();
+    assert!(missing.is_empty(), "{} samples lost", missing.len());
+    assert_eq!(stopped.source("amqp", "amqp_dead_lettered"), 0);
+    assert_eq!(
+        stopped.source("amqp", "amqp_requeued"),
+        0,
+        "held, not requeued"
+    );
+}
