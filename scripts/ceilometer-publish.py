@@ -66,6 +66,12 @@ def parse_args(argv):
     p.add_argument("--host", default="vm", help="[DEFAULT] host (publisher_id telemetry.publisher.HOST)")
     p.add_argument("--topic", default="metering", help="notifier topic (routing key TOPIC.sample)")
     p.add_argument("--seed", type=int, default=1, help="seed of the sample factory")
+    p.add_argument(
+        "--start",
+        default="2025-06-01T12:00:00",
+        help="timestamp of the first sample (naive UTC ISO 8601), or `now` for samples that end now "
+        "(10 s apart): backends that only take recent samples (Prometheus) want that",
+    )
     p.add_argument("--timeout", type=float, default=60.0, help="give up (exit 3) after this many seconds")
     p.add_argument("--verbose", action="store_true", help="INFO logs of ceilometer and oslo.messaging")
     a = p.parse_args(argv)
@@ -112,7 +118,7 @@ METERS = [
 START = datetime.datetime(2025, 6, 1, 12, 0, 0)
 
 
-def make_samples(count, seed):
+def make_samples(count, seed, start=START):
     from ceilometer import sample as ceilo_sample
 
     rnd = random.Random(seed)
@@ -131,7 +137,7 @@ def make_samples(count, seed):
                 volume = rnd.choice([1, 2, 4, 8, 2048, 4096])
         else:
             volume = rnd.choice([0.0, 0.1 + 0.2, 1e-05, 512.0, 12345.678, rnd.random() * 1000])
-        ts = START + datetime.timedelta(seconds=10 * i, microseconds=rnd.randrange(1_000_000))
+        ts = start + datetime.timedelta(seconds=10 * i, microseconds=rnd.randrange(1_000_000))
         metadata = {
             "display_name": display,
             "host": "compute-%d" % (i % 3),
@@ -258,7 +264,11 @@ def main(argv):
         url = "notifier://?topic=%s" % args.topic
     publisher = pipeline_base.PublisherManager(conf, "sample").get(url)
 
-    samples = make_samples(args.count, args.seed)
+    if args.start == "now":
+        start = datetime.datetime.utcnow().replace(microsecond=0) - datetime.timedelta(seconds=10 * args.count + 1)
+    else:
+        start = datetime.datetime.fromisoformat(args.start)
+    samples = make_samples(args.count, args.seed, start)
     started = time.monotonic()
     status = 0
     sent = 0

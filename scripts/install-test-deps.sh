@@ -7,6 +7,9 @@
 #     default node (rabbit@<host>) is kept from starting, stopped if it runs
 #     anyway, and disabled, so that it never holds ports 5672/25672.
 #   * systemd (for systemd-analyze), to verify the bundled unit file.
+#   * influxdb, victoria-metrics and prometheus for the dispatcher tests, which
+#     start private instances of their own (tests/src/backends.rs); the
+#     packages' services are kept from starting, and disabled.
 #   * .venv-ceilometer: Ceilometer 27.0.0 with pinned dependencies, for
 #     scripts/ceilometer-publish.py (scripts/ceilometer-venv.sh). Skipped with
 #     SKIP_CEILOMETER_VENV=1.
@@ -36,28 +39,33 @@ apt_install() {
         -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "$@" >/dev/null
 }
 
+# Installs packages whose postinst would start their service: a policy-rc.d
+# that denies every start, for the duration of the install only (and only if
+# the machine has none; Docker images usually do).
+apt_install_no_start() {
+    local policy=/usr/sbin/policy-rc.d
+    made_policy=
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\n# temporary, by collector scripts/install-test-deps.sh\nexit 101\n' >"$policy"
+        chmod 755 "$policy"
+        made_policy=1
+        trap 'if [ -n "$made_policy" ]; then rm -f /usr/sbin/policy-rc.d; fi' EXIT
+    fi
+    apt_install "$@"
+    if [ -n "$made_policy" ]; then
+        rm -f "$policy"
+        made_policy=
+    fi
+}
+
 # ---- RabbitMQ ------------------------------------------------------------
 
 if [ -x /usr/sbin/rabbitmq-server ] && [ -x /usr/sbin/rabbitmqctl ] &&
     [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] && command -v erl >/dev/null; then
     say "rabbitmq-server is installed"
 else
-    # Keep the package's postinst from starting the default node: a
-    # policy-rc.d that denies every start, for the duration of the install
-    # only (and only if the machine has none; Docker images usually do).
-    policy=/usr/sbin/policy-rc.d
-    made_policy=
-    if [ ! -e "$policy" ]; then
-        printf '#!/bin/sh\n# temporary, by collector scripts/install-test-deps.sh\nexit 101\n' >"$policy"
-        chmod 755 "$policy"
-        made_policy=1
-        trap 'if [ -n "$made_policy" ]; then rm -f "$policy"; fi' EXIT
-    fi
-    apt_install rabbitmq-server
-    if [ -n "$made_policy" ]; then
-        rm -f "$policy"
-        made_policy=
-    fi
+    # Keep the package's postinst from starting the default node.
+    apt_install_no_start rabbitmq-server
 fi
 
 # The default node, if the package (or a boot) started one anyway. Its name is
@@ -96,6 +104,29 @@ elif [ -x /etc/init.d/rabbitmq-server ] && command -v update-rc.d >/dev/null; th
     update-rc.d rabbitmq-server disable >/dev/null 2>&1 || true
 fi
 say "rabbitmq-server $(dpkg-query -W -f='${Version}' rabbitmq-server 2>/dev/null || echo '?'), erlang-base $(dpkg-query -W -f='${Version}' erlang-base 2>/dev/null || echo '?'); no default node running"
+
+# ---- Backends --------------------------------------------------------------
+# InfluxDB 1.6, VictoriaMetrics 1.79 and Prometheus 2.42 from Debian, for the
+# dispatcher tests, which run private instances of their own
+# (tests/src/backends.rs). The packages' own services are kept from starting,
+# as for RabbitMQ, and disabled.
+
+backends=()
+for pair in influxd:influxdb victoria-metrics:victoria-metrics prometheus:prometheus; do
+    command -v "${pair%%:*}" >/dev/null || backends+=("${pair##*:}")
+done
+if [ ${#backends[@]} -eq 0 ]; then
+    say "influxdb, victoria-metrics and prometheus are installed"
+else
+    apt_install_no_start "${backends[@]}"
+fi
+for unit in influxdb victoria-metrics prometheus; do
+    if [ -d /run/systemd/system ] && command -v systemctl >/dev/null; then
+        systemctl disable --now "$unit.service" >/dev/null 2>&1 || true
+    elif [ -x "/etc/init.d/$unit" ]; then
+        "/etc/init.d/$unit" stop >/dev/null 2>&1 || true
+    fi
+done
 
 # ---- systemd-analyze -------------------------------------------------------
 # For the test that verifies contrib/systemd/collector.service.

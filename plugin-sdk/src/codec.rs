@@ -478,6 +478,23 @@ impl<'a> ValueView<'a> {
         }
     }
 
+    /// A scalar as Python's `str()` shows it (`True`, `42`, `0.5`, the string
+    /// itself); `None` for null, bytes, lists and dicts.
+    pub fn scalar_text(&self) -> Option<String> {
+        match self {
+            ValueView::Str(s) => Some((*s).to_owned()),
+            ValueView::Int(i) => Some(i.to_string()),
+            ValueView::UInt(u) => Some(u.to_string()),
+            ValueView::Float(f) => {
+                let mut out = Vec::new();
+                crate::json::write_f64(&mut out, *f);
+                Some(String::from_utf8_lossy(&out).into_owned())
+            }
+            ValueView::Bool(b) => Some(if *b { "True" } else { "False" }.to_owned()),
+            _ => None,
+        }
+    }
+
     /// The number as `f64`, if this is a number.
     pub fn as_f64(&self) -> Option<f64> {
         match *self {
@@ -601,7 +618,17 @@ pub struct SampleView<'a> {
     pub extra: MapView<'a>,
 }
 
-impl SampleView<'_> {
+impl<'a> SampleView<'a> {
+    /// The `resource_metadata` value at a dotted path into nested dicts
+    /// (`flavor.name`), if there is one.
+    pub fn metadata_at(&self, path: &str) -> Option<ValueView<'a>> {
+        let mut v = self.resource_metadata;
+        for key in path.split('.') {
+            v = v.and_then(|m| m.get(key));
+        }
+        v
+    }
+
     /// Copies the view into an owned [`Sample`].
     pub fn to_owned_sample(&self) -> Sample {
         let s = |f: Field<&str>| f.map(str::to_owned);

@@ -242,6 +242,20 @@ fn excerpt(text: &str) -> &str {
     text[..end].trim()
 }
 
+/// Percent-encodes `v` for a query string (everything but letters, digits
+/// and `-_.~`), as a target's query values must be.
+pub fn query_value(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for b in v.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 fn put(out: &mut Vec<u8>, bytes: &[u8]) {
     out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
     out.extend_from_slice(bytes);

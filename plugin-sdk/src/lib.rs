@@ -11,6 +11,7 @@
 //! - [`json`]: writes a sample as the JSON dict Ceilometer sent;
 //! - [`abi`]: every name and constant of the ABI (docs/ABI.md);
 //! - [`http`]: outbound HTTP to the endpoints the operator declared;
+//! - [`time`]: Ceilometer's timestamps as nanoseconds since the epoch;
 //! - [`log`](mod@log): logging through the host.
 //!
 //! ## Example
@@ -61,6 +62,7 @@ pub mod http;
 pub mod json;
 pub mod log;
 pub mod model;
+pub mod time;
 
 #[doc(hidden)]
 pub mod guest;

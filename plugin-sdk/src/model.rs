@@ -82,6 +82,14 @@ impl<T> Field<T> {
         }
     }
 
+    /// The value, or `default` when absent or null.
+    pub fn unwrap_or(self, default: T) -> T {
+        match self {
+            Field::Value(v) => v,
+            _ => default,
+        }
+    }
+
     /// True when the key was present (with a value or `null`).
     pub fn is_present(&self) -> bool {
         !matches!(self, Field::Absent)

@@ -5,6 +5,7 @@
 //! where it listens), `/status`, `/metrics` and the shutdown summary.
 
 pub mod amqp;
+pub mod backends;
 pub mod http;
 pub mod rabbit;
 
@@ -626,6 +627,70 @@ impl Drop for Daemon {
             let _ = c.wait();
         }
     }
+}
+
+/// `GET path`, or why it could not be had (for polling a server that starts).
+pub fn try_http_get(addr: &str, path: &str) -> Result<(u16, String), String> {
+    let admin = addr
+        .parse()
+        .map_err(|e| format!("{addr} is not an address: {e}"))?;
+    collector::cli::status::http_get(admin, path)
+}
+
+/// `POST path` with a form body: (status code, body).
+pub fn http_post(addr: &str, path: &str, form: &str) -> (u16, String) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(30)))
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut answer = agent
+        .post(format!("http://{addr}{path}"))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .send(form)
+        .unwrap_or_else(|e| panic!("POST {path}: {e}"));
+    let code = answer.status().as_u16();
+    let body = answer.body_mut().read_to_string().unwrap_or_default();
+    (code, body)
+}
+
+/// Percent-encodes a query value.
+pub use collector_sdk::http::query_value as urlencode;
+
+/// Real Ceilometer (27.0.0, `.venv-ceilometer`) publishes `count` samples with
+/// its own `udp://` publisher to `udp`, first timestamp `start` (`now`: ending
+/// now); returns the sample dicts it sent, as it built them.
+pub fn ceilometer_udp(
+    udp: SocketAddr,
+    secret: &str,
+    count: usize,
+    start: &str,
+    seed: u64,
+) -> Vec<serde_json::Value> {
+    let python = root().join(".venv-ceilometer/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run `make test-deps` (scripts/ceilometer-venv.sh)",
+        python.display()
+    );
+    let out = tempfile::NamedTempFile::new().expect("temp file");
+    let status = Command::new(&python)
+        .arg(root().join("scripts/ceilometer-publish.py"))
+        .args(["--publisher", "udp", "--udp-address"])
+        .arg(udp.to_string())
+        .args(["--secret", secret, "--count"])
+        .arg(count.to_string())
+        .args(["--batch", "10", "--start", start, "--seed"])
+        .arg(seed.to_string())
+        .arg("--out")
+        .arg(out.path())
+        .status()
+        .expect("run ceilometer-publish.py");
+    assert!(status.success(), "ceilometer-publish.py failed");
+    read_lines(out.path())
+        .iter()
+        .map(|l| serde_json::from_str(l).expect("a published sample"))
+        .collect()
 }
 
 /// The entry of dispatcher `name` in a `/status` document.
