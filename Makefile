@@ -9,7 +9,7 @@ CARGO ?= cargo
 PLUGIN_DIR := target/plugins
 WASM_PROFILE := wasm
 RUST_PLUGINS_WASI := file tagger
-RUST_PLUGINS_PURE := noop misbehave http influx prometheus
+RUST_PLUGINS_PURE := noop misbehave http influx prometheus gnocchi
 
 .PHONY: help run build plugins rust-plugins wat-plugins toolchain test test-deps sdk-tests rabbitmq lint bench clean fuzz fuzz-smoke fuzz-tools
 

@@ -152,6 +152,14 @@ def make_samples(count, seed, start=START):
             "ratio": 0.25 * (i % 4),
             "enabled": i % 3 != 0,
             "empty": {},
+            # What the disk, network and image pollsters add (Gnocchi's
+            # instance_disk, instance_network_interface and image types need it).
+            "instance_id": str(uuid.UUID(int=rnd.getrandbits(128), version=4)),
+            "disk_name": "vda",
+            "vnic_name": "tap%d" % i,
+            "name": "debian-12",
+            "container_format": "bare",
+            "disk_format": "qcow2",
         }
         if name.startswith("storage."):
             metadata = {"container": "фото-%d" % i, "object_count": i, "versions": None}

@@ -10,6 +10,8 @@
 #   * influxdb, victoria-metrics and prometheus for the dispatcher tests, which
 #     start private instances of their own (tests/src/backends.rs); the
 #     packages' services are kept from starting, and disabled.
+#   * postgresql-15 and .venv-gnocchi (Gnocchi 4.7.1 from PyPI) for the
+#     gnocchi dispatcher's tests (scripts/gnocchi-venv.sh).
 #   * .venv-ceilometer: Ceilometer 27.0.0 with pinned dependencies, for
 #     scripts/ceilometer-publish.py (scripts/ceilometer-venv.sh). Skipped with
 #     SKIP_CEILOMETER_VENV=1.
@@ -150,5 +152,22 @@ else
     fi
     PYTHON=$PYTHON scripts/ceilometer-venv.sh
 fi
+
+# ---- Gnocchi venv and PostgreSQL -----------------------------------------
+# Gnocchi 4.7.1 from PyPI in .venv-gnocchi (scripts/gnocchi-venv.sh), with
+# PostgreSQL 15 from Debian as its indexer; the tests run private instances of
+# both. PostgreSQL refuses to run as root: the tests run it as `postgres`.
+
+if [ -x /usr/lib/postgresql/15/bin/postgres ] && id postgres >/dev/null 2>&1; then
+    say "postgresql 15 is installed"
+else
+    apt_install_no_start postgresql-15
+fi
+for unit in postgresql; do
+    if [ -d /run/systemd/system ] && command -v systemctl >/dev/null; then
+        systemctl disable --now "$unit.service" >/dev/null 2>&1 || true
+    fi
+done
+PYTHON=${PYTHON:-python3} scripts/gnocchi-venv.sh
 
 say "done in $(elapsed) s"

@@ -442,3 +442,129 @@ fn victoriametrics_killed_for_30_s_under_amqp_load_loses_nothing() {
         &log[log.len().saturating_sub(3000)..]
     );
 }
+
+/// Whole seconds since the epoch of a timestamp.
+fn seconds(ts: &str) -> i64 {
+    nanos(ts).div_euclid(1_000_000_000)
+}
+
+/// Ceilometer's meters the bundled mapping sends to Gnocchi, and their types.
+fn gnocchi_type(meter: &str) -> Option<&'static str> {
+    Some(match meter {
+        "cpu" | "vcpus" | "memory" | "memory.usage" | "compute.instance.booting.time" => "instance",
+        "disk.device.read.bytes" | "disk.device.usage" => "instance_disk",
+        "network.incoming.bytes" => "instance_network_interface",
+        "image.size" => "image",
+        "volume.size" => "volume",
+        "storage.objects" | "storage.objects.outgoing.bytes" => "swift_account",
+        _ => return None,
+    })
+}
+
+#[test]
+fn the_gnocchi_dispatcher_creates_resources_and_every_measure_aggregates_as_sent() {
+    let g = collector_e2e::backends::gnocchi();
+    // The archive policy the test reads from: count and sum each second.
+    let (code, body) = g.post(
+        "/v1/archive_policy",
+        &serde_json::json!({
+            "name": "test-1s",
+            "aggregation_methods": ["count", "sum"],
+            "back_window": 0,
+            "definition": [{"granularity": "1s", "timespan": "3650 days"}]
+        }),
+    );
+    assert_eq!(code, 201, "archive policy: {body}");
+    let b = ConfigBuilder::udp_to_file(SECRET, "max_samples = 50\nmax_delay_ms = 100").dispatcher(
+        "gnocchi",
+        &plugin("gnocchi.wasm"),
+        &format!(
+            "timeout_ms = 20000\nretry_backoff_ms = 100\nretry_backoff_max_ms = 1000\n\
+             [[dispatchers.endpoints]]\nname = \"gnocchi\"\nurl = \"{}\"\n\
+             headers_env = {{ Authorization = \"GNOCCHI_AUTH\" }}\nresponse_timeout_ms = 15000\n",
+            g.api.url()
+        ),
+        "archive_policy = \"test-1s\"\ntimeout_ms = 15000",
+    );
+    let d = Daemon::start_with(
+        &b.build(),
+        &collector_e2e::Options {
+            env: vec![("GNOCCHI_AUTH".into(), "Basic YWRtaW46".into())],
+            ..collector_e2e::Options::default()
+        },
+    );
+    let published = ceilometer_udp(d.udp_addr(), SECRET, 100, "2025-06-01T12:00:00", 11);
+    let n = published.len() as u64;
+    d.wait_status(
+        "every sample dispatched to Gnocchi",
+        Duration::from_secs(120),
+        |st| {
+            let x = dispatcher_of(st, "gnocchi");
+            x["samples_ok"].as_u64().unwrap_or(0) + x["samples_failed"].as_u64().unwrap_or(0) >= n
+        },
+    );
+    let st = d.status();
+    let x = dispatcher_of(&st, "gnocchi");
+    assert_eq!(x["samples_ok"].as_u64(), Some(n), "{x}");
+
+    // What each metric should hold: per second, the count and sum of the
+    // volumes sent.
+    let mut want: BTreeMap<(String, String), BTreeMap<i64, (f64, f64)>> = BTreeMap::new();
+    for s in &published {
+        let meter = s["counter_name"].as_str().expect("name");
+        if gnocchi_type(meter).is_none() {
+            continue;
+        }
+        let rid = s["resource_id"].as_str().expect("resource").to_owned();
+        let e = want
+            .entry((rid, meter.to_owned()))
+            .or_default()
+            .entry(seconds(s["timestamp"].as_str().expect("timestamp")))
+            .or_insert((0.0, 0.0));
+        e.0 += 1.0;
+        e.1 += s["counter_volume"].as_f64().expect("volume");
+    }
+    assert!(want.len() > 50, "{} metrics", want.len());
+    for ((rid, meter), per_second) in &want {
+        let mut got: BTreeMap<i64, (f64, f64)> = BTreeMap::new();
+        for (k, agg) in [(0, "count"), (1, "sum")] {
+            let (code, body) = g.get(&format!(
+                "/v1/resource/generic/{rid}/metric/{meter}/measures?aggregation={agg}&granularity=1&refresh=true"
+            ));
+            assert_eq!(code, 200, "{rid} {meter}: {body}");
+            for m in body.as_array().expect("measures") {
+                let t = seconds(m[0].as_str().expect("timestamp"));
+                let v = m[2].as_f64().expect("value");
+                let e = got.entry(t).or_insert((0.0, 0.0));
+                if k == 0 {
+                    e.0 = v;
+                } else {
+                    e.1 = v;
+                }
+            }
+        }
+        assert_eq!(
+            &got, per_second,
+            "{meter} of {rid}: count and sum per second"
+        );
+    }
+    // Resources were created with their attributes from the samples.
+    for s in published.iter().filter(|s| s["counter_name"] == "cpu") {
+        let rid = s["resource_id"].as_str().expect("resource");
+        let (code, r) = g.get(&format!("/v1/resource/instance/{rid}"));
+        assert_eq!(code, 200, "{r}");
+        let md = &s["resource_metadata"];
+        assert_eq!(r["host"], md["host"], "{r}");
+        assert_eq!(r["display_name"], md["display_name"], "{r}");
+        assert_eq!(r["flavor_name"], md["instance_type"], "{r}");
+        assert_eq!(r["flavor_id"], md["flavor"]["id"], "{r}");
+        assert_eq!(r["project_id"], s["project_id"], "{r}");
+        assert_eq!(r["user_id"], s["user_id"], "{r}");
+    }
+    let stopped = d.stop();
+    assert!(stopped.status.success(), "{}", stopped.log);
+    assert!(
+        !stopped.log.contains("YWRtaW46"),
+        "the credential was logged"
+    );
+}

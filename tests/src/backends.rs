@@ -253,3 +253,229 @@ impl Backend {
             .unwrap_or_default()
     }
 }
+
+/// Runs `program` with `args` as user `postgres` when this process is root
+/// (PostgreSQL refuses to run as root), as this user otherwise.
+fn as_postgres(program: &Path, args: &[&str]) -> Command {
+    let is_root = std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .unwrap_or(false);
+    if is_root {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(program).args(args);
+        c
+    } else {
+        let mut c = Command::new(program);
+        c.args(args);
+        c
+    }
+}
+
+/// A private PostgreSQL 15 (Debian's), for Gnocchi's indexer.
+pub struct Postgres {
+    pub port: u16,
+    dir: tempfile::TempDir,
+}
+
+const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+
+impl Postgres {
+    pub fn start() -> Postgres {
+        let bin = Path::new(PG_BIN);
+        assert!(
+            bin.join("postgres").exists(),
+            "PostgreSQL 15 is missing: run `make test-deps` (scripts/install-test-deps.sh)"
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = dir.path().join("data");
+        // Owned by the user the server runs as.
+        let _ = Command::new("chown")
+            .args(["postgres", &dir.path().display().to_string()])
+            .status();
+        let out = as_postgres(
+            &bin.join("initdb"),
+            &[
+                "-D",
+                &data.display().to_string(),
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "--no-sync",
+            ],
+        )
+        .output()
+        .expect("initdb");
+        assert!(
+            out.status.success(),
+            "initdb: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let port = free_port();
+        let opts = format!("-p {port} -h 127.0.0.1 -k {} -F", dir.path().display());
+        let log = dir.path().join("postgres.log").display().to_string();
+        let out = as_postgres(
+            &bin.join("pg_ctl"),
+            &[
+                "-D",
+                &data.display().to_string(),
+                "-o",
+                &opts,
+                "-l",
+                &log,
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ],
+        )
+        .output()
+        .expect("pg_ctl start");
+        assert!(
+            out.status.success(),
+            "pg_ctl start: {}{}",
+            String::from_utf8_lossy(&out.stderr),
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        let out = as_postgres(
+            &bin.join("createdb"),
+            &[
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-U",
+                "postgres",
+                "gnocchi",
+            ],
+        )
+        .output()
+        .expect("createdb");
+        assert!(
+            out.status.success(),
+            "createdb: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Postgres { port, dir }
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let _ = as_postgres(
+            &Path::new(PG_BIN).join("pg_ctl"),
+            &[
+                "-D",
+                &self.dir.path().join("data").display().to_string(),
+                "-m",
+                "immediate",
+                "stop",
+            ],
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    }
+}
+
+/// Gnocchi 4.7 (`.venv-gnocchi`) with PostgreSQL as its indexer, file storage
+/// and `auth_mode = basic`, its API on a plain WSGI server. Holds its
+/// PostgreSQL: drop the Gnocchi to stop both.
+pub struct Gnocchi {
+    pub api: Backend,
+    _postgres: Postgres,
+}
+
+pub fn gnocchi() -> Gnocchi {
+    let venv = crate::root().join(".venv-gnocchi/bin/python");
+    assert!(
+        venv.exists(),
+        "{} is missing: run `make test-deps` (scripts/gnocchi-venv.sh)",
+        venv.display()
+    );
+    let postgres = Postgres::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let conf = dir.path().join("gnocchi.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "[DEFAULT]\ndebug = false\n[api]\nauth_mode = basic\n\
+             [indexer]\nurl = postgresql+psycopg2://postgres@127.0.0.1:{}/gnocchi\n\
+             [storage]\ndriver = file\nfile_basepath = {}/storage\n",
+            postgres.port,
+            dir.path().display()
+        ),
+    )
+    .expect("gnocchi.conf");
+    let upgrade = Command::new(crate::root().join(".venv-gnocchi/bin/gnocchi-upgrade"))
+        .arg("--config-file")
+        .arg(&conf)
+        .output()
+        .expect("gnocchi-upgrade");
+    assert!(
+        upgrade.status.success(),
+        "gnocchi-upgrade: {}",
+        String::from_utf8_lossy(&upgrade.stderr)
+    );
+    let port = free_port();
+    let mut api = Backend {
+        what: "gnocchi-api",
+        program: venv,
+        args: vec![
+            crate::root()
+                .join("scripts/gnocchi-api.py")
+                .display()
+                .to_string(),
+            conf.display().to_string(),
+            port.to_string(),
+        ],
+        port,
+        dir,
+        child: None,
+        ready_path: "/",
+    };
+    api.launch();
+    Gnocchi {
+        api,
+        _postgres: postgres,
+    }
+}
+
+impl Gnocchi {
+    /// `GET path` as user `admin` (basic auth): (status, JSON).
+    pub fn get(&self, path: &str) -> (u16, serde_json::Value) {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(30)))
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let mut answer = agent
+            .get(format!("{}{path}", self.api.url()))
+            .header("Authorization", "Basic YWRtaW46")
+            .call()
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        let code = answer.status().as_u16();
+        let body = answer.body_mut().read_to_string().unwrap_or_default();
+        (
+            code,
+            serde_json::from_str(&body).unwrap_or(serde_json::Value::String(body)),
+        )
+    }
+
+    /// `POST path` with a JSON body as user `admin`: (status, body).
+    pub fn post(&self, path: &str, body: &serde_json::Value) -> (u16, String) {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(30)))
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let mut answer = agent
+            .post(format!("{}{path}", self.api.url()))
+            .header("Authorization", "Basic YWRtaW46")
+            .header("Content-Type", "application/json")
+            .send(body.to_string())
+            .unwrap_or_else(|e| panic!("POST {path}: {e}"));
+        let code = answer.status().as_u16();
+        (code, answer.body_mut().read_to_string().unwrap_or_default())
+    }
+}
