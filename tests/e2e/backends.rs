@@ -461,10 +461,9 @@ fn gnocchi_type(meter: &str) -> Option<&'static str> {
     })
 }
 
-#[test]
-fn the_gnocchi_dispatcher_creates_resources_and_every_measure_aggregates_as_sent() {
+/// Gnocchi, with the archive policy the tests read from: count and sum each second.
+fn gnocchi_with_test_policy() -> collector_e2e::backends::Gnocchi {
     let g = collector_e2e::backends::gnocchi();
-    // The archive policy the test reads from: count and sum each second.
     let (code, body) = g.post(
         "/v1/archive_policy",
         &serde_json::json!({
@@ -475,42 +474,41 @@ fn the_gnocchi_dispatcher_creates_resources_and_every_measure_aggregates_as_sent
         }),
     );
     assert_eq!(code, 201, "archive policy: {body}");
-    let b = ConfigBuilder::udp_to_file(SECRET, "max_samples = 50\nmax_delay_ms = 100").dispatcher(
+    g
+}
+
+/// A `gnocchi` dispatcher writing to `g` with the test policy, its credential
+/// from the environment (start the daemon with [`gnocchi_env`]).
+fn gnocchi_dispatcher(b: ConfigBuilder, g: &collector_e2e::backends::Gnocchi) -> ConfigBuilder {
+    b.dispatcher(
         "gnocchi",
         &plugin("gnocchi.wasm"),
         &format!(
             "timeout_ms = 20000\nretry_backoff_ms = 100\nretry_backoff_max_ms = 1000\n\
              [[dispatchers.endpoints]]\nname = \"gnocchi\"\nurl = \"{}\"\n\
-             headers_env = {{ Authorization = \"GNOCCHI_AUTH\" }}\nresponse_timeout_ms = 15000\n",
+             headers_env = {{ Authorization = \"GNOCCHI_AUTH\" }}\n\
+             connect_timeout_ms = 300\nresponse_timeout_ms = 15000\n",
             g.api.url()
         ),
         "archive_policy = \"test-1s\"\ntimeout_ms = 15000",
-    );
-    let d = Daemon::start_with(
-        &b.build(),
-        &collector_e2e::Options {
-            env: vec![("GNOCCHI_AUTH".into(), "Basic YWRtaW46".into())],
-            ..collector_e2e::Options::default()
-        },
-    );
-    let published = ceilometer_udp(d.udp_addr(), SECRET, 100, "2025-06-01T12:00:00", 11);
-    let n = published.len() as u64;
-    d.wait_status(
-        "every sample dispatched to Gnocchi",
-        Duration::from_secs(120),
-        |st| {
-            let x = dispatcher_of(st, "gnocchi");
-            x["samples_ok"].as_u64().unwrap_or(0) + x["samples_failed"].as_u64().unwrap_or(0) >= n
-        },
-    );
-    let st = d.status();
-    let x = dispatcher_of(&st, "gnocchi");
-    assert_eq!(x["samples_ok"].as_u64(), Some(n), "{x}");
+    )
+}
 
-    // What each metric should hold: per second, the count and sum of the
-    // volumes sent.
+/// The environment of a daemon with [`gnocchi_dispatcher`]: user `admin`, basic auth.
+fn gnocchi_env() -> collector_e2e::Options {
+    collector_e2e::Options {
+        env: vec![("GNOCCHI_AUTH".into(), "Basic YWRtaW46".into())],
+        ..collector_e2e::Options::default()
+    }
+}
+
+/// Per (resource, meter), per second: the count and sum of the volumes sent,
+/// for the meters the bundled mapping sends to Gnocchi.
+fn gnocchi_expected(
+    published: &[serde_json::Value],
+) -> BTreeMap<(String, String), BTreeMap<i64, (f64, f64)>> {
     let mut want: BTreeMap<(String, String), BTreeMap<i64, (f64, f64)>> = BTreeMap::new();
-    for s in &published {
+    for s in published {
         let meter = s["counter_name"].as_str().expect("name");
         if gnocchi_type(meter).is_none() {
             continue;
@@ -524,8 +522,15 @@ fn the_gnocchi_dispatcher_creates_resources_and_every_measure_aggregates_as_sent
         e.0 += 1.0;
         e.1 += s["counter_volume"].as_f64().expect("volume");
     }
-    assert!(want.len() > 50, "{} metrics", want.len());
-    for ((rid, meter), per_second) in &want {
+    want
+}
+
+/// Reads every metric of `want` back as count and sum per second, and compares.
+fn assert_gnocchi_holds(
+    g: &collector_e2e::backends::Gnocchi,
+    want: &BTreeMap<(String, String), BTreeMap<i64, (f64, f64)>>,
+) {
+    for ((rid, meter), per_second) in want {
         let mut got: BTreeMap<i64, (f64, f64)> = BTreeMap::new();
         for (k, agg) in [(0, "count"), (1, "sum")] {
             let (code, body) = g.get(&format!(
@@ -548,6 +553,33 @@ fn the_gnocchi_dispatcher_creates_resources_and_every_measure_aggregates_as_sent
             "{meter} of {rid}: count and sum per second"
         );
     }
+}
+
+#[test]
+fn the_gnocchi_dispatcher_creates_resources_and_every_measure_aggregates_as_sent() {
+    let g = gnocchi_with_test_policy();
+    let b = gnocchi_dispatcher(
+        ConfigBuilder::udp_to_file(SECRET, "max_samples = 50\nmax_delay_ms = 100"),
+        &g,
+    );
+    let d = Daemon::start_with(&b.build(), &gnocchi_env());
+    let published = ceilometer_udp(d.udp_addr(), SECRET, 100, "2025-06-01T12:00:00", 11);
+    let n = published.len() as u64;
+    d.wait_status(
+        "every sample dispatched to Gnocchi",
+        Duration::from_secs(120),
+        |st| {
+            let x = dispatcher_of(st, "gnocchi");
+            x["samples_ok"].as_u64().unwrap_or(0) + x["samples_failed"].as_u64().unwrap_or(0) >= n
+        },
+    );
+    let st = d.status();
+    let x = dispatcher_of(&st, "gnocchi");
+    assert_eq!(x["samples_ok"].as_u64(), Some(n), "{x}");
+
+    let want = gnocchi_expected(&published);
+    assert!(want.len() > 50, "{} metrics", want.len());
+    assert_gnocchi_holds(&g, &want);
     // Resources were created with their attributes from the samples.
     for s in published.iter().filter(|s| s["counter_name"] == "cpu") {
         let rid = s["resource_id"].as_str().expect("resource");
@@ -567,4 +599,75 @@ fn the_gnocchi_dispatcher_creates_resources_and_every_measure_aggregates_as_sent
         !stopped.log.contains("YWRtaW46"),
         "the credential was logged"
     );
+}
+
+/// Gnocchi's API is killed (SIGKILL) under AMQP load from the real Ceilometer
+/// notifier publisher and stays down 30 s: every measure arrives once it is
+/// back, no message was acked while it was down, and none was dead-lettered.
+#[test]
+fn gnocchi_killed_for_30_s_under_amqp_load_loses_nothing() {
+    use collector_e2e::rabbit::Broker;
+    let broker = Broker::start();
+    let mut g = gnocchi_with_test_policy();
+    let b = gnocchi_dispatcher(
+        ConfigBuilder::new(SECRET)
+            .batch("max_samples = 50\nmax_delay_ms = 100")
+            .amqp(
+                &broker.url(),
+                "rpc = false\nprefetch_count = 4\nmax_deliveries = 2",
+            ),
+        &g,
+    );
+    let d = Daemon::start_with(&b.build(), &gnocchi_env());
+    d.wait_readyz(Duration::from_secs(60));
+    let acked = |st: &serde_json::Value| st["sources"]["amqp"]["amqp_acked"].as_u64();
+    let mut published = collector_e2e::ceilometer_notifier(
+        &broker.oslo_url(),
+        SECRET,
+        100,
+        "2025-06-01T12:00:00",
+        21,
+    );
+    d.wait_status(
+        "the first 10 notifications acked",
+        Duration::from_secs(120),
+        |st| acked(st) == Some(10),
+    );
+    g.api.kill();
+    published.extend(collector_e2e::ceilometer_notifier(
+        &broker.oslo_url(),
+        SECRET,
+        100,
+        "2025-06-01T13:00:00",
+        22,
+    ));
+    std::thread::sleep(Duration::from_secs(30));
+    let during = d.status();
+    assert_eq!(
+        acked(&during),
+        Some(10),
+        "acked while Gnocchi was down: {during}"
+    );
+    assert_eq!(
+        during["sources"]["amqp"]["amqp_dead_lettered"], 0,
+        "{during}"
+    );
+    let retries = collector_e2e::metric(
+        &d.metrics(),
+        "collector_plugin_retries_total{dispatcher=\"gnocchi\"}",
+    );
+    assert!(retries >= 10.0, "{retries} retries in 30 s of outage");
+    g.api.restart();
+    d.wait_status("every notification acked", Duration::from_secs(180), |st| {
+        acked(st) == Some(20)
+    });
+    let stopped = d.stop();
+    assert!(stopped.status.success(), "{}", stopped.log);
+    assert_eq!(stopped.source("amqp", "amqp_dead_lettered"), 0);
+    assert_eq!(
+        stopped.source("amqp", "amqp_requeued"),
+        0,
+        "held, not requeued"
+    );
+    assert_gnocchi_holds(&g, &gnocchi_expected(&published));
 }

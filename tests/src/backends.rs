@@ -292,69 +292,56 @@ impl Postgres {
         let _ = Command::new("chown")
             .args(["postgres", &dir.path().display().to_string()])
             .status();
-        let out = as_postgres(
-            &bin.join("initdb"),
+        let run = |tool: &str, args: &[&str], log: Option<&Path>| {
+            let out = as_postgres(&bin.join(tool), args)
+                .output()
+                .unwrap_or_else(|e| panic!("{tool}: {e}"));
+            assert!(
+                out.status.success(),
+                "{tool}: {}{}",
+                String::from_utf8_lossy(&out.stderr),
+                log.and_then(|l| std::fs::read_to_string(l).ok())
+                    .unwrap_or_default()
+            );
+        };
+        let data_dir = data.display().to_string();
+        run(
+            "initdb",
             &[
                 "-D",
-                &data.display().to_string(),
+                &data_dir,
                 "-A",
                 "trust",
                 "-U",
                 "postgres",
                 "--no-sync",
             ],
-        )
-        .output()
-        .expect("initdb");
-        assert!(
-            out.status.success(),
-            "initdb: {}",
-            String::from_utf8_lossy(&out.stderr)
+            None,
         );
         let port = free_port();
         let opts = format!("-p {port} -h 127.0.0.1 -k {} -F", dir.path().display());
-        let log = dir.path().join("postgres.log").display().to_string();
-        let out = as_postgres(
-            &bin.join("pg_ctl"),
+        let log = dir.path().join("postgres.log");
+        let log_file = log.display().to_string();
+        run(
+            "pg_ctl",
             &[
-                "-D",
-                &data.display().to_string(),
-                "-o",
-                &opts,
-                "-l",
-                &log,
-                "-w",
-                "-t",
-                "60",
-                "start",
+                "-D", &data_dir, "-o", &opts, "-l", &log_file, "-w", "-t", "60", "start",
             ],
-        )
-        .output()
-        .expect("pg_ctl start");
-        assert!(
-            out.status.success(),
-            "pg_ctl start: {}{}",
-            String::from_utf8_lossy(&out.stderr),
-            std::fs::read_to_string(&log).unwrap_or_default()
+            Some(&log),
         );
-        let out = as_postgres(
-            &bin.join("createdb"),
+        let port_text = port.to_string();
+        run(
+            "createdb",
             &[
                 "-h",
                 "127.0.0.1",
                 "-p",
-                &port.to_string(),
+                &port_text,
                 "-U",
                 "postgres",
                 "gnocchi",
             ],
-        )
-        .output()
-        .expect("createdb");
-        assert!(
-            out.status.success(),
-            "createdb: {}",
-            String::from_utf8_lossy(&out.stderr)
+            None,
         );
         Postgres { port, dir }
     }
@@ -444,12 +431,7 @@ pub fn gnocchi() -> Gnocchi {
 impl Gnocchi {
     /// `GET path` as user `admin` (basic auth): (status, JSON).
     pub fn get(&self, path: &str) -> (u16, serde_json::Value) {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .timeout_global(Some(Duration::from_secs(30)))
-            .http_status_as_error(false)
-            .build()
-            .into();
-        let mut answer = agent
+        let mut answer = crate::agent()
             .get(format!("{}{path}", self.api.url()))
             .header("Authorization", "Basic YWRtaW46")
             .call()
@@ -464,12 +446,7 @@ impl Gnocchi {
 
     /// `POST path` with a JSON body as user `admin`: (status, body).
     pub fn post(&self, path: &str, body: &serde_json::Value) -> (u16, String) {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .timeout_global(Some(Duration::from_secs(30)))
-            .http_status_as_error(false)
-            .build()
-            .into();
-        let mut answer = agent
+        let mut answer = crate::agent()
             .post(format!("{}{path}", self.api.url()))
             .header("Authorization", "Basic YWRtaW46")
             .header("Content-Type", "application/json")

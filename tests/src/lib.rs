@@ -637,14 +637,18 @@ pub fn try_http_get(addr: &str, path: &str) -> Result<(u16, String), String> {
     collector::cli::status::http_get(admin, path)
 }
 
-/// `POST path` with a form body: (status code, body).
-pub fn http_post(addr: &str, path: &str, form: &str) -> (u16, String) {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
+/// An HTTP client for the tests' servers: any status is an answer, 30 s at most.
+pub fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
         .timeout_global(Some(Duration::from_secs(30)))
         .http_status_as_error(false)
         .build()
-        .into();
-    let mut answer = agent
+        .into()
+}
+
+/// `POST path` with a form body: (status code, body).
+pub fn http_post(addr: &str, path: &str, form: &str) -> (u16, String) {
+    let mut answer = agent()
         .post(format!("http://{addr}{path}"))
         .header("Content-Type", "application/x-www-form-urlencoded")
         .send(form)
@@ -667,6 +671,40 @@ pub fn ceilometer_udp(
     start: &str,
     seed: u64,
 ) -> Vec<serde_json::Value> {
+    ceilometer_publish(
+        &["--publisher", "udp", "--udp-address", &udp.to_string()],
+        secret,
+        count,
+        start,
+        seed,
+    )
+}
+
+/// The same with its `notifier://` publisher (oslo.messaging notifications
+/// on `metering.sample`, 10 samples each) to the broker at `oslo_url`.
+pub fn ceilometer_notifier(
+    oslo_url: &str,
+    secret: &str,
+    count: usize,
+    start: &str,
+    seed: u64,
+) -> Vec<serde_json::Value> {
+    ceilometer_publish(
+        &["--publisher", "notifier", "--transport-url", oslo_url],
+        secret,
+        count,
+        start,
+        seed,
+    )
+}
+
+fn ceilometer_publish(
+    publisher: &[&str],
+    secret: &str,
+    count: usize,
+    start: &str,
+    seed: u64,
+) -> Vec<serde_json::Value> {
     let python = root().join(".venv-ceilometer/bin/python");
     assert!(
         python.exists(),
@@ -676,8 +714,7 @@ pub fn ceilometer_udp(
     let out = tempfile::NamedTempFile::new().expect("temp file");
     let status = Command::new(&python)
         .arg(root().join("scripts/ceilometer-publish.py"))
-        .args(["--publisher", "udp", "--udp-address"])
-        .arg(udp.to_string())
+        .args(publisher)
         .args(["--secret", secret, "--count"])
         .arg(count.to_string())
         .args(["--batch", "10", "--start", start, "--seed"])
