@@ -502,12 +502,13 @@ fn gnocchi_env() -> collector_e2e::Options {
     }
 }
 
-/// Per (resource, meter), per second: the count and sum of the volumes sent,
-/// for the meters the bundled mapping sends to Gnocchi.
-fn gnocchi_expected(
-    published: &[serde_json::Value],
-) -> BTreeMap<(String, String), BTreeMap<i64, (f64, f64)>> {
-    let mut want: BTreeMap<(String, String), BTreeMap<i64, (f64, f64)>> = BTreeMap::new();
+/// Per (resource, meter), per second: (count, sum).
+type Aggregates = BTreeMap<(String, String), BTreeMap<i64, (f64, f64)>>;
+
+/// The count and sum of the volumes sent, for the meters the bundled mapping
+/// sends to Gnocchi.
+fn gnocchi_expected(published: &[serde_json::Value]) -> Aggregates {
+    let mut want = Aggregates::new();
     for s in published {
         let meter = s["counter_name"].as_str().expect("name");
         if gnocchi_type(meter).is_none() {
@@ -526,10 +527,7 @@ fn gnocchi_expected(
 }
 
 /// Reads every metric of `want` back as count and sum per second, and compares.
-fn assert_gnocchi_holds(
-    g: &collector_e2e::backends::Gnocchi,
-    want: &BTreeMap<(String, String), BTreeMap<i64, (f64, f64)>>,
-) {
+fn assert_gnocchi_holds(g: &collector_e2e::backends::Gnocchi, want: &Aggregates) {
     for ((rid, meter), per_second) in want {
         let mut got: BTreeMap<i64, (f64, f64)> = BTreeMap::new();
         for (k, agg) in [(0, "count"), (1, "sum")] {
