@@ -28,6 +28,7 @@ toolchain:
 ## AssemblyScript from npm, wabt)
 plugins: rust-plugins wat-plugins
 	plugins/c-threshold/build.sh $(CURDIR)/$(PLUGIN_DIR)
+	plugins/c-http-post/build.sh $(CURDIR)/$(PLUGIN_DIR)
 	plugins/zig-forwarder/build.sh $(CURDIR)/$(PLUGIN_DIR)
 	plugins/as-summary/build.sh $(CURDIR)/$(PLUGIN_DIR)
 	@ls -l $(PLUGIN_DIR)

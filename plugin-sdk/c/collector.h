@@ -494,6 +494,85 @@ int32_t collector__export_restore(int32_t ptr, int32_t len, int (*cb)(const void
 #define COLLECTOR_PLUGIN_SNAPSHOT_EXPORTS() typedef int collector__snapshot_exports_defined_
 #endif
 
+
+/* ------------------------------------------------------------ outbound HTTP */
+/* Requests to the endpoints the operator declared for the dispatcher
+ * ([[dispatchers.endpoints]]; docs/ABI.md section 17). Give the endpoint's
+ * name and a target (a path and query under its URL, "" for the URL itself);
+ * the host adds TLS, credentials and its headers. Several requests may run at
+ * once; a wait never outlives the current call's deadline.
+ *
+ *     int32_t h = collector_http_send("influx", "POST", "/write?db=x", NULL, 0, body, n);
+ *     if (h < 0) return ...;               // refused: collector_http_error(-1, ...)
+ *     if (collector_http_wait(&h, 1, 5000) < 0) ...   // still running
+ *     int32_t status = collector_http_status(h);       // 204, or COLLECTOR_HTTP_FAIL_*
+ *     collector_http_close(h);
+ *
+ * or, blocking: collector_http_fetch(...) returns the status and the body. */
+#define COLLECTOR_HTTP_ERR_UNKNOWN_ENDPOINT (-1)
+#define COLLECTOR_HTTP_ERR_BAD_TARGET (-2)
+#define COLLECTOR_HTTP_ERR_BUSY (-3)
+#define COLLECTOR_HTTP_ERR_TOO_LARGE (-4)
+#define COLLECTOR_HTTP_ERR_MALFORMED (-5)
+#define COLLECTOR_HTTP_ERR_HEADER (-6)
+#define COLLECTOR_HTTP_ERR_NO_HANDLE (-7)
+#define COLLECTOR_HTTP_ERR_UNAVAILABLE (-8)
+#define COLLECTOR_HTTP_PENDING 0
+#define COLLECTOR_HTTP_FAIL_CONNECT (-10)
+#define COLLECTOR_HTTP_FAIL_TIMEOUT (-11)
+#define COLLECTOR_HTTP_FAIL_RESPONSE_TOO_LARGE (-12)
+#define COLLECTOR_HTTP_FAIL_IO (-14)
+#define COLLECTOR_HTTP_WAIT_NONE (-1)
+#define COLLECTOR_HTTP_LAST_REFUSAL (-1)
+
+typedef struct collector_http_header {
+    const char *name;  /* NUL-terminated */
+    const char *value; /* NUL-terminated */
+} collector_http_header;
+
+#if defined(__wasm__)
+__attribute__((import_module("collector"), import_name("http_send")))
+int32_t collector_raw_http_send(const void *req, size_t len);
+__attribute__((import_module("collector"), import_name("http_wait")))
+int32_t collector_raw_http_wait(const int32_t *handles, size_t count, int32_t timeout_ms);
+__attribute__((import_module("collector"), import_name("http_status")))
+int32_t collector_raw_http_status(int32_t h);
+__attribute__((import_module("collector"), import_name("http_body_len")))
+int32_t collector_raw_http_body_len(int32_t h);
+__attribute__((import_module("collector"), import_name("http_read")))
+int32_t collector_raw_http_read(int32_t h, void *dst, size_t len, int32_t offset);
+__attribute__((import_module("collector"), import_name("http_error")))
+int32_t collector_raw_http_error(int32_t h, char *dst, size_t len);
+__attribute__((import_module("collector"), import_name("http_close")))
+void collector_raw_http_close(int32_t h);
+#endif
+
+/* Starts a request; a handle >= 0, or a refusal COLLECTOR_HTTP_ERR_*. */
+int32_t collector_http_send(const char *endpoint, const char *method, const char *target,
+                            const collector_http_header *headers, size_t nheaders,
+                            const void *body, size_t body_len);
+/* Index in `handles` of one that has finished, or COLLECTOR_HTTP_WAIT_NONE. */
+int32_t collector_http_wait(const int32_t *handles, size_t count, int32_t timeout_ms);
+/* The HTTP status, COLLECTOR_HTTP_PENDING, or COLLECTOR_HTTP_FAIL_*. */
+int32_t collector_http_status(int32_t handle);
+/* Appends the response body to `out`; its length, or a negative code. */
+int32_t collector_http_body(int32_t handle, collector_buf *out);
+/* Why a request failed (handle COLLECTOR_HTTP_LAST_REFUSAL: the last refused
+ * send), NUL-terminated in dst[cap]; its length. */
+size_t collector_http_error(int32_t handle, char *dst, size_t cap);
+void collector_http_close(int32_t handle);
+/* Send, wait at most timeout_ms, read: the HTTP status (> 0), or a negative
+ * code (refused, failed, or COLLECTOR_HTTP_FAIL_TIMEOUT when the wait ended
+ * first). With `response` not NULL, the body is appended to it. */
+int32_t collector_http_fetch(const char *endpoint, const char *method, const char *target,
+                             const collector_http_header *headers, size_t nheaders,
+                             const void *body, size_t body_len, int32_t timeout_ms,
+                             collector_buf *response);
+/* The answer every bundled dispatcher gives for a status (ABI 17.4):
+ * COLLECTOR_STATUS_OK for 2xx/3xx, RETRY for failures, 429 and 5xx, REJECT for
+ * other 4xx and refusals (with a message set). */
+int collector_http_outcome(int32_t status);
+
 #ifdef __cplusplus
 }
 #endif
@@ -2591,4 +2670,141 @@ int32_t collector__export_restore(int32_t ptr, int32_t len, int (*cb)(const void
 #ifdef __cplusplus
 }
 #endif
+
+/* ------------------------------------------------------------ outbound HTTP */
+
+static void collector__http_field(collector_buf *b, const void *p, size_t n) {
+    uint8_t len[4] = {(uint8_t)n, (uint8_t)(n >> 8), (uint8_t)(n >> 16), (uint8_t)(n >> 24)};
+    collector_buf_append(b, len, 4);
+    if (n) collector_buf_append(b, p, n);
+}
+
+static size_t collector__cstrlen(const char *s) {
+    size_t n = 0;
+    if (s) while (s[n]) n++;
+    return n;
+}
+
+int32_t collector_http_send(const char *endpoint, const char *method, const char *target,
+                            const collector_http_header *headers, size_t nheaders,
+                            const void *body, size_t body_len) {
+    collector_buf req;
+    int32_t h;
+    size_t i;
+    collector_buf_init_dynamic(&req);
+    collector__http_field(&req, endpoint, collector__cstrlen(endpoint));
+    collector__http_field(&req, method, collector__cstrlen(method));
+    collector__http_field(&req, target, collector__cstrlen(target));
+    {
+        uint8_t n[4] = {(uint8_t)nheaders, (uint8_t)(nheaders >> 8), (uint8_t)(nheaders >> 16),
+                        (uint8_t)(nheaders >> 24)};
+        collector_buf_append(&req, n, 4);
+    }
+    for (i = 0; i < nheaders; i++) {
+        collector__http_field(&req, headers[i].name, collector__cstrlen(headers[i].name));
+        collector__http_field(&req, headers[i].value, collector__cstrlen(headers[i].value));
+    }
+    collector__http_field(&req, body, body ? body_len : 0);
+    if (!collector_buf_ok(&req)) {
+        collector_buf_free(&req);
+        return COLLECTOR_HTTP_ERR_TOO_LARGE;
+    }
+#if defined(__wasm__)
+    h = collector_raw_http_send(req.data, req.len);
+#else
+    h = COLLECTOR_HTTP_ERR_UNAVAILABLE;
+#endif
+    collector_buf_free(&req);
+    return h;
+}
+
+int32_t collector_http_wait(const int32_t *handles, size_t count, int32_t timeout_ms) {
+#if defined(__wasm__)
+    return collector_raw_http_wait(handles, count, timeout_ms);
+#else
+    (void)handles; (void)count; (void)timeout_ms;
+    return COLLECTOR_HTTP_WAIT_NONE;
+#endif
+}
+
+int32_t collector_http_status(int32_t handle) {
+#if defined(__wasm__)
+    return collector_raw_http_status(handle);
+#else
+    (void)handle;
+    return COLLECTOR_HTTP_ERR_NO_HANDLE;
+#endif
+}
+
+int32_t collector_http_body(int32_t handle, collector_buf *out) {
+#if defined(__wasm__)
+    int32_t len = collector_raw_http_body_len(handle), at = 0;
+    char chunk[1024];
+    if (len < 0) return len;
+    while (at < len) {
+        int32_t n = collector_raw_http_read(handle, chunk, sizeof chunk, at);
+        if (n <= 0) break;
+        collector_buf_append(out, chunk, (size_t)n);
+        at += n;
+    }
+    return at;
+#else
+    (void)handle; (void)out;
+    return COLLECTOR_HTTP_ERR_NO_HANDLE;
+#endif
+}
+
+size_t collector_http_error(int32_t handle, char *dst, size_t cap) {
+    size_t n = 0;
+    if (!dst || cap == 0) return 0;
+#if defined(__wasm__)
+    {
+        int32_t got = collector_raw_http_error(handle, dst, cap - 1);
+        n = got > 0 ? (size_t)got : 0;
+    }
+#else
+    {
+        const char *msg = "no outbound HTTP outside a collector host";
+        (void)handle;
+        while (msg[n] && n + 1 < cap) { dst[n] = msg[n]; n++; }
+    }
+#endif
+    dst[n] = 0;
+    return n;
+}
+
+void collector_http_close(int32_t handle) {
+#if defined(__wasm__)
+    collector_raw_http_close(handle);
+#else
+    (void)handle;
+#endif
+}
+
+int32_t collector_http_fetch(const char *endpoint, const char *method, const char *target,
+                             const collector_http_header *headers, size_t nheaders,
+                             const void *body, size_t body_len, int32_t timeout_ms,
+                             collector_buf *response) {
+    int32_t h = collector_http_send(endpoint, method, target, headers, nheaders, body, body_len);
+    int32_t status;
+    if (h < 0) return h;
+    if (collector_http_wait(&h, 1, timeout_ms) == COLLECTOR_HTTP_WAIT_NONE) {
+        collector_http_close(h);
+        return COLLECTOR_HTTP_FAIL_TIMEOUT;
+    }
+    status = collector_http_status(h);
+    if (status > 0 && response) collector_http_body(h, response);
+    collector_http_close(h);
+    return status;
+}
+
+int collector_http_outcome(int32_t status) {
+    if (status >= 200 && status < 400) return COLLECTOR_STATUS_OK;
+    if (status == 429 || status >= 500) return collector_retry("the backend answered 429 or 5xx");
+    if (status >= 400) return collector_reject("the backend answered 4xx");
+    if (status == COLLECTOR_HTTP_ERR_BUSY || status <= COLLECTOR_HTTP_FAIL_CONNECT)
+        return collector_retry("the backend could not be reached in time");
+    return collector_reject("the host refused the request (see the daemon's log)");
+}
+
 #endif /* COLLECTOR_IMPLEMENTATION */
