@@ -1222,6 +1222,154 @@ pub fn exportPlugin(comptime P: type) void {
 
 // ====================================================================== WASI files
 
+/// Outbound HTTP to the endpoints the operator declared for the dispatcher
+/// (`[[dispatchers.endpoints]]`; docs/ABI.md section 17). Name the endpoint and
+/// give a target under its URL; the host adds TLS, credentials and headers.
+/// Several requests may run at once; no wait outlives the call's deadline.
+///
+///     const status = collector.http.fetch("influx", "POST", "/write?db=x", &.{}, body, 5000);
+///     return collector.http.outcome(status);
+///
+/// Off wasm (native tests) every send is refused with `err_unavailable`.
+pub const http = struct {
+    pub const Header = struct { name: []const u8, value: []const u8 };
+
+    /// `send` refusals (nothing was sent).
+    pub const err_unknown_endpoint: i32 = -1;
+    pub const err_bad_target: i32 = -2;
+    pub const err_busy: i32 = -3;
+    pub const err_too_large: i32 = -4;
+    pub const err_malformed: i32 = -5;
+    pub const err_header: i32 = -6;
+    pub const err_no_handle: i32 = -7;
+    pub const err_unavailable: i32 = -8;
+    /// `status`: still running, or no whole response.
+    pub const pending: i32 = 0;
+    pub const fail_connect: i32 = -10;
+    pub const fail_timeout: i32 = -11;
+    pub const fail_response_too_large: i32 = -12;
+    pub const fail_io: i32 = -14;
+    /// `wait`: nothing finished in time.
+    pub const wait_none: i32 = -1;
+    /// `errorText`'s handle for the last refused `send`.
+    pub const last_refusal: i32 = -1;
+
+    const imports = struct {
+        extern "collector" fn http_send(ptr: [*]const u8, len: usize) i32;
+        extern "collector" fn http_wait(handles: [*]const i32, count: usize, timeout_ms: i32) i32;
+        extern "collector" fn http_status(h: i32) i32;
+        extern "collector" fn http_body_len(h: i32) i32;
+        extern "collector" fn http_read(h: i32, dst: [*]u8, len: usize, offset: i32) i32;
+        extern "collector" fn http_error(h: i32, dst: [*]u8, len: usize) i32;
+        extern "collector" fn http_close(h: i32) void;
+    };
+
+    fn field(w: *Writer, bytes: []const u8) Writer.Error!void {
+        try w.writeInt(u32, @intCast(bytes.len), .little);
+        try w.writeAll(bytes);
+    }
+
+    /// The bytes `collector.http_send` takes (ABI 17.2): each field a u32
+    /// little-endian length and its bytes, the header count a bare u32.
+    pub fn encode(w: *Writer, endpoint: []const u8, method: []const u8, target: []const u8, headers: []const Header, payload: []const u8) Writer.Error!void {
+        try field(w, endpoint);
+        try field(w, method);
+        try field(w, target);
+        try w.writeInt(u32, @intCast(headers.len), .little);
+        for (headers) |h| {
+            try field(w, h.name);
+            try field(w, h.value);
+        }
+        try field(w, payload);
+    }
+
+    /// Starts a request: a handle >= 0, or a refusal (`err_*`).
+    pub fn send(endpoint: []const u8, method: []const u8, target: []const u8, headers: []const Header, payload: []const u8) i32 {
+        var req: Writer.Allocating = .init(allocator);
+        defer req.deinit();
+        encode(&req.writer, endpoint, method, target, headers, payload) catch return err_too_large;
+        if (!is_wasm) return err_unavailable;
+        const bytes = req.written();
+        return imports.http_send(bytes.ptr, bytes.len);
+    }
+
+    /// The index in `handles` of one that has finished, or `wait_none`.
+    pub fn wait(handles: []const i32, timeout_ms: i32) i32 {
+        if (!is_wasm) return wait_none;
+        return imports.http_wait(handles.ptr, handles.len, timeout_ms);
+    }
+
+    /// The HTTP status, `pending`, or a failure (`fail_*`).
+    pub fn status(h: i32) i32 {
+        if (!is_wasm) return err_no_handle;
+        return imports.http_status(h);
+    }
+
+    /// The response body, allocated with `alloc`.
+    pub fn responseBody(alloc: std.mem.Allocator, h: i32) ![]u8 {
+        if (!is_wasm) return error.NoHandle;
+        const len = imports.http_body_len(h);
+        if (len < 0) return error.NoResponse;
+        const out = try alloc.alloc(u8, @intCast(len));
+        var at: usize = 0;
+        while (at < out.len) {
+            const n = imports.http_read(h, out[at..].ptr, out.len - at, @intCast(at));
+            if (n <= 0) break;
+            at += @intCast(n);
+        }
+        return out[0..at];
+    }
+
+    /// Why a request failed (`last_refusal`: the last refused `send`), in `buf`.
+    pub fn errorText(h: i32, buf: []u8) []const u8 {
+        if (!is_wasm) return "no outbound HTTP outside a collector host";
+        const n = imports.http_error(h, buf.ptr, buf.len);
+        return buf[0..@intCast(@max(n, 0))];
+    }
+
+    /// Forgets a request, cancelling it if it still runs.
+    pub fn close(h: i32) void {
+        if (is_wasm) imports.http_close(h);
+    }
+
+    /// Sends, waits at most `timeout_ms`, and returns the HTTP status (> 0) or a
+    /// negative code (`fail_timeout` when the wait ended first).
+    pub fn fetch(endpoint: []const u8, method: []const u8, target: []const u8, headers: []const Header, req_body: []const u8, timeout_ms: i32) i32 {
+        const h = send(endpoint, method, target, headers, req_body);
+        if (h < 0) return h;
+        defer close(h);
+        const handles = [_]i32{h};
+        if (wait(&handles, timeout_ms) == wait_none) return fail_timeout;
+        return status(h);
+    }
+
+    /// What every bundled dispatcher answers for a status (ABI 17.4): ok on
+    /// 2xx/3xx; retry on 429, 5xx and a backend that cannot be reached (or a busy
+    /// endpoint); reject on other 4xx and refusals.
+    pub fn outcome(code: i32) Outcome {
+        if (code >= 200 and code < 400) return .ok;
+        if (code == 429 or code >= 500) return .retryf("the backend answered {d}", .{code});
+        if (code >= 400) return .rejectf("the backend answered {d}", .{code});
+        if (code == err_busy or code <= fail_connect) return .retryf("the backend could not be reached ({d})", .{code});
+        return .rejectf("the host refused the request ({d}; see the daemon's log)", .{code});
+    }
+};
+
+test "http requests are encoded as ABI 17.2 says, and outcomes follow the backend" {
+    var buf: [256]u8 = undefined;
+    var w: Writer = .fixed(&buf);
+    try http.encode(&w, "e", "GET", "/", &.{.{ .name = "a", .value = "b" }}, "xy");
+    const want = [_]u8{ 1, 0, 0, 0, 'e', 3, 0, 0, 0, 'G', 'E', 'T', 1, 0, 0, 0, '/', 1, 0, 0, 0, 1, 0, 0, 0, 'a', 1, 0, 0, 0, 'b', 2, 0, 0, 0, 'x', 'y' };
+    try std.testing.expectEqualSlices(u8, &want, w.buffered());
+    try std.testing.expectEqual(http.err_unavailable, http.send("e", "GET", "/", &.{}, ""));
+    try std.testing.expect(http.outcome(204) == .ok);
+    try std.testing.expect(http.outcome(503) == .retry);
+    try std.testing.expect(http.outcome(429) == .retry);
+    try std.testing.expect(http.outcome(404) == .reject);
+    try std.testing.expect(http.outcome(http.fail_connect) == .retry);
+    try std.testing.expect(http.outcome(http.err_unknown_endpoint) == .reject);
+}
+
 /// Files in directories the dispatcher grants (`dirs = [{ host, guest, writable }]`),
 /// through WASI preview 1 directly (`std.os.wasi`). Only on wasm32-wasi.
 ///

@@ -26,7 +26,7 @@ out="$(mktemp -d)"
 trap 'rm -rf "$out"' EXIT
 
 cd "$here"
-"$ZIG_VENV/bin/python" -m ziglang fmt --check collector.zig test.zig "$repo/plugins/zig-forwarder/forwarder.zig" \
+"$ZIG_VENV/bin/python" -m ziglang fmt --check collector.zig test.zig testdata/http_plugin.zig "$repo/plugins/zig-forwarder/forwarder.zig" \
   || { echo "zig fmt: the files above need formatting" >&2; exit 1; }
 COLLECTOR_GOLDEN_DIR="$golden" ZIG_SDK_JSONL_DIR="$out" \
   "$ZIG_VENV/bin/python" -m ziglang test test.zig
@@ -40,4 +40,20 @@ for json in "$golden"/*.json; do
   n=$((n + 1))
 done
 [ "$n" -gt 0 ] || { echo "no golden vectors found in $golden" >&2; exit 1; }
+
+# The HTTP binding on wasm: a plugin calling every collector.http function,
+# checked by the daemon's `collector check` against its local endpoint.
+collector="$repo/target/debug/collector"
+if [ -x "$collector" ]; then
+  "$ZIG_VENV/bin/python" -m ziglang build-exe -target wasm32-wasi -fno-entry -rdynamic -O ReleaseSmall -fstrip \
+    --dep collector -Mroot=testdata/http_plugin.zig -Mcollector=collector.zig \
+    --name zig-http-test -femit-bin="$out/zig-http-test.wasm"
+  report="$("$collector" check "$out/zig-http-test.wasm" --endpoint target 2>/dev/null)"
+  grep -q "requests reached the local endpoint" <<<"$report" \
+    || { echo "zig SDK: the HTTP binding sent nothing:" >&2; echo "$report" >&2; exit 1; }
+  echo "zig SDK: HTTP binding ok ($(grep -o '[0-9]* requests reached' <<<"$report"))"
+else
+  echo "zig SDK: $collector not built; HTTP binding not checked on wasm" >&2
+  exit 1
+fi
 echo "zig SDK: all tests passed ($n golden vectors)"

@@ -7,6 +7,7 @@
 //   config.ts  parseJson() for the config text
 //   set.ts     Utf8Set: distinct byte strings without allocating
 //   ryu.ts     shortest round-trip f64 formatting
+//   http.ts    outbound HTTP to the dispatcher's declared endpoints
 //
 // A plugin's entry file must re-export the four ABI functions:
 //   export { collector_abi_version_1, collector_alloc, collector_init, collector_dispatch } from "collector-plugin-sdk";
@@ -28,4 +29,10 @@ export { ByteWriter, formatF64 } from "./writer";
 export { JsonKind, JsonNode, parseJson, jsonError } from "./config";
 export { Utf8Set } from "./set";
 export { writeF64, F64_MAX_CHARS, F64_BUFFER_BYTES } from "./ryu";
+export {
+  Header, httpEncode, httpSend, httpWait, httpStatus, httpBody, httpError, httpClose, httpFetch, httpOutcome,
+  HTTP_ERR_UNKNOWN_ENDPOINT, HTTP_ERR_BAD_TARGET, HTTP_ERR_BUSY, HTTP_ERR_TOO_LARGE, HTTP_ERR_MALFORMED,
+  HTTP_ERR_HEADER, HTTP_ERR_NO_HANDLE, HTTP_ERR_UNAVAILABLE, HTTP_PENDING, HTTP_FAIL_CONNECT, HTTP_FAIL_TIMEOUT,
+  HTTP_FAIL_RESPONSE_TOO_LARGE, HTTP_FAIL_IO, HTTP_WAIT_NONE, HTTP_LAST_REFUSAL,
+} from "./http";
 export { utf8Valid, utf8EqualsString, fnv1a, decodeUtf8, encodeUtf8, utf8Length } from "./utf8";

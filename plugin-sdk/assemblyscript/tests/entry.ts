@@ -6,6 +6,7 @@ import {
   register, setError, reject, logInfo, logError, STATUS_OK,
   Batch, JsonWriter, ByteWriter, Utf8Set, parseJson, jsonError, formatF64, writeF64,
   utf8EqualsString, utf8Valid, decodeUtf8, ValueKind, MAX_NESTING, MAX_DEPTH,
+  Header, httpEncode,
 } from "../assembly/index";
 
 export { collector_abi_version_1, collector_alloc, collector_init, collector_dispatch } from "../assembly/index";
@@ -179,3 +180,15 @@ export function unit_tests(): i32 {
   logInfo("unit tests done");
   return failures;
 }
+
+// The request encoding of collector.http_send (ABI 17.2), for run.mjs to compare.
+const encoded = new ByteWriter(64);
+export function http_encoded_ptr(): usize {
+  encoded.reset();
+  const body = new ByteWriter(8);
+  body.text("xy");
+  httpEncode(encoded, "e", "GET", "/", [new Header("a", "b")], body.ptr, body.length);
+  body.dispose();
+  return encoded.ptr;
+}
+export function http_encoded_len(): usize { return encoded.length; }

@@ -320,5 +320,27 @@ for (const rt of RUNTIMES) {
   }
 }
 
+// ------------------------------------------------------------------ outbound HTTP
+{
+  // The encoding, as the Rust SDK and the host read it.
+  const p = await Plugin.load(wasmFor[RUNTIMES[0]]);
+  const e = p.exports;
+  const ptr = e.http_encoded_ptr() >>> 0;
+  const got = Buffer.from(e.memory.buffer, ptr, e.http_encoded_len() >>> 0);
+  const want = Buffer.from([1, 0, 0, 0, 0x65, 3, 0, 0, 0, 0x47, 0x45, 0x54, 1, 0, 0, 0, 0x2f, 1, 0, 0, 0,
+    1, 0, 0, 0, 0x61, 1, 0, 0, 0, 0x62, 2, 0, 0, 0, 0x78, 0x79]);
+  ok(got.equals(want), "http request encoding (ABI 17.2)", got.toString("hex"));
+  // The binding on the real host: `collector check` serves the endpoint and counts requests.
+  const collector = path.resolve(root, "..", "..", "target", "debug", "collector");
+  const out = path.join(buildDir, "http-plugin.wasm");
+  execFileSync(asc, ["tests/http_plugin.ts", "--runtime", "incremental", "--use", "abort=", "-O3", "--noAssert", "-o", out],
+    { cwd: root, stdio: "inherit" });
+  if (ok(fs.existsSync(collector), `the daemon is built (${path.relative(root, collector)}; run make build)`)) {
+    const r = spawnSync(collector, ["check", out, "--endpoint", "target"], { encoding: "utf8" });
+    ok(r.status === 0 && /requests reached the local endpoint/.test(r.stdout),
+      "collector check: the plugin's requests reached the local endpoint", r.stdout + r.stderr);
+  }
+}
+
 console.log(`${passed} passed, ${failed} failed`);
 process.exit(failed ? 1 : 0);
