@@ -348,3 +348,75 @@ fn a_c_plugin_posts_through_the_same_imports() {
     }
     assert_eq!(posted, file, "the C plugin posted every sample as written");
 }
+
+/// A backend slower than the dispatcher's `timeout_ms`: the wait ends before
+/// the deadline, the plugin answers retry, nothing is lost once the backend is
+/// quick again, and no dispatcher thread is stuck (the daemon shuts down at once).
+#[test]
+fn a_backend_slower_than_timeout_ms_is_retried_and_holds_no_thread() {
+    let server = HttpServer::start();
+    server.delay(Duration::from_secs(3));
+    let b = ConfigBuilder::udp_to_file(SECRET, "max_samples = 10\nmax_delay_ms = 50").dispatcher(
+        "slow",
+        &plugin("http.wasm"),
+        &format!(
+            "timeout_ms = 1000\nretry_backoff_ms = 100\nretry_backoff_max_ms = 200\nqueue_batches = 64\n{}",
+            endpoint("target", &server.url(), "response_timeout_ms = 10000")
+        ),
+        "batch_mode = true",
+    );
+    let d = Daemon::start(&b.build());
+    d.send_udp(&datagrams(50, 4));
+    d.wait_status("the slow backend retried", Duration::from_secs(60), |st| {
+        dispatcher_of(st, "slow")["plugin_retries"].as_u64() >= Some(3)
+    });
+    let st = d.status();
+    let slow = dispatcher_of(&st, "slow");
+    assert_eq!(
+        slow["plugin_timeouts"], 0,
+        "no call ran past its deadline: {slow}"
+    );
+    server.delay(Duration::ZERO);
+    d.wait_status(
+        "every sample taken once the backend is quick",
+        Duration::from_secs(60),
+        |st| dispatcher_of(st, "slow")["samples_ok"].as_u64() == Some(50),
+    );
+    let t = std::time::Instant::now();
+    let stopped = d.stop();
+    assert!(stopped.status.success(), "{}", stopped.log);
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "shutdown took {:?}",
+        t.elapsed()
+    );
+    let mut got = BTreeSet::new();
+    for r in server.taken() {
+        let list: Vec<serde_json::Value> = serde_json::from_slice(&r.body).expect("a JSON list");
+        got.extend(list.iter().map(|v| v["message_id"].to_string()));
+    }
+    assert_eq!(got.len(), 50, "every sample reached the backend");
+}
+
+/// `http2_prior_knowledge`: the endpoint's pool speaks HTTP/2 (h2c) to the backend.
+#[test]
+fn an_endpoint_can_speak_http2() {
+    let server = HttpServer::start();
+    let b = ConfigBuilder::udp_to_file(SECRET, "max_samples = 10\nmax_delay_ms = 50").dispatcher(
+        "h2",
+        &plugin("http.wasm"),
+        &endpoint("target", &server.url(), "http2_prior_knowledge = true"),
+        "",
+    );
+    let d = Daemon::start(&b.build());
+    d.send_udp(&datagrams(20, 5));
+    let taken = server.wait_taken(20, Duration::from_secs(60));
+    let stopped = d.stop();
+    assert!(stopped.status.success(), "{}", stopped.log);
+    assert_eq!(taken.len(), 20);
+    assert_eq!(
+        server.http2_requests(),
+        20,
+        "every request came over HTTP/2"
+    );
+}

@@ -43,6 +43,10 @@ struct State {
     taken: Vec<Recorded>,
     refused: usize,
     answer: Option<Answer>,
+    /// How long each answer takes.
+    delay: Duration,
+    /// Requests that came over HTTP/2.
+    http2: usize,
 }
 
 /// The server; stopped when dropped.
@@ -81,9 +85,15 @@ impl HttpServer {
         let state = Arc::new(Mutex::new(State::default()));
         let st = state.clone();
         let app = axum::Router::new().fallback(
-            move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
+            move |method: Method,
+                  version: axum::http::Version,
+                  uri: Uri,
+                  headers: HeaderMap,
+                  body: Bytes| {
                 let st = st.clone();
                 async move {
+                    let delay = st.lock().expect("server state").delay;
+                    tokio::time::sleep(delay).await;
                     let rec = Recorded {
                         method: method.to_string(),
                         target: uri
@@ -101,6 +111,9 @@ impl HttpServer {
                         body: body.to_vec(),
                     };
                     let mut s = st.lock().expect("server state");
+                    if version == axum::http::Version::HTTP_2 {
+                        s.http2 += 1;
+                    }
                     let answer = s.answer.clone().unwrap_or(Answer {
                         status: 204,
                         body: String::new(),
@@ -139,6 +152,16 @@ impl HttpServer {
             status,
             body: body.to_owned(),
         });
+    }
+
+    /// Takes `delay` before each answer from now on (a slow backend).
+    pub fn delay(&self, delay: Duration) {
+        self.state.lock().expect("server state").delay = delay;
+    }
+
+    /// Requests that came over HTTP/2 (h2c).
+    pub fn http2_requests(&self) -> usize {
+        self.state.lock().expect("server state").http2
     }
 
     /// The requests answered 2xx so far.
