@@ -111,6 +111,7 @@ bench: test-deps plugins
 	$(CARGO) bench -p collector --bench dispatch
 	$(CARGO) bench -p collector --bench decode
 	./scripts/bench-e2e.sh
+	./scripts/bench-backends.sh
 	COLLECTOR_BIN=$(CURDIR)/target/release/collector $(CARGO) bench -p collector-e2e --bench amqp
 	COLLECTOR_BIN=$(CURDIR)/target/release/collector $(CARGO) bench -p collector-e2e --bench reload
 

@@ -52,8 +52,9 @@ for r in $(seq 1 "$RUNS"); do
   $BIN send udp --to 127.0.0.1:$PORT_DAEMON --count "$COUNT" --secret $SECRET --seed "$r" > "$work/send2.out"
   sleep 2; kill -TERM $dp; wait $dp
   log=$(cat "$work/daemon.log")
-  stop=$(grep "UDP source stopped" <<<"$log"); summ=$(grep "Dispatcher summary" <<<"$log")
-  d_ms=$(field "$stop" active_ms); d_disp=$(field "$summ" samples_ok); d_bad=$(field "$stop" bad_signature)
+  stop=$(grep "UDP source stopped" <<<"$log")
+  src=$(grep "Shutdown summary source=udp" <<<"$log"); summ=$(grep "Shutdown summary dispatcher=noop" <<<"$log")
+  d_ms=$(field "$stop" active_ms); d_disp=$(field "$summ" samples_ok); d_bad=$(field "$src" bad_signatures)
   [ "$d_bad" = 0 ] || { echo "bad signatures in the benchmark traffic: $d_bad"; exit 1; }
   raw_rate=$(( raw_n * 1000 / (raw_ms > 0 ? raw_ms : 1) ))
   d_rate=$(( d_disp * 1000 / (d_ms > 0 ? d_ms : 1) ))
