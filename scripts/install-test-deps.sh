@@ -130,6 +130,11 @@ for unit in influxdb victoria-metrics prometheus; do
     fi
 done
 
+# ---- openssl -----------------------------------------------------------------
+# The TLS tests make their CA and certificates with it (tests/src/http.rs).
+
+command -v openssl >/dev/null && say "openssl is installed" || apt_install openssl
+
 # ---- systemd-analyze -------------------------------------------------------
 # For the test that verifies contrib/systemd/collector.service.
 

@@ -420,3 +420,124 @@ fn an_endpoint_can_speak_http2() {
         "every request came over HTTP/2"
     );
 }
+
+/// HTTPS endpoints: the server is verified against the endpoint's `ca_file`
+/// (not the system's roots, which do not know the test CA), and the endpoint
+/// presents its client certificate to a server that asks for one.
+#[test]
+fn tls_endpoints_verify_the_server_and_present_a_client_certificate() {
+    use collector_e2e::http::Tls;
+    let tls = Tls::make();
+    let server = HttpServer::start_tls(&tls, true);
+    let url = server.https_url();
+    let b = ConfigBuilder::udp_to_file(SECRET, "max_samples = 10\nmax_delay_ms = 50");
+    let with = |extra: &str| {
+        format!(
+            "max_retries = 1\nretry_backoff_ms = 10\n{}",
+            endpoint("target", &url, extra)
+        )
+    };
+    let b = b
+        .dispatcher(
+            "mutual",
+            &plugin("http.wasm"),
+            &with(&format!(
+                "ca_file = \"{}\"\nclient_cert_file = \"{}\"\nclient_key_file = \"{}\"",
+                tls.path("ca.pem"),
+                tls.path("client.pem"),
+                tls.path("client.key")
+            )),
+            "batch_mode = true",
+        )
+        .dispatcher(
+            "system-roots",
+            &plugin("http.wasm"),
+            &with(""),
+            "batch_mode = true",
+        )
+        .dispatcher(
+            "no-client-cert",
+            &plugin("http.wasm"),
+            &with(&format!("ca_file = \"{}\"", tls.path("ca.pem"))),
+            "batch_mode = true",
+        );
+    let d = Daemon::start(&b.build());
+    d.send_udp(&datagrams(20, 6));
+    let st = d.wait_status("every dispatcher done", Duration::from_secs(60), |st| {
+        ["mutual", "system-roots", "no-client-cert"]
+            .iter()
+            .all(|n| {
+                let x = dispatcher_of(st, n);
+                x["samples_ok"].as_u64().unwrap_or(0) + x["samples_failed"].as_u64().unwrap_or(0)
+                    >= 20
+            })
+    });
+    let stopped = d.stop();
+    assert!(stopped.status.success(), "{}", stopped.log);
+    assert_eq!(dispatcher_of(&st, "mutual")["samples_ok"], 20, "{st}");
+    let roots = dispatcher_of(&st, "system-roots");
+    assert_eq!(roots["samples_ok"], 0, "{roots}");
+    assert!(
+        roots["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("certificate") || e.contains("UnknownIssuer")),
+        "the error says why: {roots}"
+    );
+    let anonymous = dispatcher_of(&st, "no-client-cert");
+    assert_eq!(anonymous["samples_ok"], 0, "{anonymous}");
+    let bodies: usize = server
+        .taken()
+        .iter()
+        .map(|r| {
+            serde_json::from_slice::<Vec<serde_json::Value>>(&r.body)
+                .expect("a JSON list")
+                .len()
+        })
+        .sum();
+    assert_eq!(bodies, 20, "only the mutual-TLS dispatcher got through");
+}
+
+/// The endpoint's pool belongs to the dispatcher, not to a plugin version: a
+/// plugin replaced while it runs goes on over the same kept-alive connection.
+#[test]
+fn the_connection_pool_outlives_a_plugin_reload() {
+    let server = HttpServer::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wasm_path = dir.path().join("http.wasm");
+    let wasm = std::fs::read(plugin("http.wasm")).expect("http.wasm");
+    std::fs::write(&wasm_path, &wasm).expect("copy");
+    let b = ConfigBuilder::udp_to_file(SECRET, "max_samples = 5\nmax_delay_ms = 30")
+        .section("reload", "debounce_ms = 100")
+        .dispatcher(
+            "pooled",
+            &wasm_path.display().to_string(),
+            &endpoint("target", &server.url(), "pool_max_idle = 1"),
+            "batch_mode = true",
+        );
+    let d = Daemon::start(&b.build());
+    d.send_udp(&datagrams(20, 7));
+    let _ = server.wait_taken(4, Duration::from_secs(60));
+    assert_eq!(server.connections(), 1, "one kept-alive connection");
+    let first = dispatcher_of(&d.status(), "pooled")["version"].clone();
+    // A new version: the same code with a custom section, so a new hash.
+    let mut next = wasm.clone();
+    next.extend_from_slice(&[0x00, 0x06, 0x05, b'v', b'e', b'r', b'-', b'2']);
+    let tmp = dir.path().join("http.wasm.new");
+    std::fs::write(&tmp, &next).expect("new version");
+    std::fs::rename(&tmp, &wasm_path).expect("deploy");
+    d.wait_daemon_count("plugin_reloads", 1, Duration::from_secs(60));
+    d.send_udp(&datagrams(20, 8));
+    d.wait_status("the new version posted", Duration::from_secs(60), |st| {
+        dispatcher_of(st, "pooled")["samples_ok"].as_u64() == Some(40)
+    });
+    let st = d.status();
+    let stopped = d.stop();
+    assert!(stopped.status.success(), "{}", stopped.log);
+    let now = dispatcher_of(&st, "pooled");
+    assert_ne!(now["version"], first, "a new version serves: {now}");
+    assert_eq!(
+        server.connections(),
+        1,
+        "the new version went on over the same connection"
+    );
+}

@@ -1,6 +1,8 @@
 //! A real HTTP server on 127.0.0.1 for the dispatchers that post to one (axum on
-//! hyper, in a runtime of its own): it records every request, and answers as
-//! the test says (204 by default; a status and body; or down).
+//! hyper, in a runtime of its own): HTTP/1.1 and h2c, or HTTPS (rustls) with a
+//! CA and certificates made by openssl ([`Tls`]), optionally asking for a
+//! client certificate. It records every request and connection, and answers as
+//! the test says (204 by default; a status and body; slowly; or down).
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -47,6 +49,8 @@ struct State {
     delay: Duration,
     /// Requests that came over HTTP/2.
     http2: usize,
+    /// Connections accepted.
+    connections: usize,
 }
 
 /// The server; stopped when dropped.
@@ -64,6 +68,18 @@ impl HttpServer {
 
     /// Listens on `address` (to come back on the same port after [`HttpServer::stop`]).
     pub fn start_on(address: SocketAddr) -> HttpServer {
+        Self::start_with(address, None)
+    }
+
+    /// HTTPS on a free port of 127.0.0.1 with `tls` (see [`Tls`]).
+    pub fn start_tls(tls: &Tls, require_client_cert: bool) -> HttpServer {
+        Self::start_with(
+            "127.0.0.1:0".parse().expect("address"),
+            Some(tls.server_config(require_client_cert)),
+        )
+    }
+
+    fn start_with(address: SocketAddr, tls: Option<rustls::ServerConfig>) -> HttpServer {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -131,8 +147,36 @@ impl HttpServer {
                 }
             },
         );
+        // One accept loop for both, counting connections (HTTP/1.1 and h2c by
+        // hyper's auto builder; TLS through rustls when given).
+        let acceptor = tls.map(|config| tokio_rustls::TlsAcceptor::from(Arc::new(config)));
+        let counted = state.clone();
         rt.spawn(async move {
-            let _ = axum::serve(listener, app).await;
+            while let Ok((tcp, _)) = listener.accept().await {
+                counted.lock().expect("server state").connections += 1;
+                let (acceptor, app) = (acceptor.clone(), app.clone());
+                tokio::spawn(async move {
+                    let service = hyper_util::service::TowerToHyperService::new(app);
+                    let builder = hyper_util::server::conn::auto::Builder::new(
+                        hyper_util::rt::TokioExecutor::new(),
+                    );
+                    match acceptor {
+                        None => {
+                            let _ = builder
+                                .serve_connection(hyper_util::rt::TokioIo::new(tcp), service)
+                                .await;
+                        }
+                        // A client that fails the handshake is simply dropped.
+                        Some(a) => {
+                            if let Ok(tls) = a.accept(tcp).await {
+                                let _ = builder
+                                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                                    .await;
+                            }
+                        }
+                    }
+                });
+            }
         });
         HttpServer {
             address,
@@ -146,6 +190,11 @@ impl HttpServer {
         format!("http://{}", self.address)
     }
 
+    /// `https://127.0.0.1:PORT`.
+    pub fn https_url(&self) -> String {
+        format!("https://{}", self.address)
+    }
+
     /// Answers `status` with `body` from now on.
     pub fn answer(&self, status: u16, body: &str) {
         self.state.lock().expect("server state").answer = Some(Answer {
@@ -157,6 +206,11 @@ impl HttpServer {
     /// Takes `delay` before each answer from now on (a slow backend).
     pub fn delay(&self, delay: Duration) {
         self.state.lock().expect("server state").delay = delay;
+    }
+
+    /// Connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.state.lock().expect("server state").connections
     }
 
     /// Requests that came over HTTP/2 (h2c).
@@ -201,5 +255,129 @@ impl Drop for HttpServer {
         if let Some(rt) = self.rt.take() {
             rt.shutdown_background();
         }
+    }
+}
+
+/// A private CA, a server certificate for 127.0.0.1 and a client certificate it
+/// signed, made with the openssl command line in a temporary directory.
+pub struct Tls {
+    pub dir: tempfile::TempDir,
+}
+
+impl Tls {
+    pub fn make() -> Tls {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        let openssl = |args: &[&str]| {
+            let out = std::process::Command::new("openssl")
+                .args(args)
+                .current_dir(d)
+                .output()
+                .expect("openssl (Debian's openssl package)");
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        // A new P-256 key, unencrypted, for each certificate.
+        let new_key = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        let req = |extra: &[&str]| {
+            let mut args = vec!["req"];
+            args.extend(new_key);
+            args.extend(extra);
+            openssl(&args);
+        };
+        req(&[
+            "-x509",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=collector test CA",
+        ]);
+        for (name, usage, san) in [
+            ("server", "serverAuth", "subjectAltName=IP:127.0.0.1\n"),
+            ("client", "clientAuth", ""),
+        ] {
+            std::fs::write(
+                d.join(format!("{name}.ext")),
+                format!("{san}basicConstraints=CA:FALSE\nextendedKeyUsage={usage}\n"),
+            )
+            .expect("ext file");
+            req(&[
+                "-keyout",
+                &format!("{name}.key"),
+                "-out",
+                &format!("{name}.csr"),
+                "-subj",
+                &format!("/CN=collector test {name}"),
+            ]);
+            openssl(&[
+                "x509",
+                "-req",
+                "-in",
+                &format!("{name}.csr"),
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                &format!("{name}.pem"),
+                "-days",
+                "2",
+                "-extfile",
+                &format!("{name}.ext"),
+            ]);
+        }
+        Tls { dir }
+    }
+
+    /// Path of `ca.pem`, `server.pem`, `client.key`, ...
+    pub fn path(&self, file: &str) -> String {
+        self.dir.path().join(file).display().to_string()
+    }
+
+    fn server_config(&self, require_client_cert: bool) -> rustls::ServerConfig {
+        use rustls_pki_types::pem::PemObject;
+        use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let certs: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_file_iter(self.path("server.pem"))
+                .expect("server.pem")
+                .collect::<Result<_, _>>()
+                .expect("server certificate");
+        let key = PrivateKeyDer::from_pem_file(self.path("server.key")).expect("server.key");
+        let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .expect("protocol versions");
+        let builder = if require_client_cert {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in CertificateDer::pem_file_iter(self.path("ca.pem")).expect("ca.pem") {
+                roots.add(c.expect("CA certificate")).expect("CA");
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .build()
+            .expect("client verifier");
+            builder.with_client_cert_verifier(verifier)
+        } else {
+            builder.with_no_client_auth()
+        };
+        let mut config = builder.with_single_cert(certs, key).expect("server config");
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        config
     }
 }
