@@ -110,6 +110,9 @@ fn influx_points(store: &Backend, published: &BTreeMap<String, serde_json::Value
                 sent["resource_metadata"]["host"].as_str(),
                 "{key}: metadata tag"
             );
+            if let Some(ratio) = sent["resource_metadata"]["ratio"].as_f64() {
+                assert_eq!(col("ratio").as_f64(), Some(ratio), "{key}: metadata field");
+            }
             out.push((
                 name.clone(),
                 resource,
@@ -199,7 +202,12 @@ fn the_influx_dispatcher_writes_every_sample_to_influxdb_and_victoriametrics() {
     let idb = influxdb();
     let vm = victoria_metrics();
     let b = ConfigBuilder::udp_to_file(SECRET, "max_samples = 40\nmax_delay_ms = 100");
-    let b = influx(b, "influxdb", &idb, "metadata_tags = [\"host\"]");
+    let b = influx(
+        b,
+        "influxdb",
+        &idb,
+        "metadata_tags = [\"host\"]\nmetadata_fields = [\"ratio\"]",
+    );
     let b = influx(b, "vm-v1", &vm, "database = \"v1\"");
     let b = influx(
         b,
@@ -448,7 +456,8 @@ fn seconds(ts: &str) -> i64 {
     nanos(ts).div_euclid(1_000_000_000)
 }
 
-/// Ceilometer's meters the bundled mapping sends to Gnocchi, and their types.
+/// The resource type of each meter of the publisher: the bundled mapping's, or
+/// `generic` (the dispatcher's `default_resource_type` in these tests).
 fn gnocchi_type(meter: &str) -> Option<&'static str> {
     Some(match meter {
         "cpu" | "vcpus" | "memory" | "memory.usage" | "compute.instance.booting.time" => "instance",
@@ -457,7 +466,7 @@ fn gnocchi_type(meter: &str) -> Option<&'static str> {
         "image.size" => "image",
         "volume.size" => "volume",
         "storage.objects" | "storage.objects.outgoing.bytes" => "swift_account",
-        _ => return None,
+        _ => "generic",
     })
 }
 
@@ -490,7 +499,7 @@ fn gnocchi_dispatcher(b: ConfigBuilder, g: &collector_e2e::backends::Gnocchi) ->
              connect_timeout_ms = 300\nresponse_timeout_ms = 15000\n",
             g.api.url()
         ),
-        "archive_policy = \"test-1s\"\ntimeout_ms = 15000",
+        "archive_policy = \"test-1s\"\ntimeout_ms = 15000\ndefault_resource_type = \"generic\"",
     )
 }
 

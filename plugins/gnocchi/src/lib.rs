@@ -46,6 +46,11 @@ struct Settings {
     /// Create the mapping's archive policies and resource types first.
     #[serde(default = "yes")]
     create_schema: bool,
+    /// Where meters the mapping does not know go: empty (the default, as
+    /// Ceilometer) leaves them out; `generic` (Gnocchi's own type) or another
+    /// existing type takes them, with no attributes beyond the ids.
+    #[serde(default)]
+    default_resource_type: String,
     /// How long to wait for each request (the call's own deadline bounds it too).
     #[serde(default = "default_timeout_ms")]
     timeout_ms: u64,
@@ -86,6 +91,8 @@ struct Gnocchi {
     map: Mapping,
     /// Meter → index in `map.resources`.
     by_metric: BTreeMap<String, usize>,
+    /// For meters the mapping does not know, when `default_resource_type` is set.
+    fallback: Option<ResourceDef>,
     schema_done: bool,
     unmapped: BTreeSet<String>,
 }
@@ -278,10 +285,16 @@ impl Dispatcher for Gnocchi {
             by_metric.len(),
             map.resources.len()
         );
+        let fallback = (!s.default_resource_type.is_empty()).then(|| ResourceDef {
+            resource_type: s.default_resource_type.clone(),
+            metrics: BTreeMap::new(),
+            attributes: BTreeMap::new(),
+        });
         Ok(Gnocchi {
             s,
             map,
             by_metric,
+            fallback,
             schema_done: false,
             unmapped: BTreeSet::new(),
         })
@@ -303,21 +316,26 @@ impl Dispatcher for Gnocchi {
             {
                 continue;
             }
-            let Some(&i) = self.by_metric.get(s.counter_name) else {
-                if self.unmapped.insert(s.counter_name.to_owned()) {
-                    collector_sdk::warn!("metric {} is not handled by Gnocchi", s.counter_name);
+            let def = match (self.by_metric.get(s.counter_name), &self.fallback) {
+                (Some(&i), _) => &self.map.resources[i],
+                (None, Some(f)) => f,
+                (None, None) => {
+                    if self.unmapped.insert(s.counter_name.to_owned()) {
+                        collector_sdk::warn!("metric {} is not handled by Gnocchi", s.counter_name);
+                    }
+                    continue;
                 }
-                continue;
             };
             let Some(volume) = s.counter_volume else {
                 continue;
             };
-            let def = &self.map.resources[i];
             // `/` is forbidden in Gnocchi's ids, as Ceilometer says.
             let rid = s.resource_id.replace('/', "_");
             let policy = if self.s.archive_policy.is_empty() {
-                def.metrics[s.counter_name]
-                    .clone()
+                def.metrics
+                    .get(s.counter_name)
+                    .cloned()
+                    .flatten()
                     .unwrap_or_else(|| self.map.archive_policy_default.clone())
             } else {
                 self.s.archive_policy.clone()

@@ -17,7 +17,7 @@
 //! volume, or whose timestamp is not ISO 8601, is left out (and logged).
 
 use collector_sdk::http::{self, Request, query_value};
-use collector_sdk::{Batch, Config, Dispatcher, Outcome, SampleView};
+use collector_sdk::{Batch, Config, Dispatcher, Outcome, SampleView, ValueView};
 use serde::Deserialize;
 use std::time::Duration;
 
@@ -49,6 +49,10 @@ struct Settings {
     /// `flavor.name`); the tag is named after the path.
     #[serde(default)]
     metadata_tags: Vec<String>,
+    /// `resource_metadata` keys to add as fields beside `value` (numbers as
+    /// floats, booleans, strings; the field is named after the path).
+    #[serde(default)]
+    metadata_fields: Vec<String>,
     /// How long to wait for the write (the call's own deadline bounds it too).
     #[serde(default = "default_timeout_ms")]
     timeout_ms: u64,
@@ -133,6 +137,33 @@ impl Influx {
             out.push_str(&format!("{volume:?}"));
         } else {
             return Err(format!("sample {} has a volume of {volume}", s.message_id));
+        }
+        for path in &self.s.metadata_fields {
+            let Some(v) = s.metadata_at(path) else {
+                continue;
+            };
+            let value = match v {
+                ValueView::Bool(b) => b.to_string(),
+                ValueView::Str(text) => {
+                    let mut q = String::from("\"");
+                    for c in text.chars() {
+                        if c == '"' || c == '\\' {
+                            q.push('\\');
+                        }
+                        q.push(c);
+                    }
+                    q.push('"');
+                    q
+                }
+                v => match v.as_f64() {
+                    Some(f) if f.is_finite() => format!("{f:?}"),
+                    _ => continue,
+                },
+            };
+            out.push(',');
+            escaped(out, path, TAG);
+            out.push('=');
+            out.push_str(&value);
         }
         out.push(' ');
         out.push_str(&ts.to_string());
