@@ -28,6 +28,7 @@
 //!   - [`plugin::conformance`]: a module's imports and exports against ABI v1;
 //!   - [`plugin::handoff`]: the instance a thread serves with, version switches, snapshot and restore;
 //!   - [`plugin::http`]: the `collector.http_*` imports: a plugin's requests, by handle;
+//!   - [`plugin::memory_budget`]: an instance's `memory_limit_bytes`, shared by its memories and held responses;
 //!   - [`plugin::guest_memory`]: the buffers a plugin passes to the host's imports;
 //!   - [`plugin::registry`]: where a reload publishes a new version;
 //!   - [`plugin::reload`]: watching plugin files and trying new versions;

@@ -122,6 +122,22 @@ impl Pending {
         self.finish()
     }
 
+    /// How it stands, keeping the handle (and what the host holds for it):
+    /// `Ok(Some(status))` once answered, `Ok(None)` while it runs.
+    ///
+    /// # Errors
+    /// [`Error::Failed`] when it finished without a response.
+    pub fn peek(&self) -> Result<Option<u16>, Error> {
+        match sys::status(self.0) {
+            abi::HTTP_PENDING => Ok(None),
+            s if s < 0 => Err(Error::Failed {
+                code: s,
+                message: sys::error(self.0),
+            }),
+            s => Ok(Some(s as u16)),
+        }
+    }
+
     /// Whether the request has finished (answered or failed).
     pub fn is_done(&self) -> bool {
         sys::status(self.0) != abi::HTTP_PENDING

@@ -541,3 +541,54 @@ fn the_connection_pool_outlives_a_plugin_reload() {
         "the new version went on over the same connection"
     );
 }
+
+/// Response bodies the host holds for a plugin's open handles count against
+/// its `memory_limit_bytes`: a plugin that keeps every handle open gets
+/// `HTTP_FAIL_RESPONSE_TOO_LARGE` for the bodies past its cap instead of
+/// parking memory in the host, and the other dispatchers are not affected.
+#[test]
+fn response_bodies_a_plugin_holds_count_against_its_memory_limit() {
+    let server = HttpServer::start();
+    server.answer(200, &"x".repeat(1 << 20));
+    let b = ConfigBuilder::udp_to_file(SECRET, "max_samples = 10\nmax_delay_ms = 50").dispatcher(
+        "hoarder",
+        &plugin("misbehave.wasm"),
+        &format!(
+            "memory_limit_bytes = 4194304\nmax_retries = 0\n{}",
+            endpoint("sink", &server.url(), "max_response_bytes = 2097152")
+        ),
+        "mode = \"hoard\"\ntrigger_meter = \"hoard\"\nhoard_requests = 16",
+    );
+    let d = Daemon::start(&b.build());
+    let mut rng = Rng::new(9);
+    let mut s = realistic(0, &mut rng, SECRET.as_bytes());
+    s.counter_name = "hoard".into();
+    s.message_signature = Some(collector::signature::compute(&s, SECRET.as_bytes()));
+    let mut datagram = Vec::new();
+    msgpack::encode_sample(&s, &mut datagram);
+    d.send_udp(&[datagram]);
+    let st = d.wait_status(
+        "the hoarder failed its batch",
+        Duration::from_secs(60),
+        |st| dispatcher_of(st, "hoarder")["samples_failed"].as_u64() == Some(1),
+    );
+    let hoarder = dispatcher_of(&st, "hoarder");
+    let why = hoarder["last_error"].as_str().unwrap_or_default();
+    assert!(
+        why.contains("memory_limit_bytes (4194304)") && why.contains("responses held"),
+        "{hoarder}"
+    );
+    // The plugin's own memory is over 1 MiB, so at most 2 of the 1 MiB bodies fit.
+    let held: usize = why
+        .split(" of ")
+        .next()
+        .and_then(|n| n.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(usize::MAX);
+    assert!((1..=3).contains(&held), "{held} bodies held: {why}");
+    assert_eq!(server.taken().len(), 16, "every request was sent");
+    let lines = d.wait_lines("out/samples.jsonl", 1, Duration::from_secs(30));
+    assert_eq!(lines.len(), 1, "the file dispatcher took the sample");
+    let stopped = d.stop();
+    assert!(stopped.status.success(), "{}", stopped.log);
+}

@@ -5,9 +5,15 @@
 //! Epoch interruption does not fire while the host runs, so a wait is bounded
 //! here: never past the current call's deadline minus a margin
 //! ([`wait_margin`]), which leaves the plugin time to answer `retry`.
+//!
+//! A finished response's body is held by the host until its handle is closed,
+//! and counts against the instance's `memory_limit_bytes` meanwhile
+//! ([`MemoryBudget`]): a body that would take the instance past it is let go,
+//! and the request fails with `HTTP_FAIL_RESPONSE_TOO_LARGE`.
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use collector_sdk::abi;
@@ -15,6 +21,7 @@ use tokio::sync::oneshot;
 use wasmtime::{Caller, Linker};
 
 use super::guest_memory::{guest_bytes, guest_write};
+use super::memory_budget::MemoryBudget;
 use crate::egress::{Answer, Endpoints, Failure};
 
 /// Longest request the host reads from a plugin: the endpoints' own limit
@@ -36,6 +43,8 @@ pub struct HttpCalls {
     last_refusal: String,
     /// Until when the current call may block in a wait.
     wait_until: Option<Instant>,
+    /// The instance's memory cap, which held bodies count against.
+    budget: Arc<MemoryBudget>,
 }
 
 enum Call {
@@ -49,7 +58,7 @@ enum Call {
 impl HttpCalls {
     /// The requests of an instance of a dispatcher with `endpoints`; they run on
     /// the runtime the instance is made in (none outside one: every send is refused).
-    pub fn new(endpoints: Endpoints) -> HttpCalls {
+    pub fn new(endpoints: Endpoints, budget: Arc<MemoryBudget>) -> HttpCalls {
         HttpCalls {
             endpoints,
             rt: tokio::runtime::Handle::try_current().ok(),
@@ -57,6 +66,39 @@ impl HttpCalls {
             next: 0,
             last_refusal: String::new(),
             wait_until: None,
+            budget,
+        }
+    }
+
+    /// Records a request's end: its body is held against the budget, or let go
+    /// (and the request failed) when it does not fit.
+    fn finished(&mut self, h: i32, result: Result<Answer, Failure>) {
+        let result = match result {
+            Ok(a) => match self.budget.hold(a.body.len()) {
+                Ok(()) => Ok(a),
+                Err(over) => Err(Failure {
+                    code: abi::HTTP_FAIL_RESPONSE_TOO_LARGE,
+                    why: format!(
+                        "holding this response body of {} bytes would take the instance's \
+                         memories, tables and held responses to {} bytes, over \
+                         memory_limit_bytes ({}); close the handles it no longer needs",
+                        a.body.len(),
+                        over.total_bytes,
+                        over.limit_bytes
+                    ),
+                }),
+            },
+            Err(f) => Err(f),
+        };
+        self.calls.insert(h, Call::Done(result));
+    }
+
+    /// Forgets a request: cancels it if it runs, lets its body go if it holds one.
+    fn close(&mut self, h: i32) {
+        match self.calls.remove(&h) {
+            Some(Call::Running { abort, .. }) => abort.abort(),
+            Some(Call::Done(Ok(a))) => self.budget.release(a.body.len()),
+            Some(Call::Done(Err(_))) | None => {}
         }
     }
 
@@ -113,7 +155,7 @@ impl HttpCalls {
         match self.calls.get_mut(&h) {
             Some(Call::Running { answer, .. }) => match answer.try_recv() {
                 Ok(r) => {
-                    self.calls.insert(h, Call::Done(r));
+                    self.finished(h, r);
                     true
                 }
                 Err(oneshot::error::TryRecvError::Empty) => false,
@@ -182,7 +224,7 @@ impl HttpCalls {
                     why: "the request was cancelled".into(),
                 })
             });
-            self.calls.insert(h, Call::Done(result));
+            self.finished(h, result);
         }
     }
 
@@ -354,9 +396,7 @@ pub fn add_to_linker<T: 'static>(
         m,
         abi::IMPORT_HTTP_CLOSE,
         move |mut c: Caller<'_, T>, h: i32| {
-            if let Some(Call::Running { abort, .. }) = calls(c.data_mut()).calls.remove(&h) {
-                abort.abort();
-            }
+            calls(c.data_mut()).close(h);
         },
     )?;
     Ok(())

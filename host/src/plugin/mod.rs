@@ -7,6 +7,7 @@ pub mod conformance;
 pub mod guest_memory;
 pub mod handoff;
 pub mod http;
+pub mod memory_budget;
 pub mod registry;
 pub mod reload;
 pub mod runtime;

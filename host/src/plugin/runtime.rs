@@ -19,6 +19,7 @@ use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
 use super::conformance::check_abi;
 use super::guest_memory::guest_bytes;
+use super::memory_budget::MemoryBudget;
 use super::settings::{GrantedDir, InstanceSettings, LogPolicy};
 use super::{PluginError, WasmError};
 use crate::telemetry::Untrusted;
@@ -46,22 +47,20 @@ const MAX_ERROR_BYTES: usize = 4096;
 const TABLE_ELEMENT_BYTES: usize = std::mem::size_of::<usize>();
 
 /// The instance-wide cap: every linear memory and every table of the store count
-/// together against `memory_limit_bytes`, however many a module declares. Growth
-/// beyond it traps (and is reported as a memory refusal).
+/// together against `memory_limit_bytes`, however many a module declares, with
+/// the response bodies the host holds for the instance ([`MemoryBudget`]).
+/// Growth beyond it traps (and is reported as a memory refusal).
 struct MemoryCap {
-    limit_bytes: usize,
-    /// Bytes of all memories and tables now.
-    total_bytes: usize,
+    budget: Arc<MemoryBudget>,
     /// The growth last allowed, taken back if wasmtime then fails to grow.
     pending_bytes: usize,
     refused: Option<(usize, usize)>,
 }
 
 impl MemoryCap {
-    fn new(limit_bytes: usize) -> Self {
+    fn new(budget: Arc<MemoryBudget>) -> Self {
         MemoryCap {
-            limit_bytes,
-            total_bytes: 0,
+            budget,
             pending_bytes: 0,
             refused: None,
         }
@@ -70,22 +69,21 @@ impl MemoryCap {
     /// Grows the total from `current` to `desired` bytes of one memory or table.
     fn grow(&mut self, what: &str, current: usize, desired: usize) -> wasmtime::Result<bool> {
         let delta = desired.saturating_sub(current);
-        let total = self.total_bytes.saturating_add(delta);
-        if total > self.limit_bytes {
-            self.refused = Some((total, self.limit_bytes));
+        if let Err(over) = self.budget.grow_wasm(delta) {
+            self.refused = Some((over.total_bytes, over.limit_bytes));
             return Err(wasmtime::format_err!(
                 "memory limit exceeded: growing a {what} would make the plugin's memories and \
-                 tables {total} bytes, memory_limit_bytes is {}",
-                self.limit_bytes
+                 tables (with the HTTP responses it holds) {} bytes, memory_limit_bytes is {}",
+                over.total_bytes,
+                over.limit_bytes
             ));
         }
-        self.total_bytes = total;
         self.pending_bytes = delta;
         Ok(true)
     }
 
     fn grow_failed(&mut self) {
-        self.total_bytes = self.total_bytes.saturating_sub(self.pending_bytes);
+        self.budget.shrink_wasm(self.pending_bytes);
         self.pending_bytes = 0;
     }
 }
@@ -417,13 +415,14 @@ impl Instance {
                     source: WasmError(e),
                 })?;
         }
+        let budget = MemoryBudget::new(settings.memory_limit_bytes);
         let state = HostState {
             wasi: wasi.build_p1(),
-            limiter: MemoryCap::new(settings.memory_limit_bytes),
+            limiter: MemoryCap::new(budget.clone()),
             error: None,
             plugin: module.name.clone(),
             log: settings.log.clone(),
-            http: super::http::HttpCalls::new(settings.endpoints.clone()),
+            http: super::http::HttpCalls::new(settings.endpoints.clone(), budget),
         };
         let mut store = Store::new(module.pre.module().engine(), state);
         store.limiter(|s| &mut s.limiter);
@@ -589,7 +588,7 @@ impl Instance {
 
     /// Bytes of all the instance's memories and tables now: what its cap counts.
     pub fn memory_bytes(&self) -> usize {
-        self.store.data().limiter.total_bytes
+        self.store.data().limiter.budget.wasm_bytes()
     }
 }
 
@@ -597,7 +596,8 @@ impl Instance {
 fn classify(store: &Store<HostState>, e: wasmtime::Error, timeout: Duration) -> Failure {
     if let Some((desired, limit)) = store.data().limiter.refused {
         return Failure::Memory(format!(
-            "the plugin asked for {desired} bytes of memories and tables, memory_limit_bytes is {limit}"
+            "the plugin asked for {desired} bytes of memories and tables (with the HTTP responses it holds), \
+             memory_limit_bytes is {limit}"
         ));
     }
     match e.downcast_ref::<Trap>() {

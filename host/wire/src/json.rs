@@ -14,6 +14,9 @@ pub enum SampleJsonError {
     /// The object does not have the sample schema.
     #[error("invalid sample: {0}")]
     Schema(#[from] SchemaError),
+    /// The value does not have the shape its format gives a sample.
+    #[error("{0}")]
+    Shape(String),
 }
 
 /// Converts any JSON value, keeping integers and floats apart and object key order.

@@ -9,13 +9,17 @@
 //! - [`msgpack`]: one msgpack map per UDP datagram;
 //! - [`oslo`]: oslo.messaging notification and RPC bodies (JSON);
 //! - [`json`]: the sample model to and from `serde_json` values;
+//! - [`http_body`]: the JSON Ceilometer's `http://` publisher posts;
+//! - [`otlp`]: the OTLP JSON Ceilometer's `opentelemetryhttp://` publisher posts;
 //! - [`signature`]: Ceilometer-exact HMAC-SHA256 signatures.
 //!
 //! Decoding is linear in the input and bounded in memory: lengths are checked
 //! against the bytes that remain before anything is reserved, nesting stops at
 //! [`collector_sdk::abi::MAX_NESTING`], and repeated keys are found by hashing.
 
+pub mod http_body;
 pub mod json;
 pub mod msgpack;
 pub mod oslo;
+pub mod otlp;
 pub mod signature;

@@ -2,7 +2,9 @@
 //!
 //! Batches holding a sample whose `counter_name` equals `trigger_meter` make it
 //! misbehave as `mode` says: `loop` (never returns), `trap`, `hog` (grows memory
-//! without bound), `reject`. `fail_first = N` answers `retry` to its first N calls,
+//! without bound), `reject`, `hoard` (sends `hoard_requests` GETs to its
+//! endpoint `sink` and keeps every response's handle open, never reading a
+//! body; rejects with the first failure, if any). `fail_first = N` answers `retry` to its first N calls,
 //! `reject_first = N` answers `reject` to the N calls after those.
 //! Other batches are accepted.
 //!
@@ -31,6 +33,12 @@ struct Settings {
     snapshot: String,
     #[serde(default)]
     restore: String,
+    #[serde(default = "default_hoard_requests")]
+    hoard_requests: usize,
+}
+
+fn default_hoard_requests() -> usize {
+    16
 }
 
 fn default_trigger() -> String {
@@ -41,6 +49,7 @@ struct Misbehave {
     settings: Settings,
     calls: u64,
     hoard: Vec<Vec<u8>>,
+    held: Vec<collector_sdk::http::Pending>,
 }
 
 impl Dispatcher for Misbehave {
@@ -48,7 +57,7 @@ impl Dispatcher for Misbehave {
         let settings: Settings = config.parse()?;
         if !matches!(
             settings.mode.as_str(),
-            "" | "loop" | "trap" | "hog" | "reject"
+            "" | "loop" | "trap" | "hog" | "reject" | "hoard"
         ) {
             return Err(format!("unknown mode {:?}", settings.mode));
         }
@@ -62,6 +71,7 @@ impl Dispatcher for Misbehave {
             settings,
             calls: 0,
             hoard: Vec::new(),
+            held: Vec::new(),
         })
     }
 
@@ -129,7 +139,39 @@ impl Dispatcher for Misbehave {
                 self.hoard.push(core::hint::black_box(chunk));
             },
             "reject" => Outcome::Reject("poison sample".into()),
+            "hoard" => self.hoard_responses(),
             _ => Outcome::Ok,
+        }
+    }
+}
+
+impl Misbehave {
+    /// Sends the requests, waits for all of them, keeps every handle.
+    fn hoard_responses(&mut self) -> Outcome {
+        use collector_sdk::http::{Request, wait_any};
+        for _ in 0..self.settings.hoard_requests {
+            match Request::get("sink", "").send() {
+                Ok(p) => self.held.push(p),
+                Err(e) => return Outcome::Reject(format!("send: {e}")),
+            }
+        }
+        loop {
+            let running: Vec<&collector_sdk::http::Pending> =
+                self.held.iter().filter(|p| !p.is_done()).collect();
+            if running.is_empty() {
+                break;
+            }
+            if wait_any(&running, core::time::Duration::from_secs(5)).is_none() {
+                return Outcome::Retry("responses still running".into());
+            }
+        }
+        let answered = self.held.iter().filter(|p| p.peek().is_ok()).count();
+        match self.held.iter().find_map(|p| p.peek().err()) {
+            Some(e) => Outcome::Reject(format!(
+                "{answered} of {} responses held; {e}",
+                self.held.len()
+            )),
+            None => Outcome::Ok,
         }
     }
 }

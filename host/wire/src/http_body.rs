@@ -1,0 +1,152 @@
+//! The bodies Ceilometer's `http://` publisher (`HttpPublisher`) posts: a JSON
+//! list of `Sample.as_dict()` (one request per batch), or one bare object per
+//! request with `batch=False`. Unsigned.
+//!
+//! `as_dict()` is the sample's `__dict__`; its keys become the meter message's
+//! (what `meter_message_from_counter` would have built, and what the UDP and
+//! AMQP inputs carry), so that every dispatcher sees one sample model:
+//!
+//! | `as_dict()` | sample model |
+//! |---|---|
+//! | `name`, `type`, `unit`, `volume` | `counter_name`, `counter_type`, `counter_unit`, `counter_volume` |
+//! | `id` | `message_id` |
+//! | `user_id`, `user_name`, `project_id`, `project_name`, `resource_id`, `timestamp`, `resource_metadata`, `source`, `monotonic_time` | the same names |
+//! | any other key | kept as an extra key, under its own name |
+//!
+//! No `message_signature` is added (there is none to carry).
+
+use collector_sdk::model::Sample;
+use serde_json::Value as Json;
+
+use crate::json::{SampleJsonError, value_from_json};
+
+/// Why a body was refused as a whole (nothing of it is dispatched).
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    #[error("the body is not JSON: {0}")]
+    NotJson(#[source] serde_json::Error),
+    #[error("the body must be a JSON list of samples or one sample object, not {0}")]
+    WrongShape(&'static str),
+    #[error("sample {index} of the body: {error}")]
+    Invalid {
+        index: usize,
+        #[source]
+        error: SampleJsonError,
+    },
+    #[error("the body holds more than {limit} samples")]
+    TooMany { limit: usize },
+}
+
+/// The key of the sample model an `as_dict()` key maps to.
+pub fn model_key(as_dict_key: &str) -> &str {
+    match as_dict_key {
+        "name" => "counter_name",
+        "type" => "counter_type",
+        "unit" => "counter_unit",
+        "volume" => "counter_volume",
+        "id" => "message_id",
+        other => other,
+    }
+}
+
+/// One `as_dict()` object as a sample.
+///
+/// # Errors
+/// When it is not an object, or lacks what a sample needs.
+pub fn sample_from_as_dict(v: Json) -> Result<Sample, SampleJsonError> {
+    let map = match v {
+        Json::Object(map) => map,
+        other => return Err(SampleJsonError::NotAnObject(kind(&other))),
+    };
+    let entries = map
+        .into_iter()
+        .map(|(k, v)| {
+            let key = model_key(&k);
+            let key = if key.len() == k.len() {
+                k
+            } else {
+                key.to_owned()
+            };
+            (key, value_from_json(v))
+        })
+        .collect();
+    Ok(Sample::from_entries(entries)?)
+}
+
+/// Every sample of a body, or why the body is refused.
+///
+/// # Errors
+/// [`BodyError`]: not JSON, not a list or object, more than `max_samples`, or
+/// an item that is not a sample (naming its index).
+pub fn decode(body: &[u8], max_samples: usize) -> Result<Vec<Sample>, BodyError> {
+    let v: Json = serde_json::from_slice(body).map_err(BodyError::NotJson)?;
+    let items = match v {
+        Json::Array(items) => items,
+        obj @ Json::Object(_) => vec![obj],
+        other => return Err(BodyError::WrongShape(kind(&other))),
+    };
+    if items.len() > max_samples {
+        return Err(BodyError::TooMany { limit: max_samples });
+    }
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(index, item)| {
+            sample_from_as_dict(item).map_err(|error| BodyError::Invalid { index, error })
+        })
+        .collect()
+}
+
+pub(crate) fn kind(v: &Json) -> &'static str {
+    match v {
+        Json::Null => "null",
+        Json::Bool(_) => "a boolean",
+        Json::Number(_) => "a number",
+        Json::String(_) => "a string",
+        Json::Array(_) => "an array",
+        Json::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const AS_DICT: &str = r#"{"name": "cpu", "type": "cumulative", "unit": "ns", "volume": 12,
+        "user_id": "u", "user_name": null, "project_id": "p", "project_name": null,
+        "resource_id": "r", "timestamp": "2026-12-02T03:00:00.123456",
+        "resource_metadata": {"flavor": {"name": "m1"}}, "source": "openstack",
+        "id": "7f3c", "monotonic_time": null, "x-extra": [1, 2.5]}"#;
+
+    #[test]
+    fn as_dict_keys_become_the_meter_message_and_keep_the_rest() {
+        let one = decode(AS_DICT.as_bytes(), 10).expect("one object");
+        let list = decode(format!("[{AS_DICT}, {AS_DICT}]").as_bytes(), 10).expect("a list");
+        assert_eq!(one.len(), 1);
+        assert_eq!(list.len(), 2);
+        let s = &one[0];
+        assert_eq!(
+            (
+                s.counter_name.as_str(),
+                s.counter_type.as_str(),
+                s.counter_unit.as_str()
+            ),
+            ("cpu", "cumulative", "ns")
+        );
+        assert_eq!(s.message_id, "7f3c");
+        assert_eq!(s.user_name, collector_sdk::model::Field::Null);
+        assert_eq!(s.message_signature, None);
+        assert_eq!(s.extra.len(), 1, "{:?}", s.extra);
+        assert_eq!(s.extra[0].0, "x-extra");
+    }
+
+    #[test]
+    fn bad_bodies_say_what_is_wrong() {
+        let e = |b: &str| decode(b.as_bytes(), 2).expect_err(b).to_string();
+        assert!(e("{not json").contains("not JSON"));
+        assert!(e("42").contains("not a number"));
+        assert!(e(r#"[{"name": "x"}]"#).contains("sample 0"));
+        assert!(e(&format!("[{AS_DICT}, 3]")).contains("sample 1"));
+        assert!(e(&format!("[{AS_DICT}, {AS_DICT}, {AS_DICT}]")).contains("more than 2"));
+    }
+}

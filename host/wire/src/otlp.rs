@@ -1,0 +1,314 @@
+//! The bodies Ceilometer's `opentelemetryhttp://` publisher
+//! (`OpentelemetryHttpPublisher`) posts: OTLP/HTTP JSON, one POST per sample,
+//! with keys in snake case (`resource_metrics`, `scope_metrics`, `data_points`,
+//! `time_unix_nano`, `as_double`, `string_value`). The OTLP spec's camel-case
+//! JSON (`resourceMetrics`, `timeUnixNano` as a string, ...) is read too, so
+//! that any OTLP JSON sender of gauges and sums works. Unsigned.
+//!
+//! What the publisher sends of a sample, and how it is mapped back:
+//!
+//! | sample model | from |
+//! |---|---|
+//! | `counter_name` | `description` up to its `" unit:<unit>"` suffix (the publisher writes `name + " unit:" + unit` there, and replaces `.` by `_` in `name`); `name` when the description is not of that form |
+//! | `counter_type` | `cumulative` for a `counter` (or OTLP `sum`), `gauge` for a `gauge`: a `delta` sample arrives as `gauge` (the publisher loses it) |
+//! | `counter_unit` | `unit` |
+//! | `counter_volume` | `as_double` (or `as_int`): the volume as the agent had it, integer or float |
+//! | `resource_id`, `user_id`, `project_id` | the attributes of those names (`null` kept as `null`) |
+//! | `timestamp` | `time_unix_nano`, read as seconds when below 10^12 (the publisher writes `int(time.mktime(...))`, seconds of the sample's UTC time read as the agent's local time), plus the agents' UTC offset ([`Options::agent_utc_offset_seconds`]); written `YYYY-MM-DDTHH:MM:SS+00:00`: sub-seconds are lost |
+//! | `source` | [`Options::source`] (the publisher sends none; Ceilometer's default is `openstack`) |
+//! | `message_id` | a UUID (version 8) derived from the sample's identity: name, type, unit, resource, user, project, timestamp and volume. The publisher sends no id; the same sample posted twice gets the same id, and two samples that agree on all of these within one second are the same sample |
+//! | `resource_metadata` | `{}` (the publisher sends none) |
+//!
+//! `user_name`, `project_name` and `monotonic_time` are absent. Each data point
+//! is one sample.
+//!
+//! The date arithmetic is hand-written (days to a civil date, the algorithm of
+//! Howard Hinnant's `civil_from_days`): it is the only date this crate formats.
+
+use collector_sdk::model::{Sample, Value};
+use serde_json::Value as Json;
+use sha2::{Digest, Sha256};
+
+use crate::http_body::{BodyError, kind};
+use crate::json::{SampleJsonError, value_from_json};
+
+/// What the OTLP body does not carry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
+    /// The samples' `source`.
+    pub source: String,
+    /// The agents' offset from UTC, east positive: what `time.mktime` took off.
+    pub agent_utc_offset_seconds: i64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            source: "openstack".into(),
+            agent_utc_offset_seconds: 0,
+        }
+    }
+}
+
+/// `v[snake]`, or `v[camel]`.
+fn field<'a>(v: &'a Json, snake: &str, camel: &str) -> Option<&'a Json> {
+    v.get(snake).or_else(|| v.get(camel))
+}
+
+fn list<'a>(v: &'a Json, snake: &str, camel: &str, what: &str) -> Result<&'a [Json], String> {
+    match field(v, snake, camel) {
+        Some(Json::Array(items)) => Ok(items),
+        None | Some(Json::Null) => Ok(&[]),
+        Some(other) => Err(format!(
+            "`{snake}` of a {what} must be a list, not {}",
+            kind(other)
+        )),
+    }
+}
+
+/// Every data point of an OTLP JSON body as a sample.
+///
+/// # Errors
+/// [`BodyError`]: not JSON, not of the OTLP shape, more than `max_samples`, or
+/// a data point that is not a sample (naming its index among the body's points).
+pub fn decode(body: &[u8], max_samples: usize, opts: &Options) -> Result<Vec<Sample>, BodyError> {
+    let v: Json = serde_json::from_slice(body).map_err(BodyError::NotJson)?;
+    if !v.is_object() {
+        return Err(BodyError::WrongShape(kind(&v)));
+    }
+    let shape = |why: String| BodyError::Invalid {
+        index: 0,
+        error: SampleJsonError::Shape(why),
+    };
+    let mut out = Vec::new();
+    for rm in list(&v, "resource_metrics", "resourceMetrics", "request").map_err(shape)? {
+        for sm in list(rm, "scope_metrics", "scopeMetrics", "resource_metrics").map_err(shape)? {
+            for m in list(sm, "metrics", "metrics", "scope_metrics").map_err(shape)? {
+                let (points, counter_type) = if let Some(g) = m.get("gauge") {
+                    (g, "gauge")
+                } else if let Some(c) = m.get("counter").or_else(|| m.get("sum")) {
+                    (c, "cumulative")
+                } else {
+                    return Err(shape(
+                        "a metric has none of `gauge`, `counter` or `sum`".into(),
+                    ));
+                };
+                for p in list(points, "data_points", "dataPoints", "metric").map_err(shape)? {
+                    if out.len() == max_samples {
+                        return Err(BodyError::TooMany { limit: max_samples });
+                    }
+                    let index = out.len();
+                    let s = point(m, counter_type, p, opts).map_err(|why| BodyError::Invalid {
+                        index,
+                        error: SampleJsonError::Shape(why),
+                    })?;
+                    out.push(s);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn text<'a>(v: &'a Json, key: &str) -> Result<&'a str, String> {
+    match v.get(key) {
+        Some(Json::String(s)) => Ok(s),
+        Some(other) => Err(format!("`{key}` must be a string, not {}", kind(other))),
+        None => Err(format!("`{key}` is missing")),
+    }
+}
+
+/// The sample of one data point of metric `m`.
+fn point(m: &Json, counter_type: &str, p: &Json, opts: &Options) -> Result<Sample, String> {
+    let name = text(m, "name")?;
+    let unit = m.get("unit").and_then(Json::as_str).unwrap_or_default();
+    let suffix = format!(" unit:{unit}");
+    let counter_name = m
+        .get("description")
+        .and_then(Json::as_str)
+        .and_then(|d| d.strip_suffix(&suffix))
+        .filter(|n| n.replace('.', "_") == name)
+        .unwrap_or(name);
+    let volume = match field(p, "as_double", "asDouble").or_else(|| field(p, "as_int", "asInt")) {
+        Some(Json::String(s)) => s
+            .parse::<i64>()
+            .map(Value::Int)
+            .or_else(|_| s.parse::<f64>().map(Value::Float))
+            .map_err(|_| format!("the data point's value {s:?} is not a number"))?,
+        Some(n @ (Json::Number(_) | Json::Null)) => value_from_json(n.clone()),
+        Some(other) => return Err(format!("the data point's value is {}", kind(other))),
+        None => return Err("the data point has no `as_double`".into()),
+    };
+    let mut attrs: Vec<(&str, Value)> = Vec::new();
+    for a in list(p, "attributes", "attributes", "data point")? {
+        let (Some(key), Some(value)) = (a.get("key").and_then(Json::as_str), a.get("value")) else {
+            return Err("an attribute needs a `key` and a `value`".into());
+        };
+        let v = match field(value, "string_value", "stringValue") {
+            Some(Json::String(s)) => Value::Str(s.clone()),
+            Some(Json::Null) | None => Value::Null,
+            Some(other) => return Err(format!("attribute `{key}` is {}", kind(other))),
+        };
+        attrs.push((key, v));
+    }
+    let attr = |k: &str| attrs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone());
+    let resource_id = match attr("resource_id") {
+        Some(Value::Str(s)) => s,
+        _ => return Err("the data point has no `resource_id` attribute".into()),
+    };
+    let stamp = match field(p, "time_unix_nano", "timeUnixNano") {
+        Some(Json::Number(n)) => n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)),
+        Some(Json::String(s)) => s.parse::<i64>().ok(),
+        _ => None,
+    }
+    .ok_or("the data point has no `time_unix_nano`")?;
+    let seconds = if stamp.unsigned_abs() < 1_000_000_000_000 {
+        stamp.saturating_add(opts.agent_utc_offset_seconds)
+    } else {
+        stamp.div_euclid(1_000_000_000)
+    };
+    let timestamp = iso_utc(seconds);
+    let mut entries: Vec<(String, Value)> = vec![
+        ("source".into(), Value::Str(opts.source.clone())),
+        ("counter_name".into(), Value::Str(counter_name.to_owned())),
+        ("counter_type".into(), Value::Str(counter_type.to_owned())),
+        ("counter_unit".into(), Value::Str(unit.to_owned())),
+        ("counter_volume".into(), volume.clone()),
+    ];
+    for k in ["user_id", "project_id"] {
+        if let Some(v) = attr(k) {
+            entries.push((k.into(), v));
+        }
+    }
+    let id = identity(&[
+        counter_name,
+        counter_type,
+        unit,
+        &resource_id,
+        &attr("user_id")
+            .map(|v| format!("{v:?}"))
+            .unwrap_or_default(),
+        &attr("project_id")
+            .map(|v| format!("{v:?}"))
+            .unwrap_or_default(),
+        &timestamp,
+        &format!("{volume:?}"),
+    ]);
+    entries.extend([
+        ("resource_id".into(), Value::Str(resource_id)),
+        ("timestamp".into(), Value::Str(timestamp)),
+        ("resource_metadata".into(), Value::Map(Vec::new())),
+        ("message_id".into(), Value::Str(id)),
+    ]);
+    Sample::from_entries(entries).map_err(|e| e.to_string())
+}
+
+/// A version-8 UUID from the SHA-256 of `parts`, each length-prefixed.
+pub fn identity(parts: &[&str]) -> String {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update((p.len() as u64).to_le_bytes());
+        h.update(p.as_bytes());
+    }
+    let mut b: [u8; 16] = h.finalize()[..16].try_into().unwrap_or([0; 16]);
+    b[6] = (b[6] & 0x0f) | 0x80;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    )
+}
+
+/// Unix seconds as `YYYY-MM-DDTHH:MM:SS+00:00`.
+pub fn iso_utc(seconds: i64) -> String {
+    let days = seconds.div_euclid(86_400);
+    let secs = seconds.rem_euclid(86_400);
+    // civil_from_days (H. Hinnant), proleptic Gregorian.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}+00:00",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the publisher posts for `disk.device.read.bytes`, as its code builds it.
+    const POSTED: &str = r#"{"resource_metrics": [{"scope_metrics": [{"scope": {"name": "ceilometer", "version": "v1"},
+        "metrics": [{"name": "disk_device_read_bytes", "description": "disk.device.read.bytes unit:B", "unit": "B",
+        "counter": {"data_points": [{"attributes": [{"key": "resource_id", "value": {"string_value": "r-1"}},
+        {"key": "user_id", "value": {"string_value": "u"}}, {"key": "project_id", "value": {"string_value": null}}],
+        "start_time_unix_nano": 1764644400, "time_unix_nano": 1764644400, "as_double": 4096, "flags": 0}]}}]}]}]}"#;
+
+    #[test]
+    fn the_publishers_body_maps_back_onto_the_sample() {
+        let s = decode(POSTED.as_bytes(), 10, &Options::default()).expect("decoded");
+        assert_eq!(s.len(), 1);
+        let s = &s[0];
+        assert_eq!(s.counter_name, "disk.device.read.bytes");
+        assert_eq!(s.counter_type, "cumulative");
+        assert_eq!(s.counter_unit, "B");
+        assert_eq!(
+            s.counter_volume,
+            Some(collector_sdk::model::Number::Int(4096))
+        );
+        assert_eq!(s.resource_id, "r-1");
+        assert_eq!(s.project_id, collector_sdk::model::Field::Null);
+        assert_eq!(s.timestamp, "2025-12-02T03:00:00+00:00");
+        assert_eq!(s.source, "openstack");
+        let again = decode(POSTED.as_bytes(), 10, &Options::default()).expect("decoded");
+        assert_eq!(
+            again[0].message_id, s.message_id,
+            "the same sample, the same id"
+        );
+        let shifted = Options {
+            agent_utc_offset_seconds: 7200,
+            ..Options::default()
+        };
+        let later = decode(POSTED.as_bytes(), 10, &shifted).expect("decoded");
+        assert_eq!(later[0].timestamp, "2025-12-02T05:00:00+00:00");
+        assert_ne!(later[0].message_id, s.message_id);
+    }
+
+    #[test]
+    fn dates_are_civil() {
+        assert_eq!(iso_utc(0), "1970-01-01T00:00:00+00:00");
+        assert_eq!(iso_utc(951_782_400), "2000-02-29T00:00:00+00:00");
+        assert_eq!(iso_utc(-1), "1969-12-31T23:59:59+00:00");
+        assert_eq!(iso_utc(4_102_444_799), "2099-12-31T23:59:59+00:00");
+    }
+
+    #[test]
+    fn wrong_shapes_are_named() {
+        let e = |b: &str| {
+            decode(b.as_bytes(), 10, &Options::default())
+                .expect_err(b)
+                .to_string()
+        };
+        assert!(e("[]").contains("not an array"));
+        assert!(e(r#"{"resource_metrics": 3}"#).contains("must be a list"));
+        assert!(
+            e(r#"{"resource_metrics": [{"scope_metrics": [{"metrics": [{"name": "x"}]}]}]}"#)
+                .contains("none of `gauge`")
+        );
+        let no_resource = POSTED.replace("\"resource_id\"", "\"other\"");
+        assert!(e(&no_resource).contains("resource_id"));
+    }
+}
