@@ -4,11 +4,11 @@
 //! dispatchers loaded and healthy). Off unless `[admin] address` is set. It has no
 //! authentication: bind it to loopback, or put a proxy that authenticates in front.
 //!
-//! Clients cannot take the daemon down with it: at most `max_connections` are
-//! served at a time (the others wait in the kernel's backlog, holding no file
-//! descriptor of ours), each connection is closed `request_timeout_ms` after it
-//! was accepted whatever it sends, and a failing `accept` (out of descriptors)
-//! backs off instead of spinning.
+//! Clients cannot take the daemon down with it ([`crate::http_server`]): at
+//! most `max_connections` are served at a time (the others wait in the
+//! kernel's backlog, holding no file descriptor of ours), each connection is
+//! closed `request_timeout_ms` after it was accepted whatever it sends, and a
+//! failing `accept` (out of descriptors) backs off instead of spinning.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,11 +17,9 @@ use axum::Router;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use hyper_util::rt::TokioIo;
-use hyper_util::service::TowerToHyperService;
 use serde_json::json;
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 
 use crate::plugin::Loaded;
 use crate::source::SourceReport;
@@ -159,10 +157,6 @@ pub struct Limits {
     pub request_timeout: Duration,
 }
 
-/// Pause after a failed `accept`, doubling up to [`ACCEPT_BACKOFF_MAX`].
-const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
-const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
-
 /// The routes, on `state` (which follows config reloads).
 fn router(state: watch::Receiver<Arc<State>>) -> Router {
     Router::new()
@@ -211,68 +205,46 @@ async fn metrics(axum::extract::State(state): Current) -> Response {
         .into_response()
 }
 
+/// Counts and logs what the admin server reports.
+struct AdminEvents {
+    telemetry: Arc<Telemetry>,
+    warn: RateLimit,
+}
+
+impl crate::http_server::Events for AdminEvents {
+    fn accept_failed(&self, error: &std::io::Error, retry_in: Duration) {
+        AdminAcceptFailed {
+            error,
+            retry_in,
+            suppressed: self.warn.allow(),
+        }
+        .emit(&self.telemetry.daemon);
+    }
+
+    fn timed_out(&self) {
+        self.telemetry.daemon.admin_timeouts.inc();
+    }
+}
+
 /// Serves until `shutdown` turns true, at most `limits.max_connections` clients at
 /// a time, each for at most `limits.request_timeout`; failed accepts back off.
 pub async fn serve(
     listener: TcpListener,
     state: watch::Receiver<Arc<State>>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
     limits: Limits,
     telemetry: Arc<Telemetry>,
 ) {
-    let app = router(state);
-    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
-    let warn = RateLimit::default();
-    let mut backoff = ACCEPT_BACKOFF_MIN;
-    loop {
-        // A slot first: beyond the cap, clients wait in the backlog and cost no descriptor.
-        let slot = tokio::select! {
-            _ = shutdown.changed() => break,
-            slot = slots.clone().acquire_owned() => match slot {
-                Ok(s) => s,
-                Err(_) => break,
-            },
-        };
-        let accepted = tokio::select! {
-            _ = shutdown.changed() => break,
-            accepted = listener.accept() => accepted,
-        };
-        let stream = match accepted {
-            Ok((stream, _peer)) => {
-                backoff = ACCEPT_BACKOFF_MIN;
-                stream
-            }
-            Err(e) => {
-                AdminAcceptFailed {
-                    error: &e,
-                    retry_in: backoff,
-                    suppressed: warn.allow(),
-                }
-                .emit(&telemetry.daemon);
-                drop(slot);
-                tokio::select! {
-                    _ = shutdown.changed() => break,
-                    _ = tokio::time::sleep(backoff) => {}
-                }
-                backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
-                continue;
-            }
-        };
-        let service = TowerToHyperService::new(app.clone());
-        let telemetry = telemetry.clone();
-        tokio::spawn(async move {
-            // No timer of hyper's own: the one deadline below bounds the whole
-            // connection, headers included, and is the one counted.
-            let conn = hyper::server::conn::http1::Builder::new()
-                .keep_alive(false)
-                .serve_connection(TokioIo::new(stream), service);
-            if tokio::time::timeout(limits.request_timeout, conn)
-                .await
-                .is_err()
-            {
-                telemetry.daemon.admin_timeouts.inc();
-            }
-            drop(slot);
-        });
-    }
+    let server = crate::http_server::Limits {
+        max_connections: limits.max_connections,
+        connection_timeout: Some(limits.request_timeout),
+        header_timeout: limits.request_timeout,
+        keep_alive: false,
+        tls: None,
+    };
+    let events = Arc::new(AdminEvents {
+        telemetry,
+        warn: RateLimit::default(),
+    });
+    crate::http_server::serve(listener, router(state), shutdown, server, events).await;
 }

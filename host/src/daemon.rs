@@ -23,6 +23,8 @@ use crate::config::{Config, SourcesConfig};
 use crate::dispatch::{self, Dispatcher, Fanout};
 use crate::plugin::{self, Runtime};
 use crate::source::amqp::AmqpSource;
+use crate::source::http::HttpSource;
+use crate::source::tcp::TcpSource;
 use crate::source::udp::UdpSource;
 use crate::source::{SourceContext, SourceReport};
 use crate::telemetry::events::{ConfigReloadRefused, ConfigReloaded};
@@ -70,10 +72,8 @@ impl Sources {
             tracing::info!(address = %addr, "UDP source listening");
             let s = telemetry.source("udp");
             reports.push(SourceReport {
-                stats: s.clone(),
-                address: Some(addr),
-                amqp: None,
                 udp: Some((telemetry.udp.handles("udp"), src.inode())),
+                ..SourceReport::of(s.clone(), Some(addr))
             });
             tasks.push(tokio::spawn(src.run(context(&s), stop_rx.clone())));
         }
@@ -82,13 +82,41 @@ impl Sources {
             let s = telemetry.source("amqp");
             let amqp = telemetry.amqp.handles("amqp");
             reports.push(SourceReport {
-                stats: s.clone(),
-                address: None,
                 amqp: Some(amqp.clone()),
-                udp: None,
+                ..SourceReport::of(s.clone(), None)
             });
             let src = AmqpSource::new(a.clone(), url, context(&s), amqp);
             tasks.push(tokio::spawn(src.run(stop_rx.clone())));
+        }
+        if let Some(t) = &cfg.sources.tcp {
+            let src = TcpSource::bind(t).map_err(|source| RunError::Bind {
+                what: "TCP",
+                address: t.address,
+                source,
+            })?;
+            let addr = src
+                .local_addr()
+                .map_err(|e| RunError::Internal(e.to_string()))?;
+            tracing::info!(address = %addr, "TCP source listening");
+            let s = telemetry.source("tcp");
+            let tcp = telemetry.tcp.handles("tcp");
+            reports.push(SourceReport {
+                tcp: Some(tcp.clone()),
+                ..SourceReport::of(s.clone(), Some(addr))
+            });
+            tasks.push(tokio::spawn(src.run(context(&s), tcp, stop_rx.clone())));
+        }
+        if let Some(h) = &cfg.sources.http {
+            let src = HttpSource::bind(h)?;
+            let addr = src.local_addr();
+            tracing::info!(address = %addr, tls = h.tls_cert_file.is_some(), "HTTP source listening");
+            let s = telemetry.source("http");
+            let http = telemetry.http.handles("http");
+            reports.push(SourceReport {
+                http: Some(http.clone()),
+                ..SourceReport::of(s.clone(), Some(addr))
+            });
+            tasks.push(tokio::spawn(src.run(context(&s), http, stop_rx.clone())));
         }
         Ok(Sources {
             cfg: cfg.sources.clone(),
@@ -99,6 +127,14 @@ impl Sources {
             reports,
             grace: cfg.shutdown.grace_period,
         })
+    }
+
+    /// Where source `name` listens, if it runs and listens.
+    fn address_of(&self, name: &str) -> Option<std::net::SocketAddr> {
+        self.reports
+            .iter()
+            .find(|r| r.stats.name == name)
+            .and_then(|r| r.address)
     }
 
     fn same_settings(&self, cfg: &Config) -> bool {
@@ -278,7 +314,9 @@ pub async fn run(
     if let Some(ready) = ready {
         ready(crate::Started {
             admin: daemon.admin_address,
-            udp: daemon.sources.reports.iter().find_map(|r| r.address),
+            udp: daemon.sources.address_of("udp"),
+            tcp: daemon.sources.address_of("tcp"),
+            http: daemon.sources.address_of("http"),
             telemetry: daemon.telemetry.clone(),
         });
     }

@@ -8,6 +8,9 @@
 //! in a cycle):
 //! - [`source`]: where samples come from, and what `/status` shows of them;
 //!   - [`source::udp`]: Ceilometer's `udp://` publisher, decoded on threads of its own;
+//!   - [`source::tcp`]: Ceilometer's `tcp://` publisher, held back when the dispatchers are slow;
+//!   - [`source::http`]: Ceilometer's `http://` and `opentelemetryhttp://` publishers, answered once taken;
+//!   - [`source::http::tls`]: the HTTP input's rustls server configuration;
 //!   - [`source::amqp`]: the oslo.messaging consumer and its connection supervisor;
 //!   - [`source::amqp::topology`]: queue names and their declaration, as oslo does them;
 //!   - [`source::amqp::consumer`]: one channel on one queue: deliveries to batches, outcomes to acks;
@@ -41,12 +44,14 @@
 //!   - [`telemetry::events`]: what happened, logged and counted in one place;
 //!   - [`telemetry::log`]: what a log line may show of input from outside, and how often;
 //! - [`admin`]: `/status`, `/metrics`, `/healthz` and `/readyz`;
+//! - [`http_server`]: the HTTP server stack under the admin endpoint and the HTTP input;
 //! - [`config`] (the `collector-config` crate, `host/config/`): the configuration;
 //! - [`cli`]: the commands besides `run`;
 //!   - [`cli::check`]: a plugin against the ABI and the golden batches;
 //!   - [`cli::golden`]: the golden batches `check` dispatches;
 //!   - [`cli::samples`]: sample generators for `send`, tests and benchmarks;
-//!   - [`cli::send`]: signed samples to a collector, over UDP;
+//!   - [`cli::send`]: signed samples to a collector, over UDP or TCP;
+//!   - [`cli::send_http`]: samples posted to a collector as the HTTP and OTLP publishers post them;
 //!   - [`cli::status`]: `/status` of a running daemon, in words.
 
 pub mod admin;
@@ -55,6 +60,7 @@ pub mod cli;
 pub mod daemon;
 pub mod dispatch;
 pub mod egress;
+pub mod http_server;
 pub mod plugin;
 pub mod source;
 pub mod telemetry;
@@ -83,6 +89,8 @@ pub enum RunError {
         #[source]
         source: std::io::Error,
     },
+    #[error("source `{name}`: {why}")]
+    Source { name: &'static str, why: String },
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -118,6 +126,10 @@ pub struct Started {
     pub admin: Option<std::net::SocketAddr>,
     /// The UDP source's address, if it has one.
     pub udp: Option<std::net::SocketAddr>,
+    /// The TCP source's address, if it has one.
+    pub tcp: Option<std::net::SocketAddr>,
+    /// The HTTP source's address, if it has one.
+    pub http: Option<std::net::SocketAddr>,
     /// The figures `/metrics` and `/status` show.
     pub telemetry: std::sync::Arc<telemetry::Telemetry>,
 }

@@ -45,6 +45,12 @@ enum Command {
 enum SendTransport {
     /// One msgpack datagram per sample, like Ceilometer's udp:// publisher.
     Udp(cli::send::UdpArgs),
+    /// Length-prefixed msgpack frames on one connection, like its tcp:// publisher.
+    Tcp(cli::send::TcpArgs),
+    /// JSON lists of Sample.as_dict(), like its http:// publisher (unsigned).
+    Http(cli::send_http::HttpArgs),
+    /// OTLP JSON, one sample per request, like its opentelemetryhttp:// publisher.
+    Otlp(cli::send_http::OtlpArgs),
 }
 
 /// Exit status for a bad configuration (64, `EX_USAGE` in sysexits.h).
@@ -60,9 +66,12 @@ fn main() -> ExitCode {
             init_tracing(LogLevel::Warn, LogFormat::Human);
             cli::check::main(&args)
         }
-        Command::Send {
-            transport: SendTransport::Udp(args),
-        } => cli::send::main(&args),
+        Command::Send { transport } => match transport {
+            SendTransport::Udp(args) => cli::send::main(&args),
+            SendTransport::Tcp(args) => cli::send::main_tcp(&args),
+            SendTransport::Http(args) => cli::send_http::main_http(&args),
+            SendTransport::Otlp(args) => cli::send_http::main_otlp(&args),
+        },
         Command::Status(args) => cli::status::main(&args),
         Command::DefaultConfig => {
             print!("{}", config::DEFAULT_TOML);

@@ -12,6 +12,10 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+mod inputs;
+
+pub use inputs::{HttpInputConfig, TcpConfig};
+
 /// Durations are written in milliseconds (the keys say so: `timeout_ms`) and held
 /// as [`Duration`]s.
 mod millis {
@@ -252,6 +256,8 @@ impl Default for ReloadConfig {
 pub struct SourcesConfig {
     pub udp: Option<UdpConfig>,
     pub amqp: Option<AmqpConfig>,
+    pub tcp: Option<TcpConfig>,
+    pub http: Option<HttpInputConfig>,
 }
 
 /// RabbitMQ, as oslo.messaging lays it out for Ceilometer (REFERENCE.md §2).
@@ -886,6 +892,21 @@ impl Config {
                     problem,
                 })?;
             a.resolved_url = url;
+        }
+        if let Some(t) = &cfg.sources.tcp {
+            t.check().map_err(|(field, problem)| ConfigError::Invalid {
+                origin: origin.to_owned(),
+                field: format!("sources.tcp.{field}"),
+                problem: problem.to_owned(),
+            })?;
+        }
+        if let Some(h) = &mut cfg.sources.http {
+            h.resolve(base)
+                .map_err(|(field, problem)| ConfigError::Invalid {
+                    origin: origin.to_owned(),
+                    field: format!("sources.http.{field}"),
+                    problem,
+                })?;
         }
         for (i, d) in cfg.dispatchers.iter_mut().enumerate() {
             if let PluginSource::File(p) = &mut d.plugin {

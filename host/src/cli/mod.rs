@@ -5,4 +5,5 @@ pub mod check;
 pub mod golden;
 pub mod samples;
 pub mod send;
+pub mod send_http;
 pub mod status;

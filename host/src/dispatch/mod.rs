@@ -20,6 +20,7 @@ use crate::plugin::{Instance, InstanceSettings, Loaded, PluginError, PluginSlot,
 use crate::telemetry::DispatcherStats;
 use crate::telemetry::events::{BatchDropped, DispatchFailed};
 use report::Tracker;
+pub use worker::Terms;
 use worker::{Job, Policy, Queue, Worker};
 
 #[derive(Clone)]
@@ -56,31 +57,20 @@ impl Fanout {
         }
     }
 
-    fn jobs(&self, batch: Sealed) -> (Vec<(Handle, Job)>, oneshot::Receiver<BatchReport>) {
+    fn jobs(
+        &self,
+        batch: Sealed,
+        terms: &Terms,
+    ) -> (Vec<(Handle, Job)>, oneshot::Receiver<BatchReport>) {
         let handles = self.current();
-        let (tracker, rx) = Tracker::new(handles.len(), batch.samples);
-        let tracker = Arc::new(tracker);
-        let bytes = Arc::new(batch.bytes);
-        let starts = Arc::new(batch.starts);
-        let jobs = handles
-            .iter()
-            .map(|h| {
-                let job = Job {
-                    bytes: bytes.clone(),
-                    starts: starts.clone(),
-                    samples: batch.samples,
-                    tracker: tracker.clone(),
-                };
-                (h.clone(), job)
-            })
-            .collect();
-        (jobs, rx)
+        let (jobs, rx) = jobs_for(handles.len(), batch, terms);
+        (handles.iter().cloned().zip(jobs).collect(), rx)
     }
 
     /// Queues the batch for every dispatcher whose queue has room; for the others
     /// the batch fails at once (counted as dropped). For sources that cannot wait (UDP).
     pub fn send_or_drop(&self, batch: Sealed) -> oneshot::Receiver<BatchReport> {
-        let (jobs, rx) = self.jobs(batch);
+        let (jobs, rx) = self.jobs(batch, &Terms::default());
         for (h, job) in jobs {
             let queued = &h.stats.counts.dispatcher_queued_batches;
             queued.inc();
@@ -102,7 +92,16 @@ impl Fanout {
     /// Queues the batch for every dispatcher, waiting for room. For sources that
     /// can hold back their input (AMQP).
     pub async fn send_wait(&self, batch: Sealed) -> oneshot::Receiver<BatchReport> {
-        let (jobs, rx) = self.jobs(batch);
+        self.send_wait_with(batch, &Terms::default()).await
+    }
+
+    /// [`Fanout::send_wait`], with `terms` for every dispatcher.
+    pub async fn send_wait_with(
+        &self,
+        batch: Sealed,
+        terms: &Terms,
+    ) -> oneshot::Receiver<BatchReport> {
+        let (jobs, rx) = self.jobs(batch, terms);
         for (h, job) in jobs {
             // Room first, then count it: a send cancelled while it waits leaves
             // the gauge as it was.
@@ -126,6 +125,60 @@ impl Fanout {
         }
         rx
     }
+
+    /// Queues the batch for every dispatcher if all of them have room by
+    /// `deadline`, and for none otherwise: the batch is handed back then. For
+    /// sources that answer their client (HTTP), which must know whether the
+    /// samples were taken.
+    ///
+    /// # Errors
+    /// The batch, when some dispatcher's queue had no room by `deadline`.
+    pub async fn send_by(
+        &self,
+        batch: Sealed,
+        terms: &Terms,
+        deadline: tokio::time::Instant,
+    ) -> Result<oneshot::Receiver<BatchReport>, Sealed> {
+        let handles = self.current();
+        let mut permits = Vec::with_capacity(handles.len());
+        for h in handles.iter() {
+            match tokio::time::timeout_at(deadline, h.tx.reserve()).await {
+                Ok(Ok(permit)) => permits.push(Some(permit)),
+                // A closed queue: that dispatcher's part fails below.
+                Ok(Err(_)) => permits.push(None),
+                Err(_) => return Err(batch),
+            }
+        }
+        let (jobs, rx) = jobs_for(handles.len(), batch, terms);
+        for ((h, permit), job) in handles.iter().zip(permits).zip(jobs) {
+            match permit {
+                Some(p) => {
+                    h.stats.counts.dispatcher_queued_batches.inc();
+                    p.send(job);
+                }
+                None => job.tracker.fail_all(&h.stats.name, "dispatcher stopped"),
+            }
+        }
+        Ok(rx)
+    }
+}
+
+/// One job of `batch` for each of `n` dispatchers, and where their outcome comes.
+fn jobs_for(n: usize, batch: Sealed, terms: &Terms) -> (Vec<Job>, oneshot::Receiver<BatchReport>) {
+    let (tracker, rx) = Tracker::new(n, batch.samples);
+    let tracker = Arc::new(tracker);
+    let bytes = Arc::new(batch.bytes);
+    let starts = Arc::new(batch.starts);
+    let jobs = (0..n)
+        .map(|_| Job {
+            bytes: bytes.clone(),
+            starts: starts.clone(),
+            samples: batch.samples,
+            tracker: tracker.clone(),
+            terms: terms.clone(),
+        })
+        .collect();
+    (jobs, rx)
 }
 
 /// A running dispatcher: its queue, threads, plugin slot and counters.

@@ -6,7 +6,9 @@
 //!   unless `max_retries` sets a limit; retrying stops when the grace period of
 //!   a shutdown is over or a config reload replaced the dispatcher, and the batch
 //!   then fails *transiently* (an AMQP message holding it goes back to its queue
-//!   without counting toward `max_deliveries`). A trap, timeout or memory refusal
+//!   without counting toward `max_deliveries`). A source may ask more of a
+//!   batch ([`Terms`]): retried whatever `max_retries` says (TCP), or withdrawn
+//!   (HTTP, once its request was answered). A trap, timeout or memory refusal
 //!   drops the instance, and the next batch gets a fresh one (from the last state
 //!   snapshot).
 //! - A batch the plugin rejects is offered again in halves, to this
@@ -44,6 +46,31 @@ pub struct Job {
     pub starts: Arc<Vec<usize>>,
     pub samples: u64,
     pub tracker: Arc<Tracker>,
+    /// What its source asks of the dispatchers for it.
+    pub terms: Terms,
+}
+
+/// What a source asks of every dispatcher for one batch, beyond the
+/// dispatcher's own policy.
+#[derive(Clone, Debug, Default)]
+pub struct Terms {
+    /// Retried for as long as the plugin answers `retry`, whatever
+    /// `max_retries` says: the source holds its input back meanwhile (TCP), so
+    /// giving up would lose what it can still deliver. The shutdown deadline
+    /// and a config reload still stop it.
+    pub persistent: bool,
+    /// Set when the source no longer wants the batch (HTTP: its request was
+    /// answered, and the client was told it was not taken): a dispatcher that
+    /// has not started it skips it, and retries stop.
+    pub withdrawn: Option<Arc<std::sync::atomic::AtomicBool>>,
+}
+
+impl Terms {
+    fn is_withdrawn(&self) -> bool {
+        self.withdrawn
+            .as_ref()
+            .is_some_and(|w| w.load(std::sync::atomic::Ordering::Relaxed))
+    }
 }
 
 /// The queue every thread of a dispatcher takes its batches from.
@@ -167,6 +194,12 @@ impl Worker {
                         job.tracker.fail_all(&self.stats.name, why);
                         continue;
                     }
+                    if job.terms.is_withdrawn() {
+                        let why = "withdrawn by its source before it was served";
+                        self.count_failed(job.samples, why);
+                        job.tracker.fail_all(&self.stats.name, why);
+                        continue;
+                    }
                     let outcome = match self.guarded(|w| {
                         w.serving.switch_version();
                         w.handle(&job)
@@ -229,7 +262,7 @@ impl Worker {
             panic!("fault injected by COLLECTOR_FAULT_PANIC_DISPATCHER");
         }
         let started = Instant::now();
-        let outcome = match self.serve(&job.bytes) {
+        let outcome = match self.serve(&job.bytes, &job.terms) {
             Ok(()) => Ok(()),
             Err(f)
                 if f.splittable()
@@ -279,7 +312,7 @@ impl Worker {
             }
             calls += 1;
             let part = Sealed::part(&job.bytes, &job.starts, a..b);
-            match self.serve(&part) {
+            match self.serve(&part, &job.terms) {
                 Ok(()) => {}
                 Err(f) if f.splittable() && b - a > 1 => {
                     let mid = a + (b - a) / 2;
@@ -311,7 +344,7 @@ impl Worker {
     }
 
     /// Runs one batch (or part) to a final outcome: ok, rejected, broken, or out of retries.
-    fn serve(&mut self, bytes: &[u8]) -> Result<(), Failed> {
+    fn serve(&mut self, bytes: &[u8], terms: &Terms) -> Result<(), Failed> {
         let mut backoff = self.policy.backoff_initial;
         let mut retries = 0;
         loop {
@@ -323,7 +356,10 @@ impl Worker {
                     return Ok(());
                 }
                 CallOutcome::Reject(m) => return Err(Failed::Rejected(m)),
-                CallOutcome::Retry(m) if self.policy.max_retries.is_some_and(|n| retries >= n) => {
+                CallOutcome::Retry(m)
+                    if !terms.persistent
+                        && self.policy.max_retries.is_some_and(|n| retries >= n) =>
+                {
                     return Err(Failed::OutOfRetries(format!(
                         "plugin still asks to retry after {retries} retries: {m}"
                     )));
@@ -331,6 +367,11 @@ impl Worker {
                 CallOutcome::Retry(m) if self.abandon.is_set() => {
                     return Err(Failed::OutOfRetries(format!(
                         "plugin asks to retry, but the shutdown grace period is over: {m}"
+                    )));
+                }
+                CallOutcome::Retry(m) if terms.is_withdrawn() => {
+                    return Err(Failed::OutOfRetries(format!(
+                        "plugin asks to retry, but the source withdrew the batch: {m}"
                     )));
                 }
                 CallOutcome::Retry(m)
@@ -347,7 +388,7 @@ impl Worker {
                         message: &m,
                     }
                     .emit(&self.stats);
-                    self.sleep_unless_stopped(backoff);
+                    self.sleep_unless_stopped(backoff, terms);
                     backoff = (backoff * 2).min(self.policy.backoff_max);
                 }
                 CallOutcome::Failed(f) => {
@@ -367,14 +408,15 @@ impl Worker {
 }
 
 impl Worker {
-    /// Sleeps `d`, waking early when the grace period is over or the dispatcher
-    /// was replaced (the next retry then stops).
-    fn sleep_unless_stopped(&self, d: Duration) {
+    /// Sleeps `d`, waking early when the grace period is over, the dispatcher
+    /// was replaced or the source withdrew the batch (the next retry then stops).
+    fn sleep_unless_stopped(&self, d: Duration, terms: &Terms) {
         let until = Instant::now() + d;
         loop {
             let now = Instant::now();
             if now >= until
                 || self.abandon.is_set()
+                || terms.is_withdrawn()
                 || self.retired.load(std::sync::atomic::Ordering::Relaxed)
             {
                 return;

@@ -2,6 +2,8 @@
 //! to the [`Fanout`](crate::dispatch::Fanout).
 
 pub mod amqp;
+pub mod http;
+pub mod tcp;
 pub mod udp;
 
 use std::net::SocketAddr;
@@ -10,7 +12,31 @@ use std::time::Duration;
 
 use crate::config::BatchConfig;
 use crate::dispatch::Fanout;
-use crate::telemetry::{AmqpMetrics, SourceStats, UdpMetrics};
+use crate::telemetry::{AmqpMetrics, HttpMetrics, SourceStats, TcpMetrics, UdpMetrics};
+
+/// A socket of `ty` bound to `address` with `SO_REUSEADDR` and
+/// `SO_REUSEPORT`, so that a source restarted by a config reload binds before
+/// the old one closes; non-blocking. Streams are listening.
+///
+/// # Errors
+/// When the address cannot be bound.
+pub fn reusable_socket(address: SocketAddr, ty: socket2::Type) -> std::io::Result<socket2::Socket> {
+    use socket2::{Domain, Socket, Type};
+    let domain = if address.is_ipv6() {
+        Domain::IPV6
+    } else {
+        Domain::IPV4
+    };
+    let sock = Socket::new(domain, ty, None)?;
+    sock.set_reuse_address(true)?;
+    sock.set_reuse_port(true)?;
+    sock.bind(&address.into())?;
+    if ty == Type::STREAM {
+        sock.listen(1024)?;
+    }
+    sock.set_nonblocking(true)?;
+    Ok(sock)
+}
 
 /// What every source gets from the daemon, besides its own settings.
 #[derive(Clone)]
@@ -31,15 +57,31 @@ pub struct SourceContext {
 #[derive(Clone)]
 pub struct SourceReport {
     pub stats: Arc<SourceStats>,
-    /// The address it listens on (UDP).
+    /// The address it listens on (UDP, TCP, HTTP).
     pub address: Option<SocketAddr>,
     /// Its AMQP figures (AMQP).
     pub amqp: Option<AmqpMetrics>,
     /// Its socket's kernel figures, and the socket's inode to find them (UDP).
     pub udp: Option<(UdpMetrics, u64)>,
+    /// Its connections and frames (TCP).
+    pub tcp: Option<TcpMetrics>,
+    /// What it answered (HTTP).
+    pub http: Option<HttpMetrics>,
 }
 
 impl SourceReport {
+    /// The report of a source with no figures of its own kind yet.
+    pub fn of(stats: Arc<SourceStats>, address: Option<SocketAddr>) -> SourceReport {
+        SourceReport {
+            stats,
+            address,
+            amqp: None,
+            udp: None,
+            tcp: None,
+            http: None,
+        }
+    }
+
     /// Reads what the kernel counted on a UDP socket.
     pub fn refresh(&self) {
         if let Some((m, inode)) = &self.udp {
@@ -56,6 +98,12 @@ impl SourceReport {
         }
         if let Some((u, _)) = &self.udp {
             r.extend(u.readings());
+        }
+        if let Some(t) = &self.tcp {
+            r.extend(t.readings());
+        }
+        if let Some(h) = &self.http {
+            r.extend(h.readings());
         }
         r
     }

@@ -12,7 +12,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use socket2::{Domain, Protocol, Socket, Type};
+use socket2::{Socket, Type};
 use tokio::net::UdpSocket;
 use tokio::sync::watch;
 
@@ -62,18 +62,9 @@ impl UdpSource {
     /// # Errors
     /// When the address cannot be bound.
     pub fn bind(cfg: &UdpConfig) -> io::Result<UdpSource> {
-        let domain = if cfg.address.is_ipv6() {
-            Domain::IPV6
-        } else {
-            Domain::IPV4
-        };
-        let sock = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
-        sock.set_reuse_address(true)?;
-        // Like Ceilometer's collector: lets a reloaded source bind before the old one closes.
-        sock.set_reuse_port(true)?;
+        // SO_REUSEPORT, like Ceilometer's collector: a reloaded source binds before the old one closes.
+        let sock = super::reusable_socket(cfg.address, Type::DGRAM)?;
         set_receive_buffer(&sock, cfg.receive_buffer_bytes);
-        sock.bind(&cfg.address.into())?;
-        sock.set_nonblocking(true)?;
         let socket = UdpSocket::from_std(sock.into())?;
         Ok(UdpSource {
             socket,

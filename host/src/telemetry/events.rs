@@ -10,13 +10,16 @@ use std::fmt::{Debug, Display};
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::{AmqpMetrics, DaemonMetrics, DispatcherStats, SourceStats, Untrusted};
+use super::{
+    AmqpMetrics, DaemonMetrics, DispatcherStats, HttpMetrics, SourceStats, TcpMetrics, Untrusted,
+};
 
 /// Where a piece of input came from.
 #[derive(Clone, Copy, Debug)]
 pub enum Origin<'a> {
     Peer(SocketAddr),
     Queue(&'a str),
+    Tcp(SocketAddr),
 }
 
 impl Display for Origin<'_> {
@@ -24,6 +27,7 @@ impl Display for Origin<'_> {
         match self {
             Origin::Peer(p) => write!(f, "UDP from {p}"),
             Origin::Queue(q) => write!(f, "AMQP queue {q}"),
+            Origin::Tcp(p) => write!(f, "TCP from {p}"),
         }
     }
 }
@@ -43,6 +47,105 @@ impl DatagramUndecodable<'_> {
                 target: "collector::source::udp",
                 peer = %self.peer, bytes = self.bytes, suppressed,
                 "UDP: cannot decode datagram: {}", Untrusted(&self.error.to_string())
+            );
+        }
+    }
+}
+
+/// A TCP frame whose msgpack is not a Ceilometer sample: dropped, the
+/// connection goes on (its framing is intact).
+pub struct FrameUndecodable<'a> {
+    pub peer: SocketAddr,
+    pub bytes: usize,
+    pub error: &'a dyn Display,
+}
+
+impl FrameUndecodable<'_> {
+    pub fn emit(self, s: &SourceStats) {
+        s.counts.decode_errors.inc();
+        if let Some(suppressed) = s.warn.allow() {
+            tracing::warn!(
+                target: "collector::source::tcp",
+                peer = %self.peer, bytes = self.bytes, suppressed,
+                "TCP: cannot decode frame: {}", Untrusted(&self.error.to_string())
+            );
+        }
+    }
+}
+
+/// A TCP connection closed for its framing: what it sent after is lost.
+pub struct FrameRefused<'a> {
+    pub peer: SocketAddr,
+    pub why: &'a str,
+}
+
+impl FrameRefused<'_> {
+    pub fn emit(self, s: &SourceStats, tcp: &TcpMetrics) {
+        s.counts.decode_errors.inc();
+        tcp.tcp_frames_refused.inc();
+        if let Some(suppressed) = s.warn.allow() {
+            tracing::warn!(
+                target: "collector::source::tcp",
+                peer = %self.peer, suppressed,
+                "TCP: closing the connection: {}", self.why
+            );
+        }
+    }
+}
+
+/// An HTTP request refused with a 4xx for what it is (its body, method, size
+/// or credentials); nothing of it was dispatched.
+pub struct RequestRefused<'a> {
+    pub peer: SocketAddr,
+    pub status: u16,
+    pub why: &'a dyn Display,
+    /// Its body could not be read as samples (counted as a decode error).
+    pub undecodable: bool,
+    /// It lacked the configured credentials.
+    pub unauthorized: bool,
+}
+
+impl RequestRefused<'_> {
+    pub fn emit(self, s: &SourceStats, http: &HttpMetrics) {
+        http.http_requests_refused.inc();
+        if self.undecodable {
+            s.counts.decode_errors.inc();
+        }
+        if self.unauthorized {
+            http.http_auth_failures.inc();
+        }
+        if let Some(suppressed) = s.warn.allow() {
+            tracing::warn!(
+                target: "collector::source::http",
+                peer = %self.peer, status = self.status, suppressed,
+                "HTTP: refusing a request: {}", Untrusted(&self.why.to_string())
+            );
+        }
+    }
+}
+
+/// An HTTP request whose decoded samples were not taken: 422 (a dispatcher
+/// rejected them) or 503 (not taken within `hold_timeout_ms`).
+pub struct SamplesRefused<'a> {
+    pub peer: SocketAddr,
+    pub status: u16,
+    pub samples: u64,
+    pub why: &'a str,
+}
+
+impl SamplesRefused<'_> {
+    pub fn emit(self, s: &SourceStats, http: &HttpMetrics) {
+        http.http_samples_refused.inc_by(self.samples);
+        if self.status == 503 {
+            http.http_requests_unavailable.inc();
+        } else {
+            http.http_requests_refused.inc();
+        }
+        if let Some(suppressed) = s.warn.allow() {
+            tracing::warn!(
+                target: "collector::source::http",
+                peer = %self.peer, status = self.status, samples = self.samples, suppressed,
+                "HTTP: samples not taken: {}", Untrusted(self.why)
             );
         }
     }

@@ -19,7 +19,7 @@ use serde_json::Value;
 pub use log::{MAX_LOGGED_VALUE_BYTES, RateLimit, Untrusted};
 pub use sets::{
     AmqpMetrics, Counter, DaemonMetrics, DispatcherCounters, EgressMetrics, Flag, Gauge,
-    SourceMetrics, UdpMetrics,
+    HttpMetrics, SourceMetrics, TcpMetrics, UdpMetrics,
 };
 
 /// A source's handles, and the rate limit of its warnings about bad input.
@@ -102,6 +102,8 @@ pub struct Telemetry {
     pub sources: sets::SourceFamilies,
     pub amqp: sets::AmqpFamilies,
     pub udp: sets::UdpFamilies,
+    pub tcp: sets::TcpFamilies,
+    pub http: sets::HttpFamilies,
     pub dispatchers: sets::DispatcherFamilies,
     dispatch_duration: HistogramFamily,
     pub egress: sets::EgressFamilies,
@@ -117,6 +119,8 @@ impl Telemetry {
         let sources = sets::SourceFamilies::register(&mut registry);
         let amqp = sets::AmqpFamilies::register(&mut registry);
         let udp = sets::UdpFamilies::register(&mut registry);
+        let tcp = sets::TcpFamilies::register(&mut registry);
+        let http = sets::HttpFamilies::register(&mut registry);
         let dispatchers = sets::DispatcherFamilies::register(&mut registry);
         let dispatch_duration: HistogramFamily = Family::new_with_constructor(latency_histogram);
         registry.register(
@@ -144,6 +148,8 @@ impl Telemetry {
             sources,
             amqp,
             udp,
+            tcp,
+            http,
             dispatchers,
             dispatch_duration,
             egress,

@@ -212,6 +212,29 @@ metric_set! {
 }
 
 metric_set! {
+    /// A TCP source's connections and frames.
+    TcpMetrics in TcpFamilies by SourceLabel {
+        tcp_connections: Counter = "TCP connections accepted",
+        tcp_connections_open: Gauge = "TCP connections open now",
+        tcp_frames_refused: Counter = "TCP frames that closed their connection: a length over max_frame_bytes, cut short by the peer, or stalled past frame_timeout_ms",
+        tcp_idle_closed: Counter = "TCP connections closed after idle_timeout_ms without a byte",
+        tcp_backpressure_ms: Counter = "Milliseconds the TCP source stopped reading to wait for room in the dispatchers' queues",
+    }
+}
+
+metric_set! {
+    /// What an HTTP source answered.
+    HttpMetrics in HttpFamilies by SourceLabel {
+        http_requests_ok: Counter = "HTTP requests answered 2xx: every dispatcher took their samples",
+        http_requests_refused: Counter = "HTTP requests answered 4xx: a bad body, method, size or credentials, or (422) a dispatcher rejected their samples",
+        http_requests_unavailable: Counter = "HTTP requests answered 503 with Retry-After: the dispatchers did not take their samples within hold_timeout_ms",
+        http_samples_refused: Counter = "Samples of HTTP requests answered 422 or 503 (decoded, not taken; the publisher drops them)",
+        http_auth_failures: Counter = "HTTP requests without the configured basic credentials (answered 401)",
+        http_requests_held: Gauge = "HTTP requests waiting for the dispatchers now",
+    }
+}
+
+metric_set! {
     /// What the kernel says about a UDP source's socket, read at each scrape.
     UdpMetrics in UdpFamilies by SourceLabel {
         udp_kernel_drops: Gauge = "Datagrams the kernel dropped on the UDP socket (the drops column of /proc/net/udp)",

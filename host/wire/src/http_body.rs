@@ -97,6 +97,32 @@ pub fn decode(body: &[u8], max_samples: usize) -> Result<Vec<Sample>, BodyError>
         .collect()
 }
 
+/// The `as_dict()` key of a sample model key (the inverse of [`model_key`]).
+fn as_dict_key(model_key: &str) -> &str {
+    match model_key {
+        "counter_name" => "name",
+        "counter_type" => "type",
+        "counter_unit" => "unit",
+        "counter_volume" => "volume",
+        "message_id" => "id",
+        other => other,
+    }
+}
+
+/// A sample as the publisher's `as_dict()` would give it (for `collector send
+/// http` and tests): the meter message's keys renamed, without a signature.
+pub fn as_dict(s: &Sample) -> Json {
+    let Json::Object(map) = crate::json::sample_to_json(s) else {
+        return Json::Null;
+    };
+    Json::Object(
+        map.into_iter()
+            .filter(|(k, _)| k != "message_signature")
+            .map(|(k, v)| (as_dict_key(&k).to_owned(), v))
+            .collect(),
+    )
+}
+
 pub(crate) fn kind(v: &Json) -> &'static str {
     match v {
         Json::Null => "null",
@@ -138,6 +164,14 @@ mod tests {
         assert_eq!(s.message_signature, None);
         assert_eq!(s.extra.len(), 1, "{:?}", s.extra);
         assert_eq!(s.extra[0].0, "x-extra");
+    }
+
+    #[test]
+    fn as_dict_is_the_inverse() {
+        let s = decode(AS_DICT.as_bytes(), 1).expect("decoded").remove(0);
+        let back = as_dict(&s);
+        let again = sample_from_as_dict(back).expect("a sample");
+        assert_eq!(again, s);
     }
 
     #[test]

@@ -203,6 +203,81 @@ fn point(m: &Json, counter_type: &str, p: &Json, opts: &Options) -> Result<Sampl
     Sample::from_entries(entries).map_err(|e| e.to_string())
 }
 
+/// A sample as the publisher posts it (for `collector send otlp` and tests),
+/// for an agent in UTC: its timestamp's seconds (a naive timestamp read as
+/// UTC, sub-seconds dropped), its name with `.` replaced by `_`.
+pub fn encode(s: &Sample) -> Json {
+    let attr = |k: &str, v: Json| serde_json::json!({"key": k, "value": {"string_value": v}});
+    let text = |f: &collector_sdk::model::Field<String>| match f {
+        collector_sdk::model::Field::Value(v) => Json::from(v.as_str()),
+        _ => Json::Null,
+    };
+    let seconds = unix_seconds(&s.timestamp).unwrap_or(0);
+    let kind = if s.counter_type == "cumulative" {
+        "counter"
+    } else {
+        "gauge"
+    };
+    let volume = s
+        .counter_volume
+        .map_or(Json::Null, |n| crate::json::value_to_json(&Value::from(n)));
+    serde_json::json!({"resource_metrics": [{"scope_metrics": [{
+        "scope": {"name": "ceilometer", "version": "v1"},
+        "metrics": [{
+            "name": s.counter_name.replace('.', "_"),
+            "description": format!("{} unit:{}", s.counter_name, s.counter_unit),
+            "unit": s.counter_unit,
+            kind: {"data_points": [{
+                "attributes": [
+                    attr("resource_id", Json::from(s.resource_id.as_str())),
+                    attr("user_id", text(&s.user_id)),
+                    attr("project_id", text(&s.project_id)),
+                ],
+                "start_time_unix_nano": seconds,
+                "time_unix_nano": seconds,
+                "as_double": volume,
+                "flags": 0,
+            }]},
+        }],
+    }]}]})
+}
+
+/// Seconds since the epoch of an ISO 8601 timestamp (`YYYY-MM-DDTHH:MM:SS`,
+/// with optional fraction and `+HH:MM`/`Z`; naive means UTC), as Ceilometer's
+/// agents write them.
+pub fn unix_seconds(ts: &str) -> Option<i64> {
+    let b = ts.as_bytes();
+    let num = |r: std::ops::Range<usize>| -> Option<i64> { ts.get(r)?.parse().ok() };
+    if b.len() < 19 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b' ') {
+        return None;
+    }
+    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hh, mm, ss) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    let mut rest = &ts[19..];
+    if let Some(frac) = rest.strip_prefix('.') {
+        let digits = frac.bytes().take_while(u8::is_ascii_digit).count();
+        rest = &frac[digits..];
+    }
+    let offset = match rest {
+        "" | "Z" => 0,
+        r if r.len() == 6 && (r.starts_with('+') || r.starts_with('-')) => {
+            let sign = if r.starts_with('-') { -1 } else { 1 };
+            sign * (r.get(1..3)?.parse::<i64>().ok()? * 3600
+                + r.get(4..6)?.parse::<i64>().ok()? * 60)
+        }
+        _ => return None,
+    };
+    // days_from_civil (H. Hinnant).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + hh * 3600 + mm * 60 + ss - offset)
+}
+
 /// A version-8 UUID from the SHA-256 of `parts`, each length-prefixed.
 pub fn identity(parts: &[&str]) -> String {
     let mut h = Sha256::new();
@@ -285,6 +360,21 @@ mod tests {
         let later = decode(POSTED.as_bytes(), 10, &shifted).expect("decoded");
         assert_eq!(later[0].timestamp, "2025-12-02T05:00:00+00:00");
         assert_ne!(later[0].message_id, s.message_id);
+    }
+
+    #[test]
+    fn what_encode_posts_decodes_to_the_same_sample_at_second_precision() {
+        let body = encode(&decode(POSTED.as_bytes(), 1, &Options::default()).expect("decoded")[0]);
+        let again = decode(body.to_string().as_bytes(), 1, &Options::default()).expect("decoded");
+        let first = decode(POSTED.as_bytes(), 1, &Options::default()).expect("decoded");
+        assert_eq!(again, first);
+        assert_eq!(unix_seconds("2025-12-02T03:00:00.999"), Some(1_764_644_400));
+        assert_eq!(
+            unix_seconds("2025-12-02T05:00:00+02:00"),
+            Some(1_764_644_400)
+        );
+        assert_eq!(unix_seconds("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(unix_seconds("nope"), None);
     }
 
     #[test]
