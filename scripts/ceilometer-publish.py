@@ -9,6 +9,14 @@ Run it with the interpreter of the venv that scripts/ceilometer-venv.sh makes
         --secret S --count 50 --batch 5 --out published.jsonl
     .venv-ceilometer/bin/python scripts/ceilometer-publish.py \\
         --publisher udp --udp-address 127.0.0.1:4952 --secret S --count 20
+    .venv-ceilometer/bin/python scripts/ceilometer-publish.py \\
+        --publisher url --url 'http://u:p@127.0.0.1:8080/?batch=False' --count 20 --posted posted.jsonl
+
+With `--publisher url`, the publisher is the one `--url` names, written as in
+pipeline.yaml: `tcp://HOST:PORT`, `http(s)://...` (with the HTTP publisher's
+query parameters: `batch`, `timeout`, `verify_ssl`, `clientcert`, ...) or
+`opentelemetryhttp://HOST:PORT/PATH`; `--posted FILE` gets the body of every
+request the HTTP and OTLP publishers sent, one per line, as they sent it.
 
 The configuration is built by ceilometer.service.prepare_service from a
 config file of our own that sets only `[DEFAULT] transport_url`,
@@ -48,7 +56,10 @@ import warnings
 
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--publisher", choices=("notifier", "udp"), required=True)
+    p.add_argument("--publisher", choices=("notifier", "udp", "url"), required=True)
+    p.add_argument("--url", help="the publisher URL, as in pipeline.yaml (--publisher url)")
+    p.add_argument("--posted", help="write each HTTP request body the publisher sent as a line here")
+    p.add_argument("--samples", help="write each Sample.as_dict() handed to the publisher as a JSON line here")
     p.add_argument(
         "--transport-url",
         default="rabbit://guest:guest@127.0.0.1:5672/",
@@ -77,6 +88,8 @@ def parse_args(argv):
     a = p.parse_args(argv)
     if a.count < 0 or a.batch < 1:
         p.error("--count must be >= 0 and --batch >= 1")
+    if a.publisher == "url" and not a.url:
+        p.error("--publisher url needs --url")
     if a.publisher == "udp":
         host, sep, port = a.udp_address.rpartition(":")
         if not sep or not host or not port.isdigit():
@@ -266,8 +279,22 @@ def main(argv):
 
     publisher_utils.meter_message_from_counter = recording_meter_message
 
+    # Record the bodies the HTTP and OTLP publishers post, exactly as posted.
+    from ceilometer.publisher import http as publisher_http
+
+    posted = []
+    real_do_post = publisher_http.HttpPublisher._do_post
+
+    def recording_do_post(self, data, sub_path=None):
+        posted.append(data)
+        return real_do_post(self, data, sub_path)
+
+    publisher_http.HttpPublisher._do_post = recording_do_post
+
     if args.publisher == "udp":
         url = "udp://%s" % args.udp_address
+    elif args.publisher == "url":
+        url = args.url
     else:
         url = "notifier://?topic=%s" % args.topic
     publisher = pipeline_base.PublisherManager(conf, "sample").get(url)
@@ -277,6 +304,10 @@ def main(argv):
     else:
         start = datetime.datetime.fromisoformat(args.start)
     samples = make_samples(args.count, args.seed, start)
+    if args.samples:
+        with open(args.samples, "w", encoding="utf-8") as f:
+            for smp in samples:
+                f.write(json.dumps(smp.as_dict(), sort_keys=True, ensure_ascii=False) + "\n")
     started = time.monotonic()
     status = 0
     sent = 0
@@ -308,6 +339,10 @@ def main(argv):
         with open(args.out, "w", encoding="utf-8") as f:
             for line in recorded:
                 f.write(line + "\n")
+    if args.posted:
+        with open(args.posted, "w", encoding="utf-8") as f:
+            for body in posted:
+                f.write(body + "\n")
 
     elapsed = time.monotonic() - started
     cls = type(publisher)

@@ -9,6 +9,7 @@ mod egress;
 mod handoff;
 mod hostile;
 mod inprocess;
+mod inputs;
 mod languages;
 mod reload;
 mod sandbox;

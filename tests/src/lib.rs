@@ -111,6 +111,22 @@ impl ConfigBuilder {
         )
     }
 
+    /// The TCP source on an ephemeral port of 127.0.0.1, with `extra` settings.
+    pub fn tcp(self, extra: &str) -> ConfigBuilder {
+        self.section(
+            "sources.tcp",
+            &format!("address = \"127.0.0.1:0\"\n{extra}"),
+        )
+    }
+
+    /// The HTTP source on an ephemeral port of 127.0.0.1, with `extra` settings.
+    pub fn http(self, extra: &str) -> ConfigBuilder {
+        self.section(
+            "sources.http",
+            &format!("address = \"127.0.0.1:0\"\n{extra}"),
+        )
+    }
+
     /// The AMQP source on `url`, with `extra` settings.
     pub fn amqp(self, url: &str, extra: &str) -> ConfigBuilder {
         self.section("sources.amqp", &format!("url = \"{url}\"\n{extra}"))
@@ -222,6 +238,9 @@ pub struct Daemon {
     pub dir: tempfile::TempDir,
     log_path: PathBuf,
     pub udp: Option<SocketAddr>,
+    /// Its TCP and HTTP inputs, as its systemd status says.
+    pub tcp: Option<SocketAddr>,
+    pub http: Option<SocketAddr>,
     /// Its admin endpoint, as its systemd status says.
     pub admin: Option<SocketAddr>,
     notify: Notifications,
@@ -394,6 +413,8 @@ impl Daemon {
             dir,
             log_path,
             udp: None,
+            tcp: None,
+            http: None,
             admin: None,
             notify,
         };
@@ -413,6 +434,8 @@ impl Daemon {
             if self.notify.readies() >= n {
                 let status = self.notify.status().unwrap_or_default();
                 self.udp = listening(&status, "udp");
+                self.tcp = listening(&status, "tcp");
+                self.http = listening(&status, "http");
                 self.admin = listening(&status, "admin");
                 return;
             }
@@ -513,6 +536,27 @@ impl Daemon {
         self.udp = st["sources"]["udp"]["address"]
             .as_str()
             .and_then(|a| a.parse().ok());
+    }
+
+    /// The TCP address the daemon listens on.
+    pub fn tcp_addr(&self) -> SocketAddr {
+        self.tcp.expect("the daemon has a TCP source")
+    }
+
+    /// The HTTP input's address.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http.expect("the daemon has an HTTP source")
+    }
+
+    /// The daemon's resident memory now, in bytes (VmRSS).
+    pub fn rss_bytes(&self) -> u64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map_or(0, |kb| kb * 1024)
     }
 
     /// The UDP address the daemon listens on.
@@ -698,6 +742,111 @@ pub fn ceilometer_notifier(
     )
 }
 
+/// What real Ceilometer's publisher for a URL sent.
+pub struct Published {
+    /// The meter messages it built (`tcp://`), as built.
+    pub messages: Vec<serde_json::Value>,
+    /// The bodies it posted (`http://`, `opentelemetryhttp://`), as posted.
+    pub posted: Vec<serde_json::Value>,
+    /// The samples handed to it (`Sample.as_dict()`).
+    pub samples: Vec<serde_json::Value>,
+    /// Its exit status: 0 when it logged no failure.
+    pub ok: bool,
+}
+
+/// Real Ceilometer (27.0.0) publishes `count` samples, `batch` per
+/// `publish_samples` call, with the publisher of `url` as pipeline.yaml names
+/// it, with `env` set for it (`TZ`, ...).
+pub fn ceilometer_url(
+    url: &str,
+    secret: &str,
+    count: usize,
+    batch: usize,
+    seed: u64,
+    env: &[(&str, &str)],
+) -> Published {
+    let python = venv_python();
+    let out = tempfile::NamedTempFile::new().expect("temp file");
+    let posted = tempfile::NamedTempFile::new().expect("temp file");
+    let samples = tempfile::NamedTempFile::new().expect("temp file");
+    let status = Command::new(&python)
+        .arg(root().join("scripts/ceilometer-publish.py"))
+        .args([
+            "--publisher",
+            "url",
+            "--url",
+            url,
+            "--secret",
+            secret,
+            "--count",
+        ])
+        .arg(count.to_string())
+        .arg("--batch")
+        .arg(batch.to_string())
+        .arg("--seed")
+        .arg(seed.to_string())
+        .arg("--out")
+        .arg(out.path())
+        .arg("--posted")
+        .arg(posted.path())
+        .arg("--samples")
+        .arg(samples.path())
+        .envs(env.iter().copied())
+        .status()
+        .expect("run ceilometer-publish.py");
+    let json = |p: &Path| -> Vec<serde_json::Value> {
+        read_lines(p)
+            .iter()
+            .map(|l| serde_json::from_str(l).expect("JSON"))
+            .collect()
+    };
+    Published {
+        messages: json(out.path()),
+        posted: json(posted.path()),
+        samples: json(samples.path()),
+        ok: status.success(),
+    }
+}
+
+/// How many of the sample dicts in `lines` Ceilometer's own
+/// `ceilometer.publisher.utils.verify_signature` accepts with `secret`.
+pub fn ceilometer_verified(lines: &[String], secret: &str) -> usize {
+    let input = tempfile::NamedTempFile::new().expect("temp file");
+    std::fs::write(input.path(), lines.join("\n")).expect("write samples");
+    let out = Command::new(venv_python())
+        .args([
+            "-c",
+            "import json, sys\n\
+             from ceilometer.publisher import utils\n\
+             ok = sum(utils.verify_signature(json.loads(l), sys.argv[2]) \
+                      for l in open(sys.argv[1], encoding='utf-8') if l.strip())\n\
+             print(ok)",
+        ])
+        .arg(input.path())
+        .arg(secret)
+        .output()
+        .expect("run verify_signature");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("a count")
+}
+
+fn venv_python() -> PathBuf {
+    let python = root().join(".venv-ceilometer/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run `make test-deps` (scripts/ceilometer-venv.sh)",
+        python.display()
+    );
+    python
+}
+
 fn ceilometer_publish(
     publisher: &[&str],
     secret: &str,
@@ -705,12 +854,7 @@ fn ceilometer_publish(
     start: &str,
     seed: u64,
 ) -> Vec<serde_json::Value> {
-    let python = root().join(".venv-ceilometer/bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: run `make test-deps` (scripts/ceilometer-venv.sh)",
-        python.display()
-    );
+    let python = venv_python();
     let out = tempfile::NamedTempFile::new().expect("temp file");
     let status = Command::new(&python)
         .arg(root().join("scripts/ceilometer-publish.py"))

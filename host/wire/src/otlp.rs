@@ -21,9 +21,6 @@
 //!
 //! `user_name`, `project_name` and `monotonic_time` are absent. Each data point
 //! is one sample.
-//!
-//! The date arithmetic is hand-written (days to a civil date, the algorithm of
-//! Howard Hinnant's `civil_from_days`): it is the only date this crate formats.
 
 use collector_sdk::model::{Sample, Value};
 use serde_json::Value as Json;
@@ -80,6 +77,9 @@ pub fn decode(body: &[u8], max_samples: usize, opts: &Options) -> Result<Vec<Sam
         index: 0,
         error: SampleJsonError::Shape(why),
     };
+    if field(&v, "resource_metrics", "resourceMetrics").is_none() {
+        return Err(shape("the body has no `resource_metrics`".into()));
+    }
     let mut out = Vec::new();
     for rm in list(&v, "resource_metrics", "resourceMetrics", "request").map_err(shape)? {
         for sm in list(rm, "scope_metrics", "scopeMetrics", "resource_metrics").map_err(shape)? {
@@ -167,7 +167,7 @@ fn point(m: &Json, counter_type: &str, p: &Json, opts: &Options) -> Result<Sampl
     } else {
         stamp.div_euclid(1_000_000_000)
     };
-    let timestamp = iso_utc(seconds);
+    let timestamp = iso_utc(seconds).ok_or("the data point's time is out of range")?;
     let mut entries: Vec<(String, Value)> = vec![
         ("source".into(), Value::Str(opts.source.clone())),
         ("counter_name".into(), Value::Str(counter_name.to_owned())),
@@ -242,40 +242,10 @@ pub fn encode(s: &Sample) -> Json {
     }]}]})
 }
 
-/// Seconds since the epoch of an ISO 8601 timestamp (`YYYY-MM-DDTHH:MM:SS`,
-/// with optional fraction and `+HH:MM`/`Z`; naive means UTC), as Ceilometer's
-/// agents write them.
+/// Seconds since the epoch of an ISO 8601 timestamp as Ceilometer's agents
+/// write them (naive means UTC).
 pub fn unix_seconds(ts: &str) -> Option<i64> {
-    let b = ts.as_bytes();
-    let num = |r: std::ops::Range<usize>| -> Option<i64> { ts.get(r)?.parse().ok() };
-    if b.len() < 19 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b' ') {
-        return None;
-    }
-    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (hh, mm, ss) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    let mut rest = &ts[19..];
-    if let Some(frac) = rest.strip_prefix('.') {
-        let digits = frac.bytes().take_while(u8::is_ascii_digit).count();
-        rest = &frac[digits..];
-    }
-    let offset = match rest {
-        "" | "Z" => 0,
-        r if r.len() == 6 && (r.starts_with('+') || r.starts_with('-')) => {
-            let sign = if r.starts_with('-') { -1 } else { 1 };
-            sign * (r.get(1..3)?.parse::<i64>().ok()? * 3600
-                + r.get(4..6)?.parse::<i64>().ok()? * 60)
-        }
-        _ => return None,
-    };
-    // days_from_civil (H. Hinnant).
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some(days * 86_400 + hh * 3600 + mm * 60 + ss - offset)
+    collector_sdk::time::unix_nanos(ts).map(|n| n.div_euclid(1_000_000_000))
 }
 
 /// A version-8 UUID from the SHA-256 of `parts`, each length-prefixed.
@@ -299,26 +269,10 @@ pub fn identity(parts: &[&str]) -> String {
     )
 }
 
-/// Unix seconds as `YYYY-MM-DDTHH:MM:SS+00:00`.
-pub fn iso_utc(seconds: i64) -> String {
-    let days = seconds.div_euclid(86_400);
-    let secs = seconds.rem_euclid(86_400);
-    // civil_from_days (H. Hinnant), proleptic Gregorian.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}+00:00",
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60
-    )
+/// Unix seconds as `YYYY-MM-DDTHH:MM:SS+00:00`, if chrono can represent them.
+pub fn iso_utc(seconds: i64) -> Option<String> {
+    chrono::DateTime::from_timestamp(seconds, 0)
+        .map(|t| t.format("%Y-%m-%dT%H:%M:%S+00:00").to_string())
 }
 
 #[cfg(test)]
@@ -379,10 +333,13 @@ mod tests {
 
     #[test]
     fn dates_are_civil() {
-        assert_eq!(iso_utc(0), "1970-01-01T00:00:00+00:00");
-        assert_eq!(iso_utc(951_782_400), "2000-02-29T00:00:00+00:00");
-        assert_eq!(iso_utc(-1), "1969-12-31T23:59:59+00:00");
-        assert_eq!(iso_utc(4_102_444_799), "2099-12-31T23:59:59+00:00");
+        assert_eq!(iso_utc(0).as_deref(), Some("1970-01-01T00:00:00+00:00"));
+        assert_eq!(
+            iso_utc(951_782_400).as_deref(),
+            Some("2000-02-29T00:00:00+00:00")
+        );
+        assert_eq!(iso_utc(-1).as_deref(), Some("1969-12-31T23:59:59+00:00"));
+        assert_eq!(iso_utc(i64::MAX), None);
     }
 
     #[test]
@@ -393,6 +350,7 @@ mod tests {
                 .to_string()
         };
         assert!(e("[]").contains("not an array"));
+        assert!(e("{}").contains("no `resource_metrics`"));
         assert!(e(r#"{"resource_metrics": 3}"#).contains("must be a list"));
         assert!(
             e(r#"{"resource_metrics": [{"scope_metrics": [{"metrics": [{"name": "x"}]}]}]}"#)
