@@ -79,7 +79,7 @@ test: test-deps plugins build lint sdk-tests fuzz-smoke
 
 # Coverage-guided fuzzing (fuzz/, docs/fuzzing.md): cargo-fuzz and libFuzzer on
 # the stable toolchain (RUSTC_BOOTSTRAP=1 lets it pass the sanitizer flags).
-FUZZ_TARGETS := msgpack_datagram oslo_message batch_view batch_differential config_toml
+FUZZ_TARGETS := msgpack_datagram oslo_message http_body batch_view batch_differential config_toml
 FUZZ_SECONDS ?= 300
 FUZZ_SMOKE_SECONDS ?= 15
 FUZZ := cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz
@@ -112,6 +112,7 @@ bench: test-deps plugins
 	$(CARGO) bench -p collector --bench decode
 	./scripts/bench-e2e.sh
 	./scripts/bench-backends.sh
+	./scripts/bench-inputs.sh
 	COLLECTOR_BIN=$(CURDIR)/target/release/collector $(CARGO) bench -p collector-e2e --bench amqp
 	COLLECTOR_BIN=$(CURDIR)/target/release/collector $(CARGO) bench -p collector-e2e --bench reload
 

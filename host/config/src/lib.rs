@@ -1184,6 +1184,35 @@ mod tests {
     }
 
     #[test]
+    fn input_settings_name_their_field_and_keep_the_password_out_of_debug() {
+        let d = "[[dispatchers]]\nname='a'\nplugin='builtin:noop'\n";
+        assert!(
+            err(&format!("[sources.tcp]\naddress='127.0.0.1:1'\nmax_frame_bytes=1\n{d}"))
+                .contains("sources.tcp.max_frame_bytes")
+        );
+        let http = "[sources.http]\naddress='127.0.0.1:1'\n";
+        assert!(
+            err(&format!("{http}tls_cert_file='c.pem'\n{d}")).contains("sources.http.tls_cert_file")
+        );
+        assert!(err(&format!("{http}username='u'\n{d}")).contains("sources.http.username"));
+        assert!(
+            err(&format!("{http}password_env='COLLECTOR_TEST_UNSET_VAR'\n{d}"))
+                .contains("sources.http.password_env")
+        );
+        assert!(err(&format!("{http}otlp_path='v1'\n{d}")).contains("sources.http.otlp_path"));
+        let ok = Config::parse(
+            &format!("{http}username='u'\npassword='s3cret'\ntls_cert_file='c.pem'\ntls_key_file='k.pem'\n{d}"),
+            "t.toml",
+            Path::new("/etc/collector"),
+        )
+        .expect("valid");
+        let h = ok.sources.http.as_ref().expect("http");
+        assert_eq!(h.resolved_password.as_deref(), Some("s3cret"));
+        assert_eq!(h.tls_cert_file.as_deref(), Some(Path::new("/etc/collector/c.pem")));
+        assert!(!format!("{ok:?}").contains("s3cret"));
+    }
+
+    #[test]
     fn unknown_key_is_named() {
         let e = err("[batch]\nmax_sample = 3\n[[dispatchers]]\nname='a'\nplugin='builtin:noop'\n");
         assert!(e.contains("max_sample"), "{e}");

@@ -332,6 +332,19 @@ mod tests {
     }
 
     #[test]
+    fn the_specs_camel_case_json_is_read_too() {
+        let body = r#"{"resourceMetrics":[{"scopeMetrics":[{"metrics":[{"name":"m","unit":"1",
+            "sum":{"dataPoints":[{"attributes":[{"key":"resource_id","value":{"stringValue":"r"}}],
+            "timeUnixNano":"1764644400123456789","asInt":"5"}]}}]}]}]}"#;
+        let s = decode(body.as_bytes(), 1, &Options::default()).expect("decoded");
+        assert_eq!(s[0].counter_name, "m");
+        assert_eq!(s[0].counter_type, "cumulative");
+        assert_eq!(s[0].counter_volume, Some(collector_sdk::model::Number::Int(5)));
+        assert_eq!(s[0].timestamp, "2025-12-02T03:00:00+00:00");
+        assert!(decode(body.as_bytes(), 0, &Options::default()).is_err(), "over max_samples");
+    }
+
+    #[test]
     fn dates_are_civil() {
         assert_eq!(iso_utc(0).as_deref(), Some("1970-01-01T00:00:00+00:00"));
         assert_eq!(
