@@ -1187,17 +1187,22 @@ mod tests {
     fn input_settings_name_their_field_and_keep_the_password_out_of_debug() {
         let d = "[[dispatchers]]\nname='a'\nplugin='builtin:noop'\n";
         assert!(
-            err(&format!("[sources.tcp]\naddress='127.0.0.1:1'\nmax_frame_bytes=1\n{d}"))
-                .contains("sources.tcp.max_frame_bytes")
+            err(&format!(
+                "[sources.tcp]\naddress='127.0.0.1:1'\nmax_frame_bytes=1\n{d}"
+            ))
+            .contains("sources.tcp.max_frame_bytes")
         );
         let http = "[sources.http]\naddress='127.0.0.1:1'\n";
         assert!(
-            err(&format!("{http}tls_cert_file='c.pem'\n{d}")).contains("sources.http.tls_cert_file")
+            err(&format!("{http}tls_cert_file='c.pem'\n{d}"))
+                .contains("sources.http.tls_cert_file")
         );
         assert!(err(&format!("{http}username='u'\n{d}")).contains("sources.http.username"));
         assert!(
-            err(&format!("{http}password_env='COLLECTOR_TEST_UNSET_VAR'\n{d}"))
-                .contains("sources.http.password_env")
+            err(&format!(
+                "{http}password_env='COLLECTOR_TEST_UNSET_VAR'\n{d}"
+            ))
+            .contains("sources.http.password_env")
         );
         assert!(err(&format!("{http}otlp_path='v1'\n{d}")).contains("sources.http.otlp_path"));
         let ok = Config::parse(
@@ -1208,7 +1213,10 @@ mod tests {
         .expect("valid");
         let h = ok.sources.http.as_ref().expect("http");
         assert_eq!(h.resolved_password.as_deref(), Some("s3cret"));
-        assert_eq!(h.tls_cert_file.as_deref(), Some(Path::new("/etc/collector/c.pem")));
+        assert_eq!(
+            h.tls_cert_file.as_deref(),
+            Some(Path::new("/etc/collector/c.pem"))
+        );
         assert!(!format!("{ok:?}").contains("s3cret"));
     }
 

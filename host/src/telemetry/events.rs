@@ -125,7 +125,8 @@ impl RequestRefused<'_> {
 }
 
 /// An HTTP request whose decoded samples were not taken: 422 (a dispatcher
-/// rejected them) or 503 (not taken within `hold_timeout_ms`).
+/// rejected them), 503 (not taken within `hold_timeout_ms`), or never
+/// answered because the client went away (499, as nginx logs it).
 pub struct SamplesRefused<'a> {
     pub peer: SocketAddr,
     pub status: u16,
@@ -136,11 +137,11 @@ pub struct SamplesRefused<'a> {
 impl SamplesRefused<'_> {
     pub fn emit(self, s: &SourceStats, http: &HttpMetrics) {
         http.http_samples_refused.inc_by(self.samples);
-        if self.status == 503 {
-            http.http_requests_unavailable.inc();
-        } else {
-            http.http_requests_refused.inc();
-        }
+        match self.status {
+            503 => http.http_requests_unavailable.inc(),
+            499 => 0,
+            _ => http.http_requests_refused.inc(),
+        };
         if let Some(suppressed) = s.warn.allow() {
             tracing::warn!(
                 target: "collector::source::http",

@@ -228,7 +228,7 @@ metric_set! {
         http_requests_ok: Counter = "HTTP requests answered 2xx: every dispatcher took their samples",
         http_requests_refused: Counter = "HTTP requests answered 4xx: a bad body, method, size or credentials, or (422) a dispatcher rejected their samples",
         http_requests_unavailable: Counter = "HTTP requests answered 503 with Retry-After: the dispatchers did not take their samples within hold_timeout_ms",
-        http_samples_refused: Counter = "Samples of HTTP requests answered 422 or 503 (decoded, not taken; the publisher drops them)",
+        http_samples_refused: Counter = "Samples of HTTP requests answered 422 or 503, or whose client went away unanswered (decoded, not taken; the publisher drops them)",
         http_auth_failures: Counter = "HTTP requests without the configured basic credentials (answered 401)",
         http_requests_held: Gauge = "HTTP requests waiting for the dispatchers now",
     }

@@ -339,9 +339,15 @@ mod tests {
         let s = decode(body.as_bytes(), 1, &Options::default()).expect("decoded");
         assert_eq!(s[0].counter_name, "m");
         assert_eq!(s[0].counter_type, "cumulative");
-        assert_eq!(s[0].counter_volume, Some(collector_sdk::model::Number::Int(5)));
+        assert_eq!(
+            s[0].counter_volume,
+            Some(collector_sdk::model::Number::Int(5))
+        );
         assert_eq!(s[0].timestamp, "2025-12-02T03:00:00+00:00");
-        assert!(decode(body.as_bytes(), 0, &Options::default()).is_err(), "over max_samples");
+        assert!(
+            decode(body.as_bytes(), 0, &Options::default()).is_err(),
+            "over max_samples"
+        );
     }
 
     #[test]

@@ -278,9 +278,10 @@ async fn handle(
         }
     };
     input.ctx.stats.counts.samples_received.inc_by(samples);
-    input.http.http_requests_held.inc();
-    let settled = settle(&input, sealed).await;
-    input.http.http_requests_held.dec();
+    let mut held = Held::new(&input, peer, samples);
+    let settled = settle(&input, sealed, &held.withdrawn).await;
+    held.answered = true;
+    drop(held);
     let (status, why, refused) = match settled {
         Settled::Taken => {
             input.http.http_requests_ok.inc();
@@ -306,6 +307,47 @@ async fn handle(
     r
 }
 
+/// A request waiting for the dispatchers, in `http_requests_held`. Dropped
+/// unanswered (the client went away, and hyper dropped the handler), it
+/// withdraws the request's batches and counts its samples as refused.
+struct Held<'a> {
+    input: &'a Input,
+    peer: SocketAddr,
+    samples: u64,
+    withdrawn: Arc<AtomicBool>,
+    answered: bool,
+}
+
+impl<'a> Held<'a> {
+    fn new(input: &'a Input, peer: SocketAddr, samples: u64) -> Held<'a> {
+        input.http.http_requests_held.inc();
+        Held {
+            input,
+            peer,
+            samples,
+            withdrawn: Arc::default(),
+            answered: false,
+        }
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.input.http.http_requests_held.dec();
+        if !self.answered {
+            self.withdrawn
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+            SamplesRefused {
+                peer: self.peer,
+                status: 499,
+                samples: self.samples,
+                why: "the client went away before its samples were taken",
+            }
+            .emit(&self.input.ctx.stats, &self.input.http);
+        }
+    }
+}
+
 /// What became of a request's samples.
 enum Settled {
     Taken,
@@ -321,9 +363,8 @@ enum Settled {
 }
 
 /// Queues the request's batches and waits for their outcome, within `hold_timeout_ms`.
-async fn settle(input: &Input, sealed: Vec<Sealed>) -> Settled {
+async fn settle(input: &Input, sealed: Vec<Sealed>, withdrawn: &Arc<AtomicBool>) -> Settled {
     let deadline = tokio::time::Instant::now() + input.cfg.hold_timeout;
-    let withdrawn = Arc::new(AtomicBool::new(false));
     let terms = Terms {
         persistent: false,
         withdrawn: Some(withdrawn.clone()),
