@@ -67,21 +67,25 @@ fn the_real_tcp_publisher_s_samples_arrive_once_json_equal_and_still_signed() {
         p.messages.iter().all(|m| m["publisher_id"].is_string()),
         "the agent adds publisher_id"
     );
-    let lines = d.wait_lines("out/samples.jsonl", 300, Duration::from_secs(60));
+    // An agent restarted: a new connection, the same input.
+    let again = ceilometer_url(&format!("tcp://{}", d.tcp_addr()), SECRET, 50, 10, 4, &[]);
+    published_ok(&again, "tcp:// (reconnected)");
+    let lines = d.wait_lines("out/samples.jsonl", 350, Duration::from_secs(60));
     let got = by_id(&lines);
-    assert_eq!(got.len(), 300);
-    for m in &p.messages {
+    assert_eq!(got.len(), 350);
+    for m in p.messages.iter().chain(&again.messages) {
         let id = m["message_id"].as_str().expect("message_id");
         assert_eq!(got.get(id), Some(m), "sample {id} is JSON-equal");
     }
     assert_eq!(
         ceilometer_verified(&lines, SECRET),
-        300,
+        350,
         "Ceilometer's verify_signature accepts every sample written"
     );
     let stopped = d.stop();
     assert!(stopped.status.success(), "{}", stopped.log);
-    assert_eq!(stopped.source("tcp", "samples_received"), 300);
+    assert_eq!(stopped.source("tcp", "samples_received"), 350);
+    assert_eq!(stopped.source("tcp", "tcp_connections"), 2);
     assert_eq!(stopped.source("tcp", "bad_signatures"), 0);
     assert_eq!(stopped.source("tcp", "tcp_frames_refused"), 0);
 }
@@ -465,6 +469,46 @@ fn bad_http_bodies_get_a_clear_answer_and_cost_the_good_traffic_nothing() {
         "a 100 MiB body was not held: {} bytes resident",
         d.rss_bytes()
     );
+    let stopped = d.stop();
+    assert!(stopped.status.success(), "{}", stopped.log);
+}
+
+#[test]
+fn a_dispatchers_rejection_is_answered_422_with_its_reason_and_the_rest_is_taken() {
+    let b = ConfigBuilder::new(SECRET)
+        .http("")
+        .file_dispatcher()
+        .dispatcher(
+            "picky",
+            &plugin("misbehave.wasm"),
+            "",
+            "mode = \"reject\"\ntrigger_meter = \"poison\"",
+        );
+    let d = Daemon::start(&b.build());
+    let mut rng = collector::cli::samples::Rng::new(21);
+    let dicts: Vec<Value> = (0..10)
+        .map(|i| {
+            let mut s = collector::cli::samples::realistic(i, &mut rng, b"");
+            if i == 6 {
+                s.counter_name = "poison".into();
+            }
+            collector::wire::http_body::as_dict(&s)
+        })
+        .collect();
+    let body = serde_json::to_vec(&dicts).expect("JSON");
+    let (status, text) = post(d.http_addr(), "/", None, &body);
+    assert_eq!(status, 422, "{text}");
+    assert!(
+        text.contains("poison sample") && text.contains("`picky` did not take 1 of the samples"),
+        "{text}"
+    );
+    let lines = d.wait_lines("out/samples.jsonl", 10, Duration::from_secs(30));
+    assert_eq!(by_id(&lines).len(), 10, "the file dispatcher took them all");
+    let st = d.status();
+    assert_eq!(dispatcher_of(&st, "picky")["samples_ok"], 9, "{st}");
+    let http = &st["sources"]["http"];
+    assert_eq!(http["http_samples_refused"], 1, "{http}");
+    assert_eq!(http["http_requests_refused"], 1, "{http}");
     let stopped = d.stop();
     assert!(stopped.status.success(), "{}", stopped.log);
 }
