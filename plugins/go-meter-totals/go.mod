@@ -1,0 +1,7 @@
+module gometertotals
+
+go 1.24
+
+require collector v0.0.0
+
+replace collector => ../../plugin-sdk/go
