@@ -112,7 +112,7 @@ func TestFloatsAreWrittenAsPythonReadsThem(t *testing.T) {
 }
 
 func TestStringsAreEscapedAsTheABISays(t *testing.T) {
-	got := string(appendString(nil, "a\"\\\n\r\t\x01\x7fé"))
+	got := string(AppendString(nil, "a\"\\\n\r\t\x01\x7fé"))
 	if want := `"a\"\\\n\r\t\u0001\u007fé"`; got != want {
 		t.Errorf("%s, want %s", got, want)
 	}

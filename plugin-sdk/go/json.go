@@ -16,12 +16,12 @@ func AppendJSON(dst []byte, s *Sample) []byte {
 		if dst[len(dst)-1] != '{' {
 			dst = append(dst, ',')
 		}
-		dst = appendString(dst, k)
+		dst = AppendString(dst, k)
 		dst = append(dst, ':')
 	}
 	str := func(k, v string) {
 		key(k)
-		dst = appendString(dst, v)
+		dst = AppendString(dst, v)
 	}
 	opt := func(k string, v OptString) {
 		switch v.Presence {
@@ -82,9 +82,9 @@ func AppendValueJSON(dst []byte, v Value) []byte {
 	case FloatValue:
 		return AppendFloat(dst, v.Float())
 	case StrValue:
-		return appendString(dst, v.Str())
+		return AppendString(dst, v.Str())
 	case BytesValue:
-		return appendString(dst, strings.ToValidUTF8(v.Str(), "\uFFFD"))
+		return AppendString(dst, strings.ToValidUTF8(v.Str(), "\uFFFD"))
 	case ListValue:
 		dst = append(dst, '[')
 		first := true
@@ -105,7 +105,7 @@ func AppendValueJSON(dst []byte, v Value) []byte {
 			dst = append(dst, ',')
 		}
 		first = false
-		dst = appendString(dst, k)
+		dst = AppendString(dst, k)
 		dst = append(dst, ':')
 		dst = AppendValueJSON(dst, item)
 		return true
@@ -146,7 +146,8 @@ func AppendFloat(dst []byte, f float64) []byte {
 
 const hexDigits = "0123456789abcdef"
 
-func appendString(dst []byte, s string) []byte {
+// AppendString appends s as a JSON string, escaped as ABI §12 says.
+func AppendString(dst []byte, s string) []byte {
 	dst = append(dst, '"')
 	for i := 0; i < len(s); i++ {
 		c := s[i]

@@ -61,25 +61,30 @@ func (p *plugin) Dispatch(b collector.Batch) collector.Outcome {
 	// Counted on a copy: a batch that fails (or comes again after a retry)
 	// leaves the totals as they were.
 	n := p.t.N
-	seen := map[string]meter{}
+	// Keyed by copies: a key kept past this call must not point into the
+	// batch, and assigning to a map entry again would replace its key.
+	seen := map[string]*meter{}
 	p.line = p.line[:0]
 	r := b.Reader()
 	for r.Next() {
 		s := r.Sample()
 		n++
 		m := seen[s.CounterName]
-		if old, ok := p.t.Meters[s.CounterName]; ok && m.Count == 0 {
-			m = *old
+		if m == nil {
+			m = &meter{}
+			if old, known := p.t.Meters[s.CounterName]; known {
+				*m = *old
+			}
+			seen[strings.Clone(s.CounterName)] = m
 		}
 		m.Count++
 		if s.CounterVolume.Presence == collector.Present {
 			m.Sum += s.CounterVolume.Value.Float64()
 		}
-		seen[strings.Clone(s.CounterName)] = m
 		p.line = append(p.line, `{"message_id":`...)
-		p.line = strconv.AppendQuote(p.line, s.MessageID)
+		p.line = collector.AppendString(p.line, s.MessageID)
 		p.line = append(p.line, `,"counter_name":`...)
-		p.line = strconv.AppendQuote(p.line, s.CounterName)
+		p.line = collector.AppendString(p.line, s.CounterName)
 		p.line = append(p.line, `,"counter_volume":`...)
 		if s.CounterVolume.Presence == collector.Present {
 			p.line = collector.AppendNumber(p.line, s.CounterVolume.Value)
@@ -101,8 +106,7 @@ func (p *plugin) Dispatch(b collector.Batch) collector.Outcome {
 	before := p.t.N
 	p.t.N = n
 	for k, m := range seen {
-		m := m
-		p.t.Meters[k] = &m
+		p.t.Meters[k] = m
 	}
 	if p.logEvery > 0 && n/p.logEvery != before/p.logEvery {
 		collector.Infof("go-meter-totals samples=%d meters=%d", n, len(p.t.Meters))
