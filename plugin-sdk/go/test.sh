@@ -6,7 +6,9 @@
 #      Go with the .json's keys, every strict prefix refused, random
 #      corruptions survived; floats, escapes, the depth limit, request encoding;
 #   2. golden/compare.py on the JSON lines the test wrote (number types too);
-#   3. on wasm, under the daemon: a plugin calling every collector.http_*
+#   3. on wasm, under the daemon: the golden vectors decoded by the SDK built
+#      for wasip1 (testdata/goldenplugin under `collector check`), compared
+#      with compare.py again; a plugin calling every collector.http_*
 #      function, checked by `collector check --endpoint` against its local
 #      endpoint, and the example passing `collector check`.
 set -euo pipefail
@@ -39,6 +41,19 @@ report="$("$collector" check "$out/go-http-test.wasm" --endpoint target 2>/dev/n
   || { echo "go SDK: the HTTP test plugin failed collector check:" >&2; "$collector" check "$out/go-http-test.wasm" --endpoint target >&2 || true; exit 1; }
 grep -q "requests reached the local endpoint" <<<"$report" \
   || { echo "go SDK: the HTTP binding sent nothing:" >&2; echo "$report" >&2; exit 1; }
+(cd testdata/goldenplugin && GOOS=wasip1 GOARCH=wasm "$go" build -buildmode=c-shared -trimpath -o "$out/go-golden-test.wasm" .)
+wasm_out="$out/wasm"
+mkdir -p "$wasm_out"
+"$collector" check "$out/go-golden-test.wasm" --dir "$wasm_out:/data" --rounds 0 >/dev/null \
+  || { echo "go SDK: the golden test plugin failed collector check" >&2; exit 1; }
+# collector check dispatches the golden vectors in their order first.
+k=0
+for bin in "$golden"/*.bin; do
+  k=$((k + 1))
+  mv "$wasm_out/batch-$k.jsonl" "$wasm_out/$(basename "$bin" .bin).jsonl"
+done
+"$golden/compare_dir.sh" "$wasm_out"
+echo "go SDK: golden vectors decoded on wasm under the daemon"
 echo "go SDK: HTTP binding ok ($(grep -o '[0-9]* requests reached' <<<"$report"))"
 "$collector" check "$repo/target/plugins/go-meter-totals.wasm" --config '{"path":"/data/go.jsonl"}' >/dev/null \
   || { echo "go SDK: go-meter-totals.wasm failed collector check" >&2; exit 1; }
