@@ -570,7 +570,10 @@ fn response_bodies_a_plugin_holds_count_against_its_memory_limit() {
     let st = d.wait_status(
         "the hoarder failed its batch",
         Duration::from_secs(60),
-        |st| dispatcher_of(st, "hoarder")["samples_failed"].as_u64() == Some(1),
+        |st| {
+            let h = dispatcher_of(st, "hoarder");
+            h["samples_failed"].as_u64() == Some(1) && h["last_error"].is_string()
+        },
     );
     let hoarder = dispatcher_of(&st, "hoarder");
     let why = hoarder["last_error"].as_str().unwrap_or_default();

@@ -379,6 +379,11 @@ pub struct DispatchFailed<'a> {
 
 impl DispatchFailed<'_> {
     pub fn emit(self, d: &DispatcherStats) {
+        // The reason first: whoever sees the failure counted (/status) sees why.
+        let shown = Untrusted(self.reason).to_string();
+        if let Ok(mut last) = d.last_error.lock() {
+            *last = Some(shown.clone());
+        }
         d.counts.batches_failed.inc();
         d.counts.samples_failed.inc_by(self.failed);
         d.counts
@@ -387,16 +392,12 @@ impl DispatchFailed<'_> {
         if let Some(t) = self.elapsed {
             d.dispatch_duration_seconds.observe(t.as_secs_f64());
         }
-        let shown = Untrusted(self.reason).to_string();
         if let Some(suppressed) = d.warn.allow() {
             tracing::error!(
                 target: "collector::dispatch",
                 dispatcher = %d.name, samples = self.samples, failed = self.failed, suppressed,
                 "Batch failed for this dispatcher: {shown}"
             );
-        }
-        if let Ok(mut last) = d.last_error.lock() {
-            *last = Some(shown);
         }
     }
 }
