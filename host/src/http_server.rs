@@ -92,16 +92,16 @@ pub async fn serve(
             }
         };
         let app = app.clone().layer(axum::Extension(Peer(peer)));
-        let (limits, events) = (limits.clone(), events.clone());
+        let (limits, events, stop) = (limits.clone(), events.clone(), shutdown.clone());
         tokio::spawn(async move {
             let done = async {
                 match &limits.tls {
-                    None => connection(stream, app, &limits).await,
+                    None => connection(stream, app, &limits, stop).await,
                     Some(acceptor) => {
                         match tokio::time::timeout(limits.header_timeout, acceptor.accept(stream))
                             .await
                         {
-                            Ok(Ok(tls)) => connection(tls, app, &limits).await,
+                            Ok(Ok(tls)) => connection(tls, app, &limits, stop).await,
                             Ok(Err(e)) => {
                                 tracing::debug!(peer = %peer, error = %e, "TLS handshake failed");
                                 true
@@ -123,8 +123,11 @@ pub async fn serve(
     }
 }
 
-/// Serves one connection; false when it ended at `header_timeout`.
-async fn connection<I>(io: I, app: Router, limits: &Limits) -> bool
+/// Serves one connection; false when it ended at `header_timeout`. When the
+/// server stops (shutdown, or a config reload replaced it), the connection
+/// finishes the request in hand and closes: a kept-alive client does not go
+/// on with the old settings.
+async fn connection<I>(io: I, app: Router, limits: &Limits, mut stop: watch::Receiver<bool>) -> bool
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -134,7 +137,15 @@ where
         .header_read_timeout(limits.header_timeout)
         .keep_alive(limits.keep_alive)
         .serve_connection(TokioIo::new(io), service);
-    match conn.await {
+    tokio::pin!(conn);
+    let ended = tokio::select! {
+        r = conn.as_mut() => r,
+        _ = stop.changed() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    match ended {
         Ok(()) => true,
         Err(e) => !e.is_timeout(),
     }

@@ -676,3 +676,41 @@ fn http_holds_requests_up_to_its_bound_then_answers_503_and_counts_every_refused
     let stopped = d.stop();
     assert!(stopped.status.success(), "{}", stopped.log);
 }
+
+#[test]
+fn bodies_held_at_once_are_bounded_by_max_bytes_in_flight() {
+    let b = ConfigBuilder::new(SECRET)
+        .http("max_body_bytes = 1048576\nmax_bytes_in_flight = 1048576\nhold_timeout_ms = 1000")
+        .file_dispatcher();
+    let d = Daemon::start(&b.build());
+    let addr = d.http_addr();
+    let body = collector::cli::send_http::http_bodies(5, 1, 5).remove(0).1;
+    // A client announces a whole max_body_bytes and sends none of it: every
+    // byte of room is its.
+    let mut slow = TcpStream::connect(addr).expect("connect");
+    slow.write_all(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1048576\r\n\r\n[")
+        .expect("head");
+    std::thread::sleep(Duration::from_millis(300));
+    let t = Instant::now();
+    let (status, text) = post(addr, "/", None, &body);
+    assert_eq!(status, 503, "{text}");
+    assert!(text.contains("max_bytes_in_flight"), "{text}");
+    assert!(text.contains("retry-after: 1"), "{text}");
+    assert!(
+        t.elapsed() >= Duration::from_millis(900),
+        "it waited hold_timeout_ms for room: {:?}",
+        t.elapsed()
+    );
+    // The slow client goes away: its room is free again.
+    drop(slow);
+    let (status, text) = post(addr, "/", None, &body);
+    assert_eq!(status, 200, "{text}");
+    d.wait_lines("out/samples.jsonl", 5, Duration::from_secs(30));
+    let st = d.status();
+    assert_eq!(
+        st["sources"]["http"]["http_requests_unavailable"], 1,
+        "{st}"
+    );
+    let stopped = d.stop();
+    assert!(stopped.status.success(), "{}", stopped.log);
+}

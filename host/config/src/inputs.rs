@@ -69,6 +69,11 @@ pub struct HttpInputConfig {
     /// A body with more samples is refused with 413.
     #[serde(default = "default_max_samples_per_request")]
     pub max_samples_per_request: usize,
+    /// Bytes of bodies held at once, over all requests (read, decoded, waiting
+    /// for the dispatchers); a request that finds no room within
+    /// `hold_timeout_ms` is answered 503. At least `max_body_bytes`.
+    #[serde(default = "default_max_bytes_in_flight")]
+    pub max_bytes_in_flight: usize,
     /// How long a request waits for the dispatchers to take its samples before
     /// it is answered 503 with `Retry-After`. Keep it below the publisher's
     /// `timeout` (5 s unless its URL sets `?timeout=`).
@@ -139,6 +144,9 @@ fn default_http_connections() -> usize {
 fn default_max_body_bytes() -> usize {
     16 << 20
 }
+fn default_max_bytes_in_flight() -> usize {
+    64 << 20
+}
 fn default_max_samples_per_request() -> usize {
     20_000
 }
@@ -184,6 +192,14 @@ impl HttpInputConfig {
         }
         if self.max_body_bytes < 1024 {
             return bad("max_body_bytes", "must be at least 1024");
+        }
+        if self.max_bytes_in_flight < self.max_body_bytes
+            || u32::try_from(self.max_bytes_in_flight).is_err()
+        {
+            return bad(
+                "max_bytes_in_flight",
+                "must be at least max_body_bytes and below 4 GiB",
+            );
         }
         if self.max_samples_per_request == 0 {
             return bad("max_samples_per_request", "must be at least 1");

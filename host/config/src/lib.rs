@@ -1205,6 +1205,12 @@ mod tests {
             .contains("sources.http.password_env")
         );
         assert!(err(&format!("{http}otlp_path='v1'\n{d}")).contains("sources.http.otlp_path"));
+        assert!(
+            err(&format!(
+                "{http}max_body_bytes=2048\nmax_bytes_in_flight=1024\n{d}"
+            ))
+            .contains("sources.http.max_bytes_in_flight")
+        );
         let ok = Config::parse(
             &format!("{http}username='u'\npassword='s3cret'\ntls_cert_file='c.pem'\ntls_key_file='k.pem'\n{d}"),
             "t.toml",

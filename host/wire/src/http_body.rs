@@ -75,26 +75,110 @@ pub fn sample_from_as_dict(v: Json) -> Result<Sample, SampleJsonError> {
 
 /// Every sample of a body, or why the body is refused.
 ///
+/// A list is read one item at a time, each item into a sample before the
+/// next is parsed, and reading stops at the first item past `max_samples`:
+/// what a body costs beyond its own bytes is its samples plus one item's JSON
+/// tree, however many values it holds (`[0,0,0,…]` is refused at its first item).
+///
 /// # Errors
 /// [`BodyError`]: not JSON, not a list or object, more than `max_samples`, or
 /// an item that is not a sample (naming its index).
 pub fn decode(body: &[u8], max_samples: usize) -> Result<Vec<Sample>, BodyError> {
-    let v: Json = serde_json::from_slice(body).map_err(BodyError::NotJson)?;
-    let items = match v {
-        Json::Array(items) => items,
-        obj @ Json::Object(_) => vec![obj],
-        other => return Err(BodyError::WrongShape(kind(&other))),
+    use serde::Deserializer as _;
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let mut failure = None;
+    let visitor = Items {
+        max: max_samples,
+        failure: &mut failure,
     };
-    if items.len() > max_samples {
-        return Err(BodyError::TooMany { limit: max_samples });
+    let parsed = de
+        .deserialize_any(visitor)
+        .and_then(|v| de.end().map(|()| v));
+    match (parsed, failure) {
+        (_, Some(f)) => Err(f),
+        (Ok(samples), None) => Ok(samples),
+        (Err(e), None) => Err(BodyError::NotJson(e)),
     }
-    items
-        .into_iter()
-        .enumerate()
-        .map(|(index, item)| {
-            sample_from_as_dict(item).map_err(|error| BodyError::Invalid { index, error })
-        })
-        .collect()
+}
+
+/// Reads a body's top level: a list of sample objects, or one.
+struct Items<'f> {
+    max: usize,
+    /// Why the body was refused when it was JSON (serde's error only stops it).
+    failure: &'f mut Option<BodyError>,
+}
+
+impl Items<'_> {
+    fn refuse<E: serde::de::Error>(self, f: BodyError) -> E {
+        let e = E::custom(f.to_string());
+        *self.failure = Some(f);
+        e
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Items<'_> {
+    type Value = Vec<Sample>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a list of samples or one sample")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<Sample>, A::Error> {
+        let mut out = Vec::new();
+        let failed = loop {
+            let Some(item) = seq.next_element::<Json>()? else {
+                return Ok(out);
+            };
+            if out.len() == self.max {
+                break BodyError::TooMany { limit: self.max };
+            }
+            match sample_from_as_dict(item) {
+                Ok(s) => out.push(s),
+                Err(error) => {
+                    break BodyError::Invalid {
+                        index: out.len(),
+                        error,
+                    };
+                }
+            }
+        };
+        Err(self.refuse(failed))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Vec<Sample>, A::Error> {
+        use serde::Deserialize as _;
+        let obj = Json::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+        if self.max == 0 {
+            return Err(self.refuse(BodyError::TooMany { limit: 0 }));
+        }
+        sample_from_as_dict(obj)
+            .map(|s| vec![s])
+            .map_err(|error| self.refuse(BodyError::Invalid { index: 0, error }))
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<Vec<Sample>, E> {
+        Err(self.refuse(BodyError::WrongShape("a boolean")))
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<Vec<Sample>, E> {
+        Err(self.refuse(BodyError::WrongShape("a number")))
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<Vec<Sample>, E> {
+        Err(self.refuse(BodyError::WrongShape("a number")))
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<Vec<Sample>, E> {
+        Err(self.refuse(BodyError::WrongShape("a number")))
+    }
+
+    fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<Vec<Sample>, E> {
+        Err(self.refuse(BodyError::WrongShape("a string")))
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Vec<Sample>, E> {
+        Err(self.refuse(BodyError::WrongShape("null")))
+    }
 }
 
 /// The `as_dict()` key of a sample model key (the inverse of [`model_key`]).
@@ -182,5 +266,10 @@ mod tests {
         assert!(e(r#"[{"name": "x"}]"#).contains("sample 0"));
         assert!(e(&format!("[{AS_DICT}, 3]")).contains("sample 1"));
         assert!(e(&format!("[{AS_DICT}, {AS_DICT}, {AS_DICT}]")).contains("more than 2"));
+        assert!(e(&format!("[{AS_DICT}] trailing")).contains("not JSON"));
+        assert!(e("null").contains("not null"));
+        // A list of millions of values is refused at its first item, not parsed whole.
+        let many = format!("[{}0]", "0,".repeat(1_000_000));
+        assert!(e(&many).contains("sample 0"));
     }
 }

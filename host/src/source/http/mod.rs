@@ -59,6 +59,8 @@ pub struct HttpSource {
 
 /// What every request needs.
 struct Input {
+    /// `max_bytes_in_flight`, one permit per byte of body held.
+    bodies: Arc<tokio::sync::Semaphore>,
     ctx: SourceContext,
     http: HttpMetrics,
     cfg: HttpInputConfig,
@@ -112,6 +114,7 @@ impl HttpSource {
             _ => None,
         };
         let input = Arc::new(Input {
+            bodies: Arc::new(tokio::sync::Semaphore::new(self.cfg.max_bytes_in_flight)),
             otlp: otlp::Options {
                 source: self.cfg.otlp_source.clone(),
                 agent_utc_offset_seconds: i64::from(self.cfg.otlp_agent_utc_offset_minutes) * 60,
@@ -226,6 +229,23 @@ async fn handle(
         let why = format!("the body is over max_body_bytes ({max})");
         return refuse(StatusCode::PAYLOAD_TOO_LARGE, &why, true, false);
     }
+    // Room for the body among all the bodies held, before a byte of it is read.
+    let want = announced.map_or(max, |n| n as usize).clamp(1, max);
+    let room = tokio::time::timeout(
+        input.cfg.hold_timeout,
+        input.bodies.clone().acquire_many_owned(want as u32),
+    )
+    .await;
+    let Ok(Ok(_room)) = room else {
+        input.http.http_requests_unavailable.inc();
+        let mut r = answer(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many request bodies held (max_bytes_in_flight); send again later".into(),
+        );
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        return r;
+    };
     let read =
         tokio::time::timeout(input.cfg.request_timeout, Limited::new(body, max).collect()).await;
     let bytes = match read {
