@@ -140,15 +140,32 @@ impl Fanout {
         deadline: tokio::time::Instant,
     ) -> Result<oneshot::Receiver<BatchReport>, Sealed> {
         let handles = self.current();
-        let mut permits = Vec::with_capacity(handles.len());
-        for h in handles.iter() {
+        // Room in every queue at once, without holding one queue's room while
+        // waiting for another's (a full dispatcher must not starve the others
+        // of the slots a waiting request would hold): take what is free now;
+        // if a queue is full, give it all back, wait for that queue, try again.
+        let permits = loop {
+            let mut permits = Vec::with_capacity(handles.len());
+            let mut full = None;
+            for h in handles.iter() {
+                match h.tx.try_reserve() {
+                    Ok(p) => permits.push(Some(p)),
+                    // A closed queue: that dispatcher's part fails below.
+                    Err(mpsc::error::TrySendError::Closed(())) => permits.push(None),
+                    Err(mpsc::error::TrySendError::Full(())) => {
+                        full = Some(h);
+                        break;
+                    }
+                }
+            }
+            let Some(h) = full else { break permits };
+            drop(permits);
             match tokio::time::timeout_at(deadline, h.tx.reserve()).await {
-                Ok(Ok(permit)) => permits.push(Some(permit)),
-                // A closed queue: that dispatcher's part fails below.
-                Ok(Err(_)) => permits.push(None),
+                // Room now (given back at once: the loop takes it again with the rest).
+                Ok(Ok(_)) | Ok(Err(_)) => {}
                 Err(_) => return Err(batch),
             }
-        }
+        };
         let (jobs, rx) = jobs_for(handles.len(), batch, terms);
         for ((h, permit), job) in handles.iter().zip(permits).zip(jobs) {
             match permit {

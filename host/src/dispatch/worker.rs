@@ -306,7 +306,14 @@ impl Worker {
             if a >= b {
                 continue;
             }
-            if calls >= self.policy.isolation_max_calls || self.abandon.is_set() {
+            if calls >= self.policy.isolation_max_calls
+                || self.abandon.is_set()
+                || job.terms.is_withdrawn()
+            {
+                if job.terms.is_withdrawn() {
+                    transient = true;
+                    reason = "withdrawn by its source while its parts were tried".into();
+                }
                 push_range(&mut failed, a..b);
                 continue;
             }

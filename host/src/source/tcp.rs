@@ -41,6 +41,8 @@ const CHUNK_BYTES: usize = 256 << 10;
 const CHUNKS_QUEUED: usize = 8;
 /// The length prefix.
 const PREFIX: usize = 8;
+/// A connection's read buffer between large frames.
+const READ_BYTES: usize = 64 << 10;
 
 /// Whole frames of one connection, back to back, and where each ends.
 struct Chunk {
@@ -141,7 +143,7 @@ struct Connection {
 
 impl Connection {
     async fn serve(&self, mut stream: TcpStream, mut shutdown: watch::Receiver<bool>) {
-        let mut buf: Vec<u8> = Vec::with_capacity(64 << 10);
+        let mut buf: Vec<u8> = Vec::with_capacity(READ_BYTES);
         let mut chunk = self.chunk();
         // When the bytes of the frame now in `buf` began to arrive.
         let mut frame_began: Option<Instant> = None;
@@ -153,6 +155,10 @@ impl Connection {
                 len.copy_from_slice(&buf[at..at + PREFIX]);
                 let len = u64::from_le_bytes(len);
                 if len > self.cfg.max_frame_bytes as u64 {
+                    // The whole frames before it still count.
+                    if !chunk.ends.is_empty() {
+                        self.hand_on(&mut chunk).await;
+                    }
                     return self.refuse(&format!(
                         "a frame of {len} bytes is over max_frame_bytes ({})",
                         self.cfg.max_frame_bytes
@@ -160,6 +166,8 @@ impl Connection {
                 }
                 let end = at + PREFIX + len as usize;
                 if buf.len() < end {
+                    // Room for exactly this frame, not a doubling past it.
+                    buf.reserve_exact(end - buf.len());
                     break;
                 }
                 chunk.data.extend_from_slice(&buf[at + PREFIX..end]);
@@ -170,6 +178,10 @@ impl Connection {
                 }
             }
             buf.drain(..at);
+            if buf.is_empty() && buf.capacity() > READ_BYTES {
+                // A large frame passed: give its memory back.
+                buf = Vec::with_capacity(READ_BYTES);
+            }
             if !chunk.ends.is_empty() && !self.hand_on(&mut chunk).await {
                 return;
             }
