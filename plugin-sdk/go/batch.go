@@ -500,23 +500,36 @@ func (v Value) Str() string { return view(v.b[12:]) }
 // Bytes is a StrValue's or BytesValue's bytes.
 func (v Value) Bytes() []byte { return v.b[12:] }
 
-// Items calls fn for each element of a ListValue, in order, until it returns false.
+// Items calls fn for each element of a ListValue, in order, until it
+// returns false; nothing for another kind.
 func (v Value) Items(fn func(Value) bool) {
+	if len(v.b) < 12 || v.Kind() != ListValue {
+		return
+	}
 	c := cursor{b: v.b, pos: 12}
 	for c.pos < len(c.b) {
 		start := c.pos
-		_ = c.skipValue(0)
-		if !fn(Value{b: c.b[start:c.pos]}) {
+		if c.skipValue(0) != nil || !fn(Value{b: c.b[start:c.pos]}) {
 			return
 		}
 	}
 }
 
-// Map is a MapValue's entries.
-func (v Value) Map() Map { return Map{n: le64(v.b[4:]), b: v.b[12:]} }
+// Map is a MapValue's entries (none for another kind).
+func (v Value) Map() Map {
+	if len(v.b) < 12 || v.Kind() != MapValue {
+		return Map{}
+	}
+	return Map{n: le64(v.b[4:]), b: v.b[12:]}
+}
 
-// Len is a ListValue's or MapValue's count.
-func (v Value) Len() uint64 { return le64(v.b[4:]) }
+// Len is a ListValue's or MapValue's count (0 for another kind).
+func (v Value) Len() uint64 {
+	if len(v.b) < 12 || (v.Kind() != ListValue && v.Kind() != MapValue) {
+		return 0
+	}
+	return le64(v.b[4:])
+}
 
 // Len is the number of entries.
 func (m Map) Len() uint64 { return m.n }
@@ -525,10 +538,12 @@ func (m Map) Len() uint64 { return m.n }
 func (m Map) Each(fn func(key string, v Value) bool) {
 	c := cursor{b: m.b}
 	for c.pos < len(c.b) {
-		k, _ := c.str()
+		k, err := c.str()
+		if err != nil {
+			return
+		}
 		start := c.pos
-		_ = c.skipValue(0)
-		if !fn(k, Value{b: c.b[start:c.pos]}) {
+		if c.skipValue(0) != nil || !fn(k, Value{b: c.b[start:c.pos]}) {
 			return
 		}
 	}

@@ -100,6 +100,8 @@ func TestFloatsAreWrittenAsPythonReadsThem(t *testing.T) {
 	}{
 		{512, "512.0"}, {tenth + 0.2, "0.30000000000000004"}, {1e-05, "1e-05"},
 		{1e16, "1e+16"}, {209.767, "209.767"}, {math.NaN(), "NaN"}, {math.Inf(-1), "-Infinity"},
+		{1234567.0, "1234567.0"}, {1e15, "1000000000000000.0"}, {0.0001, "0.0001"}, {1.5e-7, "1.5e-07"},
+		{-2.5e300, "-2.5e+300"},
 	}
 	for _, c := range cases {
 		if got := string(AppendFloat(nil, c.f)); got != c.want {

@@ -92,8 +92,12 @@ type Response struct {
 	p      *Pending
 }
 
-// Header is a response header's value (the first of that name).
+// Header is a response header's value (the first of that name); valid until
+// the response is closed.
 func (r *Response) Header(name string) (string, bool) { return httpHeader(r.p.h, name) }
+
+// Close lets the host forget the response (its handle and the body it holds).
+func (r *Response) Close() { r.p.Close() }
 
 // Done tells whether the request finished.
 func (p *Pending) Done() bool { return httpStatus(p.h) != HTTPPending }
@@ -130,14 +134,19 @@ func WaitAny(ps []*Pending, timeout time.Duration) int {
 	return int(httpWait(hs, timeout))
 }
 
-// Fetch sends the request and waits for its response (then closes it).
+// Fetch sends the request and waits for its response. Close the response
+// when done with it (the host holds it, against memory_limit_bytes, until
+// then); on an error there is nothing to close.
 func Fetch(r *Request, timeout time.Duration) (*Response, error) {
 	p, err := Send(r)
 	if err != nil {
 		return nil, err
 	}
-	defer p.Close()
-	return p.Wait(timeout)
+	resp, err := p.Wait(timeout)
+	if err != nil {
+		p.Close()
+	}
+	return resp, err
 }
 
 // OutcomeOf applies the rule of ABI §17.4 to a request's result: nil for a

@@ -136,9 +136,17 @@ func AppendFloat(dst []byte, f float64) []byte {
 	case math.IsInf(f, -1):
 		return append(dst, "-Infinity"...)
 	}
+	// Python's repr: the shortest digits, in fixed notation when the decimal
+	// exponent is from -4 to 15, in exponent notation (1e+16, 1e-05) otherwise.
+	var scratch [32]byte
+	e := strconv.AppendFloat(scratch[:0], f, 'e', -1, 64)
+	exp, _ := strconv.Atoi(string(e[strings.IndexByte(string(e), 'e')+1:]))
+	if exp < -4 || exp >= 16 {
+		return append(dst, e...)
+	}
 	start := len(dst)
-	dst = strconv.AppendFloat(dst, f, 'g', -1, 64)
-	if !strings.ContainsAny(string(dst[start:]), ".e") {
+	dst = strconv.AppendFloat(dst, f, 'f', -1, 64)
+	if !strings.Contains(string(dst[start:]), ".") {
 		dst = append(dst, ".0"...)
 	}
 	return dst

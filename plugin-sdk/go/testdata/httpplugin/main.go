@@ -44,8 +44,14 @@ func (p) Dispatch(b collector.Batch) collector.Outcome {
 		return collector.Reject("an undeclared endpoint was not refused")
 	}
 	resp, err := collector.Fetch(&collector.Request{Endpoint: "target", Method: "GET", Target: "/fetch"}, 2*time.Second)
+	if err == nil {
+		defer resp.Close()
+	}
 	if o := collector.OutcomeOf(resp, err); o != nil {
 		return *o
+	}
+	if _, ok := resp.Header("date"); !ok {
+		return collector.Reject("a fetched response has no headers")
 	}
 	return collector.OK()
 }
