@@ -112,6 +112,7 @@ bench: test-deps plugins
 	$(CARGO) build --release -p collector
 	$(CARGO) bench -p collector --bench dispatch
 	$(CARGO) bench -p collector --bench decode
+	$(CARGO) bench -p collector --bench stages
 	./scripts/bench-e2e.sh
 	./scripts/bench-backends.sh
 	./scripts/bench-inputs.sh

@@ -15,7 +15,7 @@
 use std::time::Instant;
 
 use collector::cli::samples::hostile::{many_keys_datagram, many_keys_notification};
-use collector::cli::samples::{Rng, realistic};
+use collector::cli::samples::{Rng, notification, realistic};
 use collector::signature::Signer;
 use collector::wire::{msgpack, oslo};
 use collector_sdk::Value;
@@ -137,19 +137,4 @@ fn main() {
         per_byte(t_worst, worst.len()) / per_byte(t_good, good.len()),
         per_byte(t_hostile, hostile.len()) / per_byte(t_msg, body.len())
     );
-}
-
-fn notification(samples: &[collector_sdk::Sample]) -> Vec<u8> {
-    let payload: Vec<serde_json::Value> = samples
-        .iter()
-        .map(collector::wire::json::sample_to_json)
-        .collect();
-    let inner = serde_json::json!({
-        "message_id": "m", "publisher_id": "telemetry.publisher.bench",
-        "event_type": "metering", "priority": "SAMPLE", "payload": payload,
-        "timestamp": "2026-12-01 00:00:00.000000", "_unique_id": "0123456789abcdef",
-    });
-    serde_json::json!({"oslo.version": "2.0", "oslo.message": inner.to_string()})
-        .to_string()
-        .into_bytes()
 }

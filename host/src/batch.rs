@@ -126,6 +126,23 @@ impl<C: Clock> Batcher<C> {
     pub fn push(&mut self, s: &Sample) -> Option<Sealed> {
         let before = self.bytes.len();
         encode_sample(&mut self.bytes, s);
+        self.added(before)
+    }
+
+    /// [`Batcher::push`] for a sample `encode` appends in ABI layout itself
+    /// (the one-pass UDP path); when it fails, nothing is added (it must leave
+    /// the buffer as it found it) and its error is returned.
+    pub fn push_with<E>(
+        &mut self,
+        encode: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
+    ) -> Result<Option<Sealed>, E> {
+        let before = self.bytes.len();
+        encode(&mut self.bytes)?;
+        Ok(self.added(before))
+    }
+
+    /// Accounts for the sample just appended at `before`.
+    fn added(&mut self, before: usize) -> Option<Sealed> {
         if self.bytes.len() > self.max_bytes && self.count > 0 {
             let tail = self.bytes.split_off(before);
             let sealed = self.seal();

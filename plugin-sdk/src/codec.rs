@@ -48,16 +48,23 @@ impl std::error::Error for DecodeError {}
 
 // ---------------------------------------------------------------- encoding
 
-fn put_u64(out: &mut Vec<u8>, v: u64) {
+/// Appends a `u64` in ABI layout (little-endian).
+pub fn put_u64(out: &mut Vec<u8>, v: u64) {
     out.extend_from_slice(&v.to_le_bytes());
 }
 
-fn put_str(out: &mut Vec<u8>, s: &str) {
-    put_u64(out, s.len() as u64);
-    out.extend_from_slice(s.as_bytes());
+/// Appends a length-prefixed string or byte string in ABI layout.
+pub fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
+    put_u64(out, b.len() as u64);
+    out.extend_from_slice(b);
 }
 
-fn put_number(out: &mut Vec<u8>, n: Number) {
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    put_bytes(out, s.as_bytes());
+}
+
+/// Appends a [`Number`] in ABI layout (its tag, then its 8 bytes).
+pub fn put_number(out: &mut Vec<u8>, n: Number) {
     let (t, bits) = match n {
         Number::Int(i) => (tag::NUM_INT, i as u64),
         Number::UInt(u) => (tag::NUM_UINT, u),

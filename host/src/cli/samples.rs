@@ -166,13 +166,28 @@ pub mod hostile {
                 map.insert(key(i), serde_json::Value::Null);
             }
         }
-        let inner = serde_json::json!({
-            "message_id": "hostile", "publisher_id": "telemetry.publisher.hostile",
-            "event_type": "metering", "priority": "SAMPLE", "payload": [sample],
-            "timestamp": "2026-12-01 00:00:00.000000", "_unique_id": "0123456789abcdef",
-        });
-        serde_json::json!({"oslo.version": "2.0", "oslo.message": inner.to_string()})
-            .to_string()
-            .into_bytes()
+        super::notification_of(vec![sample])
     }
+}
+
+/// An oslo 2.0 notification (`SampleNotifierPublisher`'s envelope) of `samples`.
+pub fn notification(samples: &[Sample]) -> Vec<u8> {
+    notification_of(
+        samples
+            .iter()
+            .map(crate::wire::json::sample_to_json)
+            .collect(),
+    )
+}
+
+/// An oslo 2.0 notification whose payload is `payload`, as given.
+pub fn notification_of(payload: Vec<serde_json::Value>) -> Vec<u8> {
+    let inner = serde_json::json!({
+        "message_id": "m", "publisher_id": "telemetry.publisher.bench",
+        "event_type": "metering", "priority": "SAMPLE", "payload": payload,
+        "timestamp": "2026-12-01 00:00:00.000000", "_unique_id": "0123456789abcdef",
+    });
+    serde_json::json!({"oslo.version": "2.0", "oslo.message": inner.to_string()})
+        .to_string()
+        .into_bytes()
 }

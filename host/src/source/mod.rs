@@ -5,6 +5,7 @@ pub mod amqp;
 pub mod http;
 pub mod tcp;
 pub mod udp;
+pub mod udp_recv;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -30,10 +30,9 @@ use super::SourceContext;
 use crate::batch::{Batcher, Sealed, TokioClock};
 use crate::config::TcpConfig;
 use crate::dispatch::Terms;
-use crate::signature::Signer;
 use crate::telemetry::events::{FrameRefused, FrameUndecodable, Origin, SignatureInvalid};
 use crate::telemetry::{SourceStats, TcpMetrics};
-use crate::wire::msgpack;
+use crate::wire::transcode::{Refusal, Transcoder};
 
 /// Bytes of frames a connection gathers before handing them on.
 const CHUNK_BYTES: usize = 256 << 10;
@@ -282,10 +281,12 @@ async fn batch_loop(ctx: SourceContext, mut rx: mpsc::Receiver<Chunk>) {
         persistent: true,
         withdrawn: None,
     };
-    let signer = Arc::new(Signer::new(&ctx.secret));
-    let mut batcher = Some(Batcher::<TokioClock>::new(&ctx.batch));
+    let mut work = Some((
+        Batcher::<TokioClock>::new(&ctx.batch),
+        Transcoder::new(&ctx.secret),
+    ));
     loop {
-        let deadline = batcher.as_ref().and_then(Batcher::deadline);
+        let deadline = work.as_ref().and_then(|(b, _)| b.deadline());
         let next = tokio::select! {
             c = rx.recv() => c,
             _ = async {
@@ -294,21 +295,23 @@ async fn batch_loop(ctx: SourceContext, mut rx: mpsc::Receiver<Chunk>) {
                     None => std::future::pending().await,
                 }
             } => {
-                if let Some(b) = batcher.as_mut().and_then(Batcher::flush) {
+                if let Some(b) = work.as_mut().and_then(|(b, _)| b.flush()) {
                     ctx.fanout.send_wait_with(b, &terms).await;
                 }
                 continue;
             }
         };
         let Some(chunk) = next else { break };
-        let Some(mut b) = batcher.take() else { break };
-        let (signer, stats) = (signer.clone(), ctx.stats.clone());
+        let Some((mut b, mut t)) = work.take() else {
+            break;
+        };
+        let stats = ctx.stats.clone();
         let decoded = tokio::task::spawn_blocking(move || {
-            let sealed = decode_chunk(&chunk, &signer, &mut b, &stats);
-            (b, sealed)
+            let sealed = decode_chunk(&chunk, &mut t, &mut b, &stats);
+            ((b, t), sealed)
         })
         .await;
-        let (b, sealed) = match decoded {
+        let (w, sealed) = match decoded {
             Ok(v) => v,
             Err(e) => {
                 // The open batch went with the panic: start a new one.
@@ -316,23 +319,27 @@ async fn batch_loop(ctx: SourceContext, mut rx: mpsc::Receiver<Chunk>) {
                     detail: &format!("a TCP decoder gave up a chunk and its open batch: {e}"),
                 }
                 .emit(&ctx.stats);
-                (Batcher::new(&ctx.batch), Vec::new())
+                (
+                    (Batcher::new(&ctx.batch), Transcoder::new(&ctx.secret)),
+                    Vec::new(),
+                )
             }
         };
-        batcher = Some(b);
+        work = Some(w);
         for s in sealed {
             ctx.fanout.send_wait_with(s, &terms).await;
         }
     }
-    if let Some(b) = batcher.as_mut().and_then(Batcher::flush) {
+    if let Some(b) = work.as_mut().and_then(|(b, _)| b.flush()) {
         ctx.fanout.send_wait_with(b, &terms).await;
     }
 }
 
-/// Decodes, verifies and batches every frame of `chunk`; the batches it sealed.
+/// Decodes, verifies and batches every frame of `chunk` (in one pass each,
+/// as UDP datagrams); the batches it sealed.
 fn decode_chunk(
     chunk: &Chunk,
-    signer: &Signer,
+    transcoder: &mut Transcoder,
     batcher: &mut Batcher<TokioClock>,
     stats: &SourceStats,
 ) -> Vec<Sealed> {
@@ -341,30 +348,23 @@ fn decode_chunk(
     for &end in &chunk.ends {
         let frame = chunk.data.get(start..end).unwrap_or_default();
         start = end;
-        let sample = match msgpack::decode_sample(frame) {
-            Ok(s) => s,
-            Err(e) => {
-                FrameUndecodable {
-                    peer: chunk.peer,
-                    bytes: frame.len(),
-                    error: &e,
-                }
-                .emit(stats);
-                continue;
+        match batcher.push_with(|out| transcoder.transcode(frame, out)) {
+            Ok(done) => {
+                stats.counts.samples_received.inc();
+                sealed.extend(done);
             }
-        };
-        if !signer.verify(&sample) {
-            SignatureInvalid {
+            Err(Refusal::Undecodable(e)) => FrameUndecodable {
+                peer: chunk.peer,
+                bytes: frame.len(),
+                error: &e,
+            }
+            .emit(stats),
+            Err(Refusal::SignatureInvalid { message_id }) => SignatureInvalid {
                 origin: Origin::Tcp(chunk.peer),
-                message_id: &sample.message_id,
+                message_id,
                 count: 1,
             }
-            .emit(stats);
-            continue;
-        }
-        stats.counts.samples_received.inc();
-        if let Some(b) = batcher.push(&sample) {
-            sealed.push(b);
+            .emit(stats),
         }
     }
     stats.counts.source_healthy.set(true);

@@ -13,23 +13,24 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use socket2::{Socket, Type};
+use std::os::fd::AsRawFd;
+use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tokio::sync::watch;
 
 use super::SourceContext;
+use super::udp_recv::Receiver as Datagrams;
 use crate::batch::{Batcher, SystemClock};
 use crate::config::{BatchConfig, UdpConfig};
 use crate::dispatch::Fanout;
-use crate::signature::Signer;
+
 use crate::telemetry::SourceStats;
 use crate::telemetry::events::{
     DatagramUndecodable, DatagramsDropped, DropCause, Origin, SignatureInvalid,
     SourceWorkerPanicked,
 };
-use crate::wire::msgpack;
+use crate::wire::transcode::{Refusal, Transcoder};
 
-/// Largest UDP payload over IPv4; Ceilometer's collector read 64 KiB.
-const MAX_DATAGRAM: usize = 65_536;
 /// Chunks queued per decoder thread before datagrams are dropped (and counted).
 const CHUNKS_PER_DECODER: usize = 64;
 
@@ -131,7 +132,7 @@ impl UdpSource {
             span: None,
             stats: stats.clone(),
         };
-        let mut buf = vec![0u8; MAX_DATAGRAM];
+        let mut rx = Datagrams::new();
         loop {
             tokio::select! {
                 biased;
@@ -142,7 +143,7 @@ impl UdpSource {
                     // for a quarter of the grace period at most (a flood never ends).
                     let drain_until = now + grace / 4;
                     while Instant::now() < drain_until {
-                        let chunk = self.read_chunk(&mut buf);
+                        let chunk = self.read_chunk(&mut rx);
                         if chunk.ends.is_empty() {
                             break;
                         }
@@ -157,7 +158,7 @@ impl UdpSource {
                         tokio::time::sleep(Duration::from_millis(100)).await;
                         continue;
                     }
-                    let chunk = self.read_chunk(&mut buf);
+                    let chunk = self.read_chunk(&mut rx);
                     if !chunk.ends.is_empty() {
                         intake.forward(chunk);
                     }
@@ -178,20 +179,24 @@ impl UdpSource {
         );
     }
 
-    /// Reads the datagrams waiting now, up to `max_datagrams_per_wake`.
-    fn read_chunk(&self, buf: &mut [u8]) -> Chunk {
+    /// Reads the datagrams waiting now, up to `max_datagrams_per_wake`, many
+    /// per system call; each is copied once, into the chunk.
+    fn read_chunk(&self, rx: &mut Datagrams) -> Chunk {
         let mut chunk = Chunk {
             data: Vec::with_capacity(64 << 10),
             ends: Vec::new(),
         };
-        for _ in 0..self.cfg.max_datagrams_per_wake {
-            match self.socket.try_recv_from(buf) {
-                Ok((n, peer)) => {
-                    chunk
-                        .data
-                        .extend_from_slice(buf.get(..n).unwrap_or_default());
+        let fd = self.socket.as_raw_fd();
+        let mut left = self.cfg.max_datagrams_per_wake;
+        while left > 0 {
+            let got = self.socket.try_io(Interest::READABLE, || {
+                rx.recv(fd, left, |d, peer| {
+                    chunk.data.extend_from_slice(d);
                     chunk.ends.push((chunk.data.len(), peer));
-                }
+                })
+            });
+            match got {
+                Ok(n) => left = left.saturating_sub(n),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) => {
                     tracing::warn!(error = %e, "UDP receive error");
@@ -243,7 +248,7 @@ impl Intake {
 
 /// One decoder thread: decode, verify, batch; flush on the batch deadline and at the end.
 fn decode_loop(d: &Decoding, rx: &Receiver<Chunk>) {
-    let signer = Signer::new(&d.secret);
+    let mut transcoder = Transcoder::new(&d.secret);
     let mut batcher = Batcher::<SystemClock>::new(&d.batch);
     loop {
         let next = match batcher.deadline() {
@@ -266,7 +271,7 @@ fn decode_loop(d: &Decoding, rx: &Receiver<Chunk>) {
                             return;
                         }
                         if let Some(datagram) = chunk.data.get(start..end) {
-                            handle(datagram, peer, &signer, &mut batcher, d);
+                            handle(datagram, peer, &mut transcoder, &mut batcher, d);
                         }
                         done = i + 1;
                         start = end;
@@ -307,31 +312,32 @@ fn decode_loop(d: &Decoding, rx: &Receiver<Chunk>) {
     }
 }
 
-fn handle(datagram: &[u8], peer: SocketAddr, signer: &Signer, batcher: &mut Batcher, d: &Decoding) {
-    let sample = match msgpack::decode_sample(datagram) {
-        Ok(s) => s,
-        Err(e) => {
-            DatagramUndecodable {
-                peer,
-                bytes: datagram.len(),
-                error: &e,
+fn handle(
+    datagram: &[u8],
+    peer: SocketAddr,
+    transcoder: &mut Transcoder,
+    batcher: &mut Batcher,
+    d: &Decoding,
+) {
+    match batcher.push_with(|out| transcoder.transcode(datagram, out)) {
+        Ok(sealed) => {
+            d.stats.counts.samples_received.inc();
+            if let Some(b) = sealed {
+                d.fanout.send_or_drop(b);
             }
-            .emit(&d.stats);
-            return;
         }
-    };
-    if !signer.verify(&sample) {
-        SignatureInvalid {
+        Err(Refusal::Undecodable(e)) => DatagramUndecodable {
+            peer,
+            bytes: datagram.len(),
+            error: &e,
+        }
+        .emit(&d.stats),
+        Err(Refusal::SignatureInvalid { message_id }) => SignatureInvalid {
             origin: Origin::Peer(peer),
-            message_id: &sample.message_id,
+            message_id,
             count: 1,
         }
-        .emit(&d.stats);
-        return;
-    }
-    d.stats.counts.samples_received.inc();
-    if let Some(b) = batcher.push(&sample) {
-        d.fanout.send_or_drop(b);
+        .emit(&d.stats),
     }
 }
 

@@ -8,3 +8,4 @@ mod common;
 mod egress;
 mod layout;
 mod plugins;
+mod transcode;

@@ -11,7 +11,9 @@
 //! - [`json`]: the sample model to and from `serde_json` values;
 //! - [`http_body`]: the JSON Ceilometer's `http://` publisher posts;
 //! - [`otlp`]: the OTLP JSON Ceilometer's `opentelemetryhttp://` publisher posts;
-//! - [`signature`]: Ceilometer-exact HMAC-SHA256 signatures.
+//! - [`signature`]: Ceilometer-exact HMAC-SHA256 signatures;
+//! - [`transcode`]: a datagram to ABI bytes in one pass, signature checked, no
+//!   sample model in between (the UDP hot path).
 //!
 //! Decoding is linear in the input and bounded in memory: lengths are checked
 //! against the bytes that remain before anything is reserved, nesting stops at
@@ -23,3 +25,4 @@ pub mod msgpack;
 pub mod oslo;
 pub mod otlp;
 pub mod signature;
+pub mod transcode;

@@ -36,14 +36,7 @@ pub fn decode_sample(bytes: &[u8]) -> Result<Sample, MsgpackError> {
     let start = r.offset();
     let entries = match r.head()? {
         Head::Map(n) => r.entries(n, 1)?,
-        // Malformed input is reported as such even when its first value is not a map,
-        // so the whole value is still checked (without building it).
-        other => {
-            let found = other.kind();
-            r.skip_body(other, start, 0)?;
-            r.finish()?;
-            return Err(MsgpackError::NotAMap { found });
-        }
+        other => return Err(r.not_a_map(other, start)),
     };
     r.finish()?;
     Ok(Sample::from_entries(entries)?)
@@ -119,7 +112,7 @@ const NIL: u8 = 0xc0;
 
 /// A decoding failure, kept small so that the hot path's `Result`s stay small too.
 #[derive(Debug)]
-struct Bad {
+pub(crate) struct Bad {
     offset: usize,
     reason: &'static str,
 }
@@ -135,12 +128,12 @@ impl From<Bad> for MsgpackError {
 }
 
 #[cold]
-fn bad(offset: usize, reason: &'static str) -> Bad {
+pub(crate) fn bad(offset: usize, reason: &'static str) -> Bad {
     Bad { offset, reason }
 }
 
 /// One value's header; str and bin bodies are already sliced out.
-enum Head<'a> {
+pub(crate) enum Head<'a> {
     Nil,
     Bool(bool),
     Int(i64),
@@ -153,7 +146,7 @@ enum Head<'a> {
 }
 
 impl Head<'_> {
-    fn kind(&self) -> &'static str {
+    pub(crate) fn kind(&self) -> &'static str {
         match self {
             Head::Nil => "nil",
             Head::Bool(_) => "a bool",
@@ -167,7 +160,7 @@ impl Head<'_> {
     }
 }
 
-struct Reader<'a> {
+pub(crate) struct Reader<'a> {
     rest: &'a [u8],
     total: usize,
     /// Bytes that the containers still open are sure to need: one per array element and
@@ -178,7 +171,7 @@ struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
-    fn new(bytes: &'a [u8]) -> Self {
+    pub(crate) fn new(bytes: &'a [u8]) -> Self {
         Reader {
             rest: bytes,
             total: bytes.len(),
@@ -186,11 +179,11 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn offset(&self) -> usize {
+    pub(crate) fn offset(&self) -> usize {
         self.total.saturating_sub(self.rest.len())
     }
 
-    fn finish(&self) -> Result<(), Bad> {
+    pub(crate) fn finish(&self) -> Result<(), Bad> {
         if self.rest.is_empty() {
             Ok(())
         } else {
@@ -258,7 +251,7 @@ impl<'a> Reader<'a> {
     // Inlined so that each caller's match on the header folds into this one: about 10%
     // faster per datagram.
     #[inline(always)]
-    fn head(&mut self) -> Result<Head<'a>, Bad> {
+    pub(crate) fn head(&mut self) -> Result<Head<'a>, Bad> {
         // Starting this value pays the byte its container owed for it.
         self.owed = self.owed.saturating_sub(1);
         let start = self.offset();
@@ -342,7 +335,7 @@ impl<'a> Reader<'a> {
     }
 
     /// A map key: str, or bin holding UTF-8 (what some old packers emit for text).
-    fn key(&mut self) -> Result<&'a str, Bad> {
+    pub(crate) fn key(&mut self) -> Result<&'a str, Bad> {
         let start = self.offset();
         match self.head()? {
             Head::Str(b) | Head::Bin(b) => self.utf8(b),
@@ -360,7 +353,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Decodes one value that sits inside `depth` containers.
-    fn value(&mut self, depth: usize) -> Result<Value, Bad> {
+    pub(crate) fn value(&mut self, depth: usize) -> Result<Value, Bad> {
         let start = self.offset();
         Ok(match self.head()? {
             Head::Nil => Value::Null,
@@ -385,8 +378,25 @@ impl<'a> Reader<'a> {
         })
     }
 
+    /// The error for a datagram whose top-level value (`head`, at `start`) is
+    /// not a map. Malformed input is reported as such even then, so the whole
+    /// value is still checked (without building it).
+    #[cold]
+    pub(crate) fn not_a_map(&mut self, head: Head<'a>, start: usize) -> MsgpackError {
+        let found = head.kind();
+        if let Err(e) = self.skip_body(head, start, 0).and_then(|()| self.finish()) {
+            return e.into();
+        }
+        MsgpackError::NotAMap { found }
+    }
+
     /// Validates the rest of a value whose header is `head`, building nothing.
-    fn skip_body(&mut self, head: Head<'a>, start: usize, depth: usize) -> Result<(), Bad> {
+    pub(crate) fn skip_body(
+        &mut self,
+        head: Head<'a>,
+        start: usize,
+        depth: usize,
+    ) -> Result<(), Bad> {
         match head {
             Head::Str(b) => {
                 self.utf8(b)?;
@@ -420,7 +430,7 @@ impl<'a> Reader<'a> {
 }
 
 /// Refuses a container inside `depth` others when that makes more than [`MAX_DEPTH`] levels.
-fn enter(depth: usize, start: usize) -> Result<(), Bad> {
+pub(crate) fn enter(depth: usize, start: usize) -> Result<(), Bad> {
     if depth >= MAX_DEPTH {
         return Err(bad(start, "containers nest too deeply"));
     }

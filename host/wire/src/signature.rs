@@ -7,12 +7,12 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use std::fmt::Write as _;
 
-type HmacSha256 = Hmac<Sha256>;
+pub(crate) type HmacSha256 = Hmac<Sha256>;
 
 /// Nesting (maps and lists) beyond which a sample is not verified. Python would
 /// hit its recursion limit somewhat deeper; no real metadata comes close, and the
 /// limit keeps a hostile datagram from overflowing the stack here.
-const MAX_DEPTH: usize = 128;
+pub(crate) const MAX_DEPTH: usize = 128;
 
 /// A secret prepared once, for signing or verifying many samples.
 ///
@@ -71,6 +71,12 @@ impl Signer {
         exact && constant_time_eq(&hex(&digest), expected.as_bytes())
     }
 
+    /// The keyed HMAC state to clone per sample; `None` when the secret is
+    /// empty or keying failed (check [`Signer::is_enabled`] to tell them apart).
+    pub(crate) fn keyed(&self) -> Option<HmacSha256> {
+        self.mac.clone()
+    }
+
     /// The raw digest and whether Python could have computed it (no undecodable bytes).
     fn digest(&self, sample: &Sample) -> Option<([u8; 32], bool)> {
         let mut mac = self.mac.clone()?;
@@ -92,7 +98,7 @@ pub fn verify(sample: &Sample, secret: &[u8]) -> bool {
     Signer::new(secret).verify(sample)
 }
 
-fn hex(digest: &[u8; 32]) -> [u8; 64] {
+pub(crate) fn hex(digest: &[u8; 32]) -> [u8; 64] {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = [0u8; 64];
     for (i, b) in digest.iter().enumerate() {
@@ -104,7 +110,7 @@ fn hex(digest: &[u8; 32]) -> [u8; 64] {
 
 /// Compares without an early exit (`subtle`), so the time does not tell how many
 /// leading bytes of a forged signature were right. Lengths are public (always 64).
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     use subtle::ConstantTimeEq;
     a.len() == b.len() && bool::from(a.ct_eq(b))
 }
@@ -126,13 +132,13 @@ impl Sink for MacSink<'_> {
 }
 
 /// A flattened name (`outer:inner`) as a chain of stack frames, not a String.
-struct Path<'p> {
-    parent: Option<&'p Path<'p>>,
-    name: &'p str,
+pub(crate) struct Path<'p> {
+    pub(crate) parent: Option<&'p Path<'p>>,
+    pub(crate) name: &'p str,
 }
 
 impl Path<'_> {
-    fn feed(&self, mac: &mut HmacSha256) {
+    pub(crate) fn feed(&self, mac: &mut HmacSha256) {
         if let Some(parent) = self.parent {
             parent.feed(mac);
             mac.update(b":");
@@ -147,7 +153,7 @@ impl Path<'_> {
 
 /// A top-level or nested value before rendering.
 #[derive(Clone, Copy)]
-enum Item<'a> {
+pub(crate) enum Item<'a> {
     Str(&'a str),
     Null,
     Num(Number),
@@ -263,7 +269,7 @@ impl<'a, S: Sink> Walker<'a, S> {
     }
 }
 
-fn push_number(out: &mut String, n: Number) {
+pub(crate) fn push_number(out: &mut String, n: Number) {
     match n {
         Number::Int(i) => push_i64(out, i),
         Number::UInt(u) => push_u64(out, u),
@@ -276,7 +282,7 @@ fn push_number(out: &mut String, n: Number) {
 /// sorted). `in_list` tells whether `decode_unicode` has been applied.
 ///
 /// Returns false when Python would have raised (undecodable `bytes` in a list).
-fn push_repr<'a>(
+pub(crate) fn push_repr<'a>(
     out: &mut String,
     stack: &mut Vec<(&'a str, Item<'a>)>,
     v: &'a Value,
@@ -348,7 +354,7 @@ fn push_repr<'a>(
     true
 }
 
-fn push_u64(out: &mut String, mut n: u64) {
+pub(crate) fn push_u64(out: &mut String, mut n: u64) {
     let mut buf = [0u8; 20];
     let mut i = buf.len();
     loop {
@@ -362,7 +368,7 @@ fn push_u64(out: &mut String, mut n: u64) {
     out.extend(buf[i..].iter().map(|&b| char::from(b)));
 }
 
-fn push_i64(out: &mut String, n: i64) {
+pub(crate) fn push_i64(out: &mut String, n: i64) {
     if n < 0 {
         out.push('-');
     }
