@@ -77,6 +77,10 @@ pub struct Batcher<C: Clock = SystemClock> {
     starts: Vec<usize>,
     count: u64,
     started: Option<C::Instant>,
+    /// The size the last sealed batch reached: the next one starts with room
+    /// for about as much, rather than growing to it by doubling (each step a
+    /// copy and fresh pages to fault in).
+    hint: usize,
     clock: PhantomData<C>,
 }
 
@@ -90,6 +94,7 @@ impl<C: Clock> Batcher<C> {
             starts: Vec::new(),
             count: 0,
             started: None,
+            hint: 64 << 10,
             clock: PhantomData,
         };
         b.reset();
@@ -97,8 +102,9 @@ impl<C: Clock> Batcher<C> {
     }
 
     fn reset(&mut self) {
-        // Start small and let it grow: a large fresh buffer per batch costs page faults.
-        self.bytes = Vec::with_capacity(self.max_bytes.min(64 << 10));
+        // As large as the last batch: untouched capacity costs no page faults,
+        // and a batch as large again needs no copy.
+        self.bytes = Vec::with_capacity(self.hint.min(self.max_bytes.saturating_add(8)));
         self.bytes.extend_from_slice(&[0; 8]);
         self.starts = Vec::with_capacity(self.max_samples.min(1024) as usize);
         self.count = 0;
@@ -107,6 +113,7 @@ impl<C: Clock> Batcher<C> {
 
     fn seal(&mut self) -> Sealed {
         let mut bytes = std::mem::take(&mut self.bytes);
+        self.hint = (bytes.len() + bytes.len() / 8).max(64 << 10);
         bytes[..8].copy_from_slice(&self.count.to_le_bytes());
         let samples = self.count;
         let starts = std::mem::take(&mut self.starts);

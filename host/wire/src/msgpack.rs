@@ -168,6 +168,8 @@ pub(crate) struct Reader<'a> {
     /// what remains after this keeps everything reserved at once within the input's size,
     /// even for nested containers that each claim the rest of the datagram.
     owed: usize,
+    /// Whether str bodies are checked as UTF-8 ([`Reader::checked_before`] does not).
+    check_utf8: bool,
 }
 
 impl<'a> Reader<'a> {
@@ -176,6 +178,18 @@ impl<'a> Reader<'a> {
             rest: bytes,
             total: bytes.len(),
             owed: 0,
+            check_utf8: true,
+        }
+    }
+
+    /// A reader of bytes a checking reader already walked whole (a value's
+    /// range, walked again): the same structure checks, no UTF-8 check again.
+    /// Only [`Reader::key_bytes`] and [`Reader::skip_body`] skip it; the
+    /// methods that return `&str` still check.
+    pub(crate) fn checked_before(bytes: &'a [u8]) -> Self {
+        Reader {
+            check_utf8: false,
+            ..Reader::new(bytes)
         }
     }
 
@@ -343,6 +357,20 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// A map key's bytes, checked as UTF-8 unless [`Reader::checked_before`].
+    pub(crate) fn key_bytes(&mut self) -> Result<&'a [u8], Bad> {
+        let start = self.offset();
+        match self.head()? {
+            Head::Str(b) | Head::Bin(b) => {
+                if self.check_utf8 {
+                    self.utf8(b)?;
+                }
+                Ok(b)
+            }
+            _ => Err(bad(start, "map key is not a string")),
+        }
+    }
+
     fn entries(&mut self, n: usize, depth: usize) -> Result<Vec<(String, Value)>, Bad> {
         let mut entries = Vec::with_capacity(n);
         for _ in 0..n {
@@ -399,7 +427,9 @@ impl<'a> Reader<'a> {
     ) -> Result<(), Bad> {
         match head {
             Head::Str(b) => {
-                self.utf8(b)?;
+                if self.check_utf8 {
+                    self.utf8(b)?;
+                }
             }
             Head::Array(n) => {
                 enter(depth, start)?;
@@ -412,7 +442,7 @@ impl<'a> Reader<'a> {
             Head::Map(n) => {
                 enter(depth, start)?;
                 for _ in 0..n {
-                    self.key()?;
+                    self.key_bytes()?;
                     let start = self.offset();
                     let head = self.head()?;
                     self.skip_body(head, start, depth + 1)?;

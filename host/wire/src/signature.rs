@@ -112,7 +112,11 @@ pub(crate) fn hex(digest: &[u8; 32]) -> [u8; 64] {
 /// leading bytes of a forged signature were right. Lengths are public (always 64).
 pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     use subtle::ConstantTimeEq;
-    a.len() == b.len() && bool::from(a.ct_eq(b))
+    // Every byte's difference folded into one, then one constant-time test:
+    // `subtle`'s slice comparison hides each byte from the optimiser (a
+    // barrier per byte), which costs more than the HMAC's last block.
+    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    a.len() == b.len() && bool::from(diff.ct_eq(&0))
 }
 
 /// Receives the flattened pairs in hashing order.
@@ -134,7 +138,8 @@ impl Sink for MacSink<'_> {
 /// A flattened name (`outer:inner`) as a chain of stack frames, not a String.
 pub(crate) struct Path<'p> {
     pub(crate) parent: Option<&'p Path<'p>>,
-    pub(crate) name: &'p str,
+    /// A key: UTF-8 (checked by the decoder that found it).
+    pub(crate) name: &'p [u8],
 }
 
 impl Path<'_> {
@@ -143,11 +148,20 @@ impl Path<'_> {
             parent.feed(mac);
             mac.update(b":");
         }
-        mac.update(self.name.as_bytes());
+        mac.update(self.name);
+    }
+
+    /// Appends the flattened name (`outer:inner`) to `out`.
+    pub(crate) fn write(&self, out: &mut Vec<u8>) {
+        if let Some(parent) = self.parent {
+            parent.write(out);
+            out.push(b':');
+        }
+        out.extend_from_slice(self.name);
     }
 
     fn is_top(&self, name: &str) -> bool {
-        self.parent.is_none() && self.name == name
+        self.parent.is_none() && self.name == name.as_bytes()
     }
 }
 
@@ -234,7 +248,10 @@ impl<'a, S: Sink> Walker<'a, S> {
             if i + 1 < end && self.stack[i + 1].0 == name {
                 continue;
             }
-            let path = Path { parent, name };
+            let path = Path {
+                parent,
+                name: name.as_bytes(),
+            };
             if path.is_top("message_signature") {
                 continue;
             }
@@ -698,7 +715,7 @@ fn pairs(sample: &Sample) -> Vec<(String, String)> {
                     join(parent, out);
                     out.push(':');
                 }
-                out.push_str(p.name);
+                out.push_str(&String::from_utf8_lossy(p.name));
             }
             let mut n = String::new();
             join(name, &mut n);

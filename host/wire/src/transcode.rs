@@ -68,11 +68,17 @@ struct Entry {
 }
 
 const EXTRA: u8 = u8::MAX;
+/// `message_signature`'s slot.
+const SIGNATURE: u8 = 14;
 const ABSENT: usize = usize::MAX;
 
 /// Up to this many extra keys, comparing each with the earlier ones beats
 /// hashing (as in the owned model).
 const LINEAR_EXTRA_KEYS: usize = 16;
+
+/// Text gathered for the HMAC before it is hashed (a realistic sample's
+/// pairs fit many times over).
+const TEXT_BYTES: usize = 16 << 10;
 
 /// Scratch kept above this many entries is given back after the datagram.
 const KEEP_ENTRIES: usize = 1024;
@@ -84,6 +90,8 @@ pub struct Transcoder {
     entries: Vec<Entry>,
     order: Vec<u32>,
     nested: Vec<Entry>,
+    /// The text the HMAC hashes.
+    text: Vec<u8>,
     scratch: String,
 }
 
@@ -131,6 +139,7 @@ impl Transcoder {
             entries: Vec::new(),
             order: Vec::new(),
             nested: Vec::new(),
+            text: Vec::new(),
             scratch: String::new(),
         }
     }
@@ -179,15 +188,12 @@ impl Transcoder {
         match r.head()? {
             Head::Map(n) => {
                 for _ in 0..n {
-                    let key = r.key()?;
-                    let k = offset_of(d, key.as_bytes());
+                    let key = r.key_bytes()?;
+                    let k = offset_of(d, key);
                     let v = r.offset();
                     let head = r.head()?;
                     r.skip_body(head, v, 1)?;
-                    let slot = KNOWN_KEYS
-                        .iter()
-                        .position(|known| *known == key)
-                        .map_or(EXTRA, |i| i as u8);
+                    let slot = known_slot(key);
                     self.entries.push(Entry {
                         key: (k, k + key.len()),
                         value: (v, r.offset()),
@@ -210,12 +216,12 @@ impl Transcoder {
             }
             let s = &mut slots[usize::from(e.slot)];
             if *s != ABSENT {
-                return Err(SchemaError::Duplicate(key_str(d, e).to_owned()).into());
+                return Err(SchemaError::Duplicate(key_string(d, e)).into());
             }
             *s = i;
         }
         if let Some(key) = self.first_repeated_extra(d) {
-            return Err(SchemaError::Duplicate(key.to_owned()).into());
+            return Err(SchemaError::Duplicate(String::from_utf8_lossy(key).into_owned()).into());
         }
         let head = |slot: usize| -> Result<Option<Head<'d>>, Bad> {
             match slots[slot] {
@@ -294,12 +300,12 @@ impl Transcoder {
     }
 
     /// The first extra key (in input order) an earlier extra key already has.
-    fn first_repeated_extra<'d>(&self, d: &'d [u8]) -> Option<&'d str> {
+    fn first_repeated_extra<'d>(&self, d: &'d [u8]) -> Option<&'d [u8]> {
         let extras = || {
             self.entries
                 .iter()
                 .filter(|e| e.slot == EXTRA)
-                .map(|e| key_str(d, e))
+                .map(|e| key_of(d, e))
         };
         let count = extras().count();
         if count < 2 {
@@ -317,6 +323,8 @@ impl Transcoder {
     }
 
     /// Step 3: whether `message_signature` is Ceilometer's HMAC of the sample.
+    /// The pairs' text is gathered in one buffer and hashed at once: fewer,
+    /// larger HMAC updates.
     fn verify(&mut self, d: &[u8], f: &Fields<'_>) -> Result<bool, Bad> {
         let Some(mut mac) = self.signer.keyed() else {
             // A secret that could not key the HMAC: fail closed.
@@ -329,25 +337,27 @@ impl Transcoder {
         self.order.sort_unstable_by(|&a, &b| {
             key_of(d, &entries[a as usize]).cmp(key_of(d, &entries[b as usize]))
         });
+        self.text.clear();
         let mut exact = true;
         for k in 0..self.order.len() {
             let e = self.entries[self.order[k] as usize];
-            if e.slot == 14 {
+            if e.slot == SIGNATURE {
                 continue; // message_signature is never hashed
             }
             let path = Path {
                 parent: None,
-                name: key_str(d, &e),
+                name: key_of(d, &e),
             };
             self.pair(&mut mac, d, &path, e.value, 0, &mut exact)?;
         }
+        mac.update(&self.text);
         let digest: [u8; 32] = mac.finalize().into_bytes().into();
         let expected = f.message_signature.unwrap_or_default();
         Ok(exact && signature::constant_time_eq(&signature::hex(&digest), expected))
     }
 
-    /// Feeds the pairs of one value at `path`, inside `depth` levels, as
-    /// `signature::Walker` does for the owned sample.
+    /// Appends the pairs of one value at `path`, inside `depth` levels, to the
+    /// text to hash, as `signature::Walker` feeds them for the owned sample.
     fn pair(
         &mut self,
         mac: &mut HmacSha256,
@@ -357,74 +367,70 @@ impl Transcoder {
         depth: usize,
         exact: &mut bool,
     ) -> Result<(), Bad> {
-        let feed = |mac: &mut HmacSha256, text: &[u8]| {
-            path.feed(mac);
-            mac.update(text);
-        };
-        let mut r = Reader::new(&d[value.0..value.1]);
-        match r.head()? {
-            Head::Str(b) => feed(mac, b),
-            Head::Nil => feed(mac, b"None"),
-            Head::Bool(true) => feed(mac, b"True"),
-            Head::Bool(false) => feed(mac, b"False"),
-            Head::Int(i) => {
-                self.scratch.clear();
-                signature::push_i64(&mut self.scratch, i);
-                feed(mac, self.scratch.as_bytes());
+        let mut r = Reader::checked_before(&d[value.0..value.1]);
+        let head = r.head()?;
+        if let Head::Map(n) = head {
+            if depth >= signature::MAX_DEPTH {
+                *exact = false;
+                return Ok(());
             }
-            Head::UInt(u) => {
-                self.scratch.clear();
-                signature::push_u64(&mut self.scratch, u);
-                feed(mac, self.scratch.as_bytes());
-            }
-            Head::Float(x) => {
-                self.scratch.clear();
-                signature::python_float_repr(x, &mut self.scratch);
-                feed(mac, self.scratch.as_bytes());
-            }
-            Head::Map(_) if depth >= signature::MAX_DEPTH => *exact = false,
-            Head::Map(n) => {
-                let base = self.nested.len();
-                for _ in 0..n {
-                    let key = r.key()?;
-                    let k = offset_of(d, key.as_bytes());
-                    let v = value.0 + r.offset();
-                    let head = r.head()?;
-                    r.skip_body(head, v, 0)?;
-                    self.nested.push(Entry {
-                        key: (k, k + key.len()),
-                        value: (v, value.0 + r.offset()),
-                        slot: EXTRA,
-                    });
-                }
-                // By key, then by position: stable, without a sort buffer.
-                self.nested[base..].sort_unstable_by(|a, b| {
-                    key_of(d, a).cmp(key_of(d, b)).then(a.key.0.cmp(&b.key.0))
+            let base = self.nested.len();
+            for _ in 0..n {
+                let key = r.key_bytes()?;
+                let k = offset_of(d, key);
+                let v = value.0 + r.offset();
+                let head = r.head()?;
+                r.skip_body(head, v, 0)?;
+                self.nested.push(Entry {
+                    key: (k, k + key.len()),
+                    value: (v, value.0 + r.offset()),
+                    slot: EXTRA,
                 });
-                let end = self.nested.len();
-                for i in base..end {
-                    let e = self.nested[i];
-                    // Of two equal keys a Python dict keeps the last value.
-                    if i + 1 < end && key_of(d, &self.nested[i + 1]) == key_of(d, &e) {
-                        continue;
-                    }
-                    let child = Path {
-                        parent: Some(path),
-                        name: key_str(d, &e),
-                    };
-                    self.pair(mac, d, &child, e.value, depth + 1, exact)?;
-                }
-                self.nested.truncate(base);
             }
-            Head::Array(_) | Head::Bin(_) => {
+            // By key, then by position: stable, without a sort buffer.
+            self.nested[base..].sort_unstable_by(|a, b| {
+                key_of(d, a).cmp(key_of(d, b)).then(a.key.0.cmp(&b.key.0))
+            });
+            let end = self.nested.len();
+            for i in base..end {
+                let e = self.nested[i];
+                // Of two equal keys a Python dict keeps the last value.
+                if i + 1 < end && key_of(d, &self.nested[i + 1]) == key_of(d, &e) {
+                    continue;
+                }
+                let child = Path {
+                    parent: Some(path),
+                    name: key_of(d, &e),
+                };
+                self.pair(mac, d, &child, e.value, depth + 1, exact)?;
+            }
+            self.nested.truncate(base);
+            return Ok(());
+        }
+        path.write(&mut self.text);
+        let s = &mut self.scratch;
+        s.clear();
+        match head {
+            Head::Str(b) => self.text.extend_from_slice(b),
+            Head::Nil => self.text.extend_from_slice(b"None"),
+            Head::Bool(true) => self.text.extend_from_slice(b"True"),
+            Head::Bool(false) => self.text.extend_from_slice(b"False"),
+            Head::Int(i) => signature::push_i64(s, i),
+            Head::UInt(u) => signature::push_u64(s, u),
+            Head::Float(x) => signature::python_float_repr(x, s),
+            Head::Array(_) | Head::Bin(_) | Head::Map(_) => {
                 // Python's str() of a list (after decode_unicode) or of bytes:
                 // rare in metering, so decoded alone and rendered by the owned code.
                 let v = Reader::new(&d[value.0..value.1]).value(0)?;
-                self.scratch.clear();
-                *exact &=
-                    signature::push_repr(&mut self.scratch, &mut Vec::new(), &v, false, depth);
-                feed(mac, self.scratch.as_bytes());
+                *exact &= signature::push_repr(s, &mut Vec::new(), &v, false, depth);
             }
+        }
+        self.text.extend_from_slice(s.as_bytes());
+        // Deep metadata repeats its outer names in every pair: hash as it
+        // goes past a bound rather than hold it all.
+        if self.text.len() >= TEXT_BYTES {
+            mac.update(&self.text);
+            self.text.clear();
         }
         Ok(())
     }
@@ -458,7 +464,7 @@ impl Transcoder {
             None => out.push(0),
             Some(v) => {
                 out.push(1);
-                value(&mut Reader::new(&d[v.0..v.1]), out)?;
+                value(&mut Reader::checked_before(&d[v.0..v.1]), out)?;
             }
         }
         put_str(out, f.message_id);
@@ -481,7 +487,7 @@ impl Transcoder {
         put_u64(out, extras.clone().count() as u64);
         for e in extras {
             put_str(out, key_of(d, e));
-            value(&mut Reader::new(&d[e.value.0..e.value.1]), out)?;
+            value(&mut Reader::checked_before(&d[e.value.0..e.value.1]), out)?;
         }
         Ok(())
     }
@@ -527,7 +533,7 @@ fn value(r: &mut Reader<'_>, out: &mut Vec<u8>) -> Result<(), Bad> {
             t(out, tag::MAP);
             put_u64(out, n as u64);
             for _ in 0..n {
-                put_str(out, r.key()?.as_bytes());
+                put_str(out, r.key_bytes()?);
                 value(r, out)?;
             }
         }
@@ -552,11 +558,47 @@ fn key_of<'d>(d: &'d [u8], e: &Entry) -> &'d [u8] {
     &d[e.key.0..e.key.1]
 }
 
-/// A key, checked as UTF-8 by the index pass.
-fn key_str<'d>(d: &'d [u8], e: &Entry) -> &'d str {
-    std::str::from_utf8(key_of(d, e)).unwrap_or_default()
+/// A key as text (checked as UTF-8 by the index pass), for an error.
+fn key_string(d: &[u8], e: &Entry) -> String {
+    String::from_utf8_lossy(key_of(d, e)).into_owned()
+}
+
+/// The index of `key` in [`KNOWN_KEYS`], or [`EXTRA`].
+fn known_slot(key: &[u8]) -> u8 {
+    match key {
+        b"source" => 0,
+        b"counter_name" => 1,
+        b"counter_type" => 2,
+        b"counter_unit" => 3,
+        b"counter_volume" => 4,
+        b"user_id" => 5,
+        b"user_name" => 6,
+        b"project_id" => 7,
+        b"project_name" => 8,
+        b"resource_id" => 9,
+        b"timestamp" => 10,
+        b"resource_metadata" => 11,
+        b"message_id" => 12,
+        b"monotonic_time" => 13,
+        b"message_signature" => SIGNATURE,
+        _ => EXTRA,
+    }
 }
 
 fn head_at(d: &[u8], v: (usize, usize)) -> Result<Head<'_>, Bad> {
-    Reader::new(&d[v.0..v.1]).head()
+    Reader::checked_before(&d[v.0..v.1]).head()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_slots_follow_known_keys() {
+        for (i, k) in KNOWN_KEYS.iter().enumerate() {
+            assert_eq!(usize::from(known_slot(k.as_bytes())), i, "{k}");
+        }
+        assert_eq!(KNOWN_KEYS[usize::from(SIGNATURE)], "message_signature");
+        assert_eq!(known_slot(b"publisher_id"), EXTRA);
+    }
 }
