@@ -116,6 +116,7 @@ bench: test-deps plugins
 	./scripts/bench-e2e.sh
 	./scripts/bench-backends.sh
 	./scripts/bench-inputs.sh
+	./scripts/bench-rss.sh
 	COLLECTOR_BIN=$(CURDIR)/target/release/collector $(CARGO) bench -p collector-e2e --bench amqp
 	COLLECTOR_BIN=$(CURDIR)/target/release/collector $(CARGO) bench -p collector-e2e --bench reload
 
