@@ -136,6 +136,13 @@ impl<C: Clock> Batcher<C> {
         self.added(before)
     }
 
+    /// [`Batcher::push`] for a sample already in ABI layout.
+    pub fn push_encoded(&mut self, sample: &[u8]) -> Option<Sealed> {
+        let before = self.bytes.len();
+        self.bytes.extend_from_slice(sample);
+        self.added(before)
+    }
+
     /// [`Batcher::push`] for a sample `encode` appends in ABI layout itself
     /// (the one-pass UDP path); when it fails, nothing is added (it must leave
     /// the buffer as it found it) and its error is returned.

@@ -4,6 +4,7 @@
 //! channel's state, so a lost connection loses nothing but unacked deliveries,
 //! which the broker redelivers.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,11 +16,11 @@ use lapin::options::{
 };
 use lapin::types::FieldTable;
 use tokio::sync::watch;
-use tokio::task::JoinSet;
+use tokio::task::{JoinError, JoinHandle, JoinSet};
 
 use super::AmqpSource;
 use super::acks::{AckPolicy, AckTracker, Action};
-use super::decode::{Verified, decode_and_verify, fnv1a, header_delivery_count};
+use super::decode::{Verified, decode_and_verify, header_delivery_count};
 use crate::batch::{Batcher, Sealed, TokioClock};
 use crate::dispatch::BatchReport;
 use crate::signature::Signer;
@@ -28,6 +29,19 @@ use crate::telemetry::events::{
     SourceWorkerPanicked,
 };
 use crate::wire::oslo;
+
+/// Messages decoded at once on the blocking pool (one per core here): the
+/// consumer goes on receiving while they decode, and takes their results in
+/// delivery order, so batching and acks are as if they were decoded one by one.
+const DECODING_AT_ONCE: usize = 4;
+
+/// A delivery whose body is being decoded.
+struct Decoding {
+    tag: u64,
+    bytes: usize,
+    broker_count: u32,
+    decoded: JoinHandle<Result<Verified, oslo::OsloError>>,
+}
 
 /// One channel consuming one queue.
 pub struct Consumer {
@@ -89,8 +103,9 @@ impl Consumer {
         let ch = self.channel.clone();
         let mut draining = false;
         let far = Duration::from_secs(3600);
+        let mut decoding: VecDeque<Decoding> = VecDeque::with_capacity(DECODING_AT_ONCE);
         loop {
-            if draining && self.acks.is_empty() {
+            if draining && self.acks.is_empty() && decoding.is_empty() {
                 break;
             }
             let deadline = self.batcher.deadline();
@@ -109,8 +124,19 @@ impl Consumer {
                     self.flush().await;
                     self.settle().await?;
                 }
-                d = deliveries.next(), if !draining => match d {
-                    Some(Ok(delivery)) => self.on_delivery(delivery).await?,
+                decoded = async { (&mut decoding.front_mut().expect("guarded").decoded).await },
+                    if !decoding.is_empty() =>
+                {
+                    let d = decoding.pop_front().expect("guarded");
+                    self.decoded(d, decoded).await?;
+                    if draining {
+                        // Stopping: what was decoding goes out now.
+                        self.flush().await;
+                        self.settle().await?;
+                    }
+                }
+                d = deliveries.next(), if !draining && decoding.len() < DECODING_AT_ONCE => match d {
+                    Some(Ok(delivery)) => decoding.push_back(self.on_delivery(delivery)),
                     Some(Err(e)) => return Err(format!("consumer on {}: {e}", self.queue)),
                     None => return Err(format!("consumer on {} was cancelled", self.queue)),
                 },
@@ -121,8 +147,9 @@ impl Consumer {
         Ok(())
     }
 
-    async fn on_delivery(&mut self, d: lapin::message::Delivery) -> Result<(), String> {
-        let stats = self.src.ctx.stats.clone();
+    /// Counts a delivery and starts decoding it on the blocking pool.
+    fn on_delivery(&mut self, d: lapin::message::Delivery) -> Decoding {
+        let stats = &self.src.ctx.stats;
         stats.counts.messages_received.inc();
         if let Ok(mut span) = self.src.span.lock() {
             let now = std::time::Instant::now();
@@ -131,9 +158,6 @@ impl Consumer {
         if d.redelivered {
             self.src.amqp.amqp_redelivered.inc();
         }
-        let tag = d.delivery_tag;
-        let bytes = d.data.len();
-        let key_of_body = format!("body:{:016x}", fnv1a(&d.data));
         // Decoding and verifying are CPU work on input from outside: they run on the
         // blocking pool, never on the async workers that serve the admin endpoint,
         // the other consumers and shutdown.
@@ -142,8 +166,33 @@ impl Consumer {
             max_bytes: self.src.cfg.max_message_bytes,
             max_samples: self.src.cfg.max_samples_per_message,
         };
-        let decoded =
-            tokio::task::spawn_blocking(move || decode_and_verify(&d.data, &signer, &limits)).await;
+        let (tag, bytes) = (d.delivery_tag, d.data.len());
+        let broker_count = header_delivery_count(&d.properties).unwrap_or(0);
+        let data = d.data;
+        Decoding {
+            tag,
+            bytes,
+            broker_count,
+            decoded: tokio::task::spawn_blocking(move || {
+                decode_and_verify(&data, &signer, &limits)
+            }),
+        }
+    }
+
+    /// Takes a decoded delivery (in delivery order): its samples into batches,
+    /// or its rejection.
+    async fn decoded(
+        &mut self,
+        d: Decoding,
+        decoded: Result<Result<Verified, oslo::OsloError>, JoinError>,
+    ) -> Result<(), String> {
+        let stats = self.src.ctx.stats.clone();
+        let Decoding {
+            tag,
+            bytes,
+            broker_count,
+            ..
+        } = d;
         let decoded = match decoded {
             Ok(r) => {
                 stats.counts.source_healthy.set(true);
@@ -191,8 +240,7 @@ impl Consumer {
                 return self.settle().await;
             }
         };
-        let key = msg.unique_id.clone().unwrap_or(key_of_body);
-        let broker_count = header_delivery_count(&d.properties).unwrap_or(0);
+        let key = msg.key.clone();
         self.track(|a| a.delivered(tag, key, broker_count));
         self.push_samples(tag, msg).await;
         let action = self.acks.pushed(tag);
@@ -226,9 +274,12 @@ impl Consumer {
             }
             .emit(&stats);
         }
-        for sample in msg.samples {
+        let mut start = 0;
+        for &end in &msg.ends {
+            let sample = msg.encoded.get(start..end).unwrap_or_default();
+            start = end;
             stats.counts.samples_received.inc();
-            match self.batcher.push(&sample) {
+            match self.batcher.push_encoded(sample) {
                 None => self.acks.join_open(tag, self.batcher.pending() - 1),
                 // The sample did not fit: it starts the next batch.
                 Some(b) if self.batcher.pending() == 1 => {
