@@ -9,7 +9,8 @@
 //! 1. **index**: the top-level map is walked once with the same [`Reader`] the
 //!    owned decoder uses (every hardening rule holds: the allocation budget, the
 //!    depth limit, UTF-8, byte offsets in errors); each entry is kept as two byte
-//!    ranges, its key and its value;
+//!    ranges, its key and its value, and so are the entries of every map inside
+//!    (not those inside lists), so no map is parsed twice;
 //! 2. **schema**: the 15 known keys are found and type-checked in the order
 //!    [`Sample::from_entries`](collector_sdk::Sample::from_entries) checks them,
 //!    so a bad datagram fails with the same error;
@@ -28,7 +29,7 @@ use collector_sdk::codec::{put_bytes as put_str, put_number, put_u64, tag};
 use collector_sdk::model::{KNOWN_KEYS, Number, SchemaError};
 use hmac::Mac;
 
-use crate::msgpack::{Bad, Head, MsgpackError, Reader};
+use crate::msgpack::{Bad, Head, MsgpackError, Reader, bad, enter};
 use crate::signature::{self, HmacSha256, Path, Signer};
 
 /// Why a datagram gives no sample.
@@ -65,7 +66,12 @@ struct Entry {
     value: (usize, usize),
     /// Index in [`KNOWN_KEYS`], or [`EXTRA`].
     slot: u8,
+    /// When the value is a map (not inside a list): its entries, a range of
+    /// `Transcoder::nodes`; else [`NOT_A_MAP`].
+    children: (u32, u32),
 }
+
+const NOT_A_MAP: (u32, u32) = (u32::MAX, u32::MAX);
 
 const EXTRA: u8 = u8::MAX;
 /// `message_signature`'s slot.
@@ -89,7 +95,10 @@ pub struct Transcoder {
     signer: Signer,
     entries: Vec<Entry>,
     order: Vec<u32>,
-    nested: Vec<Entry>,
+    /// The entries of every map the index pass met, each map's contiguous.
+    nodes: Vec<Entry>,
+    /// Entries of the maps being indexed, before they move to `nodes`.
+    stack: Vec<Entry>,
     /// The text the HMAC hashes.
     text: Vec<u8>,
     scratch: String,
@@ -138,7 +147,8 @@ impl Transcoder {
             signer: Signer::new(secret),
             entries: Vec::new(),
             order: Vec::new(),
-            nested: Vec::new(),
+            nodes: Vec::new(),
+            stack: Vec::new(),
             text: Vec::new(),
             scratch: String::new(),
         }
@@ -157,8 +167,9 @@ impl Transcoder {
             self.entries = Vec::new();
             self.order = Vec::new();
         }
-        if self.nested.capacity() > KEEP_ENTRIES {
-            self.nested = Vec::new();
+        if self.nodes.capacity() > KEEP_ENTRIES {
+            self.nodes = Vec::new();
+            self.stack = Vec::new();
         }
         r
     }
@@ -183,6 +194,8 @@ impl Transcoder {
     /// Step 1: the top-level entries, the whole datagram validated.
     fn index(&mut self, d: &[u8]) -> Result<(), MsgpackError> {
         self.entries.clear();
+        self.nodes.clear();
+        self.stack.clear();
         let mut r = Reader::new(d);
         let start = r.offset();
         match r.head()? {
@@ -192,12 +205,13 @@ impl Transcoder {
                     let k = offset_of(d, key);
                     let v = r.offset();
                     let head = r.head()?;
-                    r.skip_body(head, v, 1)?;
+                    let children = self.index_value(d, &mut r, head, v, 1)?;
                     let slot = known_slot(key);
                     self.entries.push(Entry {
                         key: (k, k + key.len()),
                         value: (v, r.offset()),
                         slot,
+                        children,
                     });
                 }
             }
@@ -205,6 +219,42 @@ impl Transcoder {
         }
         r.finish()?;
         Ok(())
+    }
+
+    /// Checks the value `head` begins (at `start`, inside `depth` containers)
+    /// exactly as `Reader::skip_body` does; when it is a map, keeps its entries
+    /// (and their maps' entries) in `nodes`, so that the signature walk does
+    /// not parse it again. Returns the map's range, or [`NOT_A_MAP`].
+    fn index_value<'d>(
+        &mut self,
+        d: &'d [u8],
+        r: &mut Reader<'d>,
+        head: Head<'d>,
+        start: usize,
+        depth: usize,
+    ) -> Result<(u32, u32), Bad> {
+        let Head::Map(n) = head else {
+            r.skip_body(head, start, depth)?;
+            return Ok(NOT_A_MAP);
+        };
+        enter(depth, start)?;
+        let base = self.stack.len();
+        for _ in 0..n {
+            let key = r.key_bytes()?;
+            let k = offset_of(d, key);
+            let v = r.offset();
+            let head = r.head()?;
+            let children = self.index_value(d, r, head, v, depth + 1)?;
+            self.stack.push(Entry {
+                key: (k, k + key.len()),
+                value: (v, r.offset()),
+                slot: EXTRA,
+                children,
+            });
+        }
+        let from = self.nodes.len() as u32;
+        self.nodes.extend(self.stack.drain(base..));
+        Ok((from, self.nodes.len() as u32))
     }
 
     /// Step 2: the known keys, in `Sample::from_entries`' order of checks.
@@ -334,9 +384,8 @@ impl Transcoder {
         self.order.extend(0..self.entries.len() as u32);
         let entries = &self.entries;
         // Top-level keys are unique (the schema step refused repeats).
-        self.order.sort_unstable_by(|&a, &b| {
-            key_of(d, &entries[a as usize]).cmp(key_of(d, &entries[b as usize]))
-        });
+        self.order
+            .sort_unstable_by(|&a, &b| by_key(d, &entries[a as usize], &entries[b as usize]));
         self.text.clear();
         let mut exact = true;
         for k in 0..self.order.len() {
@@ -348,7 +397,7 @@ impl Transcoder {
                 parent: None,
                 name: key_of(d, &e),
             };
-            self.pair(&mut mac, d, &path, e.value, 0, &mut exact)?;
+            self.pair(&mut mac, d, &path, e, 0, &mut exact)?;
         }
         mac.update(&self.text);
         let digest: [u8; 32] = mac.finalize().into_bytes().into();
@@ -363,48 +412,36 @@ impl Transcoder {
         mac: &mut HmacSha256,
         d: &[u8],
         path: &Path<'_>,
-        value: (usize, usize),
+        e: Entry,
         depth: usize,
         exact: &mut bool,
     ) -> Result<(), Bad> {
-        let mut r = Reader::checked_before(&d[value.0..value.1]);
-        let head = r.head()?;
-        if let Head::Map(n) = head {
+        let value = e.value;
+        let head = Reader::checked_before(&d[value.0..value.1]).head()?;
+        if let Head::Map(_) = head {
             if depth >= signature::MAX_DEPTH {
                 *exact = false;
                 return Ok(());
             }
-            let base = self.nested.len();
-            for _ in 0..n {
-                let key = r.key_bytes()?;
-                let k = offset_of(d, key);
-                let v = value.0 + r.offset();
-                let head = r.head()?;
-                r.skip_body(head, v, 0)?;
-                self.nested.push(Entry {
-                    key: (k, k + key.len()),
-                    value: (v, value.0 + r.offset()),
-                    slot: EXTRA,
-                });
+            if e.children == NOT_A_MAP {
+                return Err(bad(value.0, "a map the index pass did not keep"));
             }
+            let (from, to) = (e.children.0 as usize, e.children.1 as usize);
             // By key, then by position: stable, without a sort buffer.
-            self.nested[base..].sort_unstable_by(|a, b| {
-                key_of(d, a).cmp(key_of(d, b)).then(a.key.0.cmp(&b.key.0))
-            });
-            let end = self.nested.len();
-            for i in base..end {
-                let e = self.nested[i];
+            self.nodes[from..to]
+                .sort_unstable_by(|a, b| by_key(d, a, b).then(a.key.0.cmp(&b.key.0)));
+            for i in from..to {
+                let c = self.nodes[i];
                 // Of two equal keys a Python dict keeps the last value.
-                if i + 1 < end && key_of(d, &self.nested[i + 1]) == key_of(d, &e) {
+                if i + 1 < to && key_of(d, &self.nodes[i + 1]) == key_of(d, &c) {
                     continue;
                 }
                 let child = Path {
                     parent: Some(path),
-                    name: key_of(d, &e),
+                    name: key_of(d, &c),
                 };
-                self.pair(mac, d, &child, e.value, depth + 1, exact)?;
+                self.pair(mac, d, &child, c, depth + 1, exact)?;
             }
-            self.nested.truncate(base);
             return Ok(());
         }
         path.write(&mut self.text);
@@ -552,6 +589,11 @@ fn wrong(key: &str, expected: &'static str) -> Refusal<'static> {
 /// Where `part` (a sub-slice of `whole`) starts in it.
 fn offset_of(whole: &[u8], part: &[u8]) -> usize {
     part.as_ptr() as usize - whole.as_ptr() as usize
+}
+
+/// Byte order of two keys.
+fn by_key(d: &[u8], a: &Entry, b: &Entry) -> std::cmp::Ordering {
+    key_of(d, a).cmp(key_of(d, b))
 }
 
 fn key_of<'d>(d: &'d [u8], e: &Entry) -> &'d [u8] {
