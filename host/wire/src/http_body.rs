@@ -18,7 +18,7 @@
 use collector_sdk::model::Sample;
 use serde_json::Value as Json;
 
-use crate::json::{SampleJsonError, value_from_json};
+use crate::json::{SampleJsonError, sample_from_object};
 
 /// Why a body was refused as a whole (nothing of it is dispatched).
 #[derive(Debug, thiserror::Error)]
@@ -54,23 +54,14 @@ pub fn model_key(as_dict_key: &str) -> &str {
 /// # Errors
 /// When it is not an object, or lacks what a sample needs.
 pub fn sample_from_as_dict(v: Json) -> Result<Sample, SampleJsonError> {
-    let map = match v {
-        Json::Object(map) => map,
-        other => return Err(SampleJsonError::NotAnObject(kind(&other))),
-    };
-    let entries = map
-        .into_iter()
-        .map(|(k, v)| {
-            let key = model_key(&k);
-            let key = if key.len() == k.len() {
-                k
-            } else {
-                key.to_owned()
-            };
-            (key, value_from_json(v))
-        })
-        .collect();
-    Ok(Sample::from_entries(entries)?)
+    sample_from_object(v, |k| {
+        let key = model_key(&k);
+        if key.len() == k.len() {
+            k
+        } else {
+            key.to_owned()
+        }
+    })
 }
 
 /// Every sample of a body, or why the body is refused.
@@ -205,17 +196,6 @@ pub fn as_dict(s: &Sample) -> Json {
             .map(|(k, v)| (as_dict_key(&k).to_owned(), v))
             .collect(),
     )
-}
-
-pub(crate) fn kind(v: &Json) -> &'static str {
-    match v {
-        Json::Null => "null",
-        Json::Bool(_) => "a boolean",
-        Json::Number(_) => "a number",
-        Json::String(_) => "a string",
-        Json::Array(_) => "an array",
-        Json::Object(_) => "an object",
-    }
 }
 
 #[cfg(test)]

@@ -53,18 +53,28 @@ fn number_from_json(n: &serde_json::Number) -> Value {
 /// [`SampleJsonError::NotAnObject`] when `v` is not an object, and
 /// [`SampleJsonError::Schema`] when its keys do not form a sample.
 pub fn sample_from_json(v: Json) -> Result<Sample, SampleJsonError> {
+    sample_from_object(v, |k| k)
+}
+
+/// [`sample_from_json`] with each key first passed through `key` (the HTTP
+/// input's `as_dict()` names).
+pub(crate) fn sample_from_object(
+    v: Json,
+    key: impl Fn(String) -> String,
+) -> Result<Sample, SampleJsonError> {
     let map = match v {
         Json::Object(map) => map,
         other => return Err(SampleJsonError::NotAnObject(json_kind(&other))),
     };
     let entries = map
         .into_iter()
-        .map(|(k, v)| (k, value_from_json(v)))
+        .map(|(k, v)| (key(k), value_from_json(v)))
         .collect();
     Ok(Sample::from_entries(entries)?)
 }
 
-fn json_kind(v: &Json) -> &'static str {
+/// What kind of JSON value `v` is, for an error message.
+pub(crate) fn json_kind(v: &Json) -> &'static str {
     match v {
         Json::Null => "null",
         Json::Bool(_) => "a boolean",

@@ -26,8 +26,8 @@ use collector_sdk::model::{Sample, Value};
 use serde_json::Value as Json;
 use sha2::{Digest, Sha256};
 
-use crate::http_body::{BodyError, kind};
-use crate::json::{SampleJsonError, value_from_json};
+use crate::http_body::BodyError;
+use crate::json::{SampleJsonError, json_kind as kind, value_from_json};
 
 /// What the OTLP body does not carry.
 #[derive(Debug, Clone, PartialEq, Eq)]
