@@ -59,11 +59,32 @@ impl From<SchemaError> for Refusal<'_> {
     }
 }
 
+/// A byte range of the datagram (at most 4 GiB: [`Transcoder::transcode`]
+/// refuses more), kept small so entries sort and copy cheaply.
+#[derive(Clone, Copy)]
+struct Span {
+    start: u32,
+    end: u32,
+}
+
+impl Span {
+    fn new(start: usize, end: usize) -> Self {
+        Span {
+            start: start as u32,
+            end: end as u32,
+        }
+    }
+
+    fn of(self, d: &[u8]) -> &[u8] {
+        &d[self.start as usize..self.end as usize]
+    }
+}
+
 /// A map entry as byte ranges of the datagram.
 #[derive(Clone, Copy)]
 struct Entry {
-    key: (usize, usize),
-    value: (usize, usize),
+    key: Span,
+    value: Span,
     /// Index in [`KNOWN_KEYS`], or [`EXTRA`].
     slot: u8,
     /// When the value is a map (not inside a list): its entries, a range of
@@ -102,6 +123,25 @@ pub struct Transcoder {
     /// The text the HMAC hashes.
     text: Vec<u8>,
     scratch: String,
+    /// Where each known key's entry is ([`ABSENT`] if not there), and its
+    /// value's header, as the index pass read them.
+    slots: [usize; KNOWN_KEYS.len()],
+    tops: [Top; KNOWN_KEYS.len()],
+    /// The first entry whose known key an earlier entry has.
+    repeated: Option<usize>,
+}
+
+/// A known key's value header, kept by the index pass so that the schema step
+/// does not read it again.
+#[derive(Clone, Copy)]
+enum Top {
+    Str(Span),
+    Nil,
+    Int(i64),
+    UInt(u64),
+    Float(f64),
+    /// Any other kind: the wrong type for every known key.
+    Other,
 }
 
 /// A string field: absent, null, or its UTF-8 bytes.
@@ -133,11 +173,17 @@ struct Fields<'d> {
     project_name: Text<'d>,
     resource_id: &'d [u8],
     timestamp: &'d [u8],
-    resource_metadata: Option<(usize, usize)>,
+    resource_metadata: Option<Span>,
     message_id: &'d [u8],
     monotonic_time: Num,
     message_signature: Option<&'d [u8]>,
+    /// Where each known key is in `Transcoder::entries` ([`ABSENT`] if not).
+    slots: [usize; KNOWN_KEYS.len()],
 }
+
+/// The known keys' slots in byte order of their names: Ceilometer's order of
+/// the top-level pairs, without sorting them per datagram.
+const SORTED_KNOWN: [u8; KNOWN_KEYS.len()] = [1, 2, 3, 4, 12, 14, 13, 7, 8, 9, 11, 0, 10, 5, 6];
 
 impl Transcoder {
     /// A transcoder verifying with `secret` (empty: no verification, as
@@ -151,6 +197,9 @@ impl Transcoder {
             stack: Vec::new(),
             text: Vec::new(),
             scratch: String::new(),
+            slots: [ABSENT; KNOWN_KEYS.len()],
+            tops: [Top::Other; KNOWN_KEYS.len()],
+            repeated: None,
         }
     }
 
@@ -175,6 +224,10 @@ impl Transcoder {
     }
 
     fn run<'d>(&mut self, d: &'d [u8], out: &mut Vec<u8>) -> Result<(), Refusal<'d>> {
+        if u32::try_from(d.len()).is_err() {
+            // Spans are u32; no source lets a datagram or frame near this.
+            return Err(bad(u32::MAX as usize, "larger than 4 GiB").into());
+        }
         self.index(d)?;
         let f = self.fields(d)?;
         if self.signer.is_enabled() && !self.verify(d, &f)? {
@@ -196,6 +249,8 @@ impl Transcoder {
         self.entries.clear();
         self.nodes.clear();
         self.stack.clear();
+        self.slots = [ABSENT; KNOWN_KEYS.len()];
+        self.repeated = None;
         let mut r = Reader::new(d);
         let start = r.offset();
         match r.head()? {
@@ -205,11 +260,30 @@ impl Transcoder {
                     let k = offset_of(d, key);
                     let v = r.offset();
                     let head = r.head()?;
-                    let children = self.index_value(d, &mut r, head, v, 1)?;
                     let slot = known_slot(key);
+                    if slot != EXTRA {
+                        let i = usize::from(slot);
+                        if self.slots[i] == ABSENT {
+                            self.slots[i] = self.entries.len();
+                            self.tops[i] = match head {
+                                Head::Str(b) => {
+                                    let at = offset_of(d, b);
+                                    Top::Str(Span::new(at, at + b.len()))
+                                }
+                                Head::Nil => Top::Nil,
+                                Head::Int(i) => Top::Int(i),
+                                Head::UInt(u) => Top::UInt(u),
+                                Head::Float(f) => Top::Float(f),
+                                _ => Top::Other,
+                            };
+                        } else if self.repeated.is_none() {
+                            self.repeated = Some(self.entries.len());
+                        }
+                    }
+                    let children = self.index_value(d, &mut r, head, v, 1)?;
                     self.entries.push(Entry {
-                        key: (k, k + key.len()),
-                        value: (v, r.offset()),
+                        key: Span::new(k, k + key.len()),
+                        value: Span::new(v, r.offset()),
                         slot,
                         children,
                     });
@@ -246,8 +320,8 @@ impl Transcoder {
             let head = r.head()?;
             let children = self.index_value(d, r, head, v, depth + 1)?;
             self.stack.push(Entry {
-                key: (k, k + key.len()),
-                value: (v, r.offset()),
+                key: Span::new(k, k + key.len()),
+                value: Span::new(v, r.offset()),
                 slot: EXTRA,
                 children,
             });
@@ -259,48 +333,41 @@ impl Transcoder {
 
     /// Step 2: the known keys, in `Sample::from_entries`' order of checks.
     fn fields<'d>(&self, d: &'d [u8]) -> Result<Fields<'d>, Refusal<'d>> {
-        let mut slots = [ABSENT; KNOWN_KEYS.len()];
-        for (i, e) in self.entries.iter().enumerate() {
-            if e.slot == EXTRA {
-                continue;
-            }
-            let s = &mut slots[usize::from(e.slot)];
-            if *s != ABSENT {
-                return Err(SchemaError::Duplicate(key_string(d, e)).into());
-            }
-            *s = i;
+        let slots = self.slots;
+        if let Some(i) = self.repeated {
+            return Err(SchemaError::Duplicate(key_string(d, &self.entries[i])).into());
         }
         if let Some(key) = self.first_repeated_extra(d) {
             return Err(SchemaError::Duplicate(String::from_utf8_lossy(key).into_owned()).into());
         }
-        let head = |slot: usize| -> Result<Option<Head<'d>>, Bad> {
+        let head = |slot: usize| -> Option<Top> {
             match slots[slot] {
-                ABSENT => Ok(None),
-                i => head_at(d, self.entries[i].value).map(Some),
+                ABSENT => None,
+                _ => Some(self.tops[slot]),
             }
         };
         let required = |slot: usize| -> Result<&'d [u8], Refusal<'d>> {
-            match head(slot)? {
+            match head(slot) {
                 None => Err(SchemaError::Missing(KNOWN_KEYS[slot]).into()),
-                Some(Head::Str(b)) => Ok(b),
+                Some(Top::Str(b)) => Ok(b.of(d)),
                 Some(_) => Err(wrong(KNOWN_KEYS[slot], "a string")),
             }
         };
         let optional = |slot: usize| -> Result<Text<'d>, Refusal<'d>> {
-            match head(slot)? {
+            match head(slot) {
                 None => Ok(Text::Absent),
-                Some(Head::Nil) => Ok(Text::Null),
-                Some(Head::Str(b)) => Ok(Text::Value(b)),
+                Some(Top::Nil) => Ok(Text::Null),
+                Some(Top::Str(b)) => Ok(Text::Value(b.of(d))),
                 Some(_) => Err(wrong(KNOWN_KEYS[slot], "a string or null")),
             }
         };
         let number = |slot: usize| -> Result<Num, Refusal<'d>> {
-            match head(slot)? {
+            match head(slot) {
                 None => Ok(Num::Absent),
-                Some(Head::Nil) => Ok(Num::Null),
-                Some(Head::Int(i)) => Ok(Num::Value(Number::Int(i))),
-                Some(Head::UInt(u)) => Ok(Num::Value(Number::UInt(u))),
-                Some(Head::Float(f)) => Ok(Num::Value(Number::Float(f))),
+                Some(Top::Nil) => Ok(Num::Null),
+                Some(Top::Int(i)) => Ok(Num::Value(Number::Int(i))),
+                Some(Top::UInt(u)) => Ok(Num::Value(Number::UInt(u))),
+                Some(Top::Float(f)) => Ok(Num::Value(Number::Float(f))),
                 Some(_) => Err(wrong(KNOWN_KEYS[slot], "a number or null")),
             }
         };
@@ -325,9 +392,9 @@ impl Transcoder {
         };
         let message_id = required(12)?;
         let monotonic_time = number(13)?;
-        let message_signature = match head(14)? {
+        let message_signature = match head(14) {
             None => None,
-            Some(Head::Str(b)) => Some(b),
+            Some(Top::Str(b)) => Some(b.of(d)),
             Some(_) => return Err(wrong(KNOWN_KEYS[14], "a string")),
         };
         Ok(Fields {
@@ -346,6 +413,7 @@ impl Transcoder {
             message_id,
             monotonic_time,
             message_signature,
+            slots,
         })
     }
 
@@ -380,24 +448,51 @@ impl Transcoder {
             // A secret that could not key the HMAC: fail closed.
             return Ok(false);
         };
+        // Top-level keys are unique (the schema step refused repeats): the
+        // known ones in their fixed order, merged with the extras, sorted.
         self.order.clear();
-        self.order.extend(0..self.entries.len() as u32);
+        self.order.extend(
+            (0..self.entries.len() as u32).filter(|&i| self.entries[i as usize].slot == EXTRA),
+        );
         let entries = &self.entries;
-        // Top-level keys are unique (the schema step refused repeats).
         self.order
             .sort_unstable_by(|&a, &b| by_key(d, &entries[a as usize], &entries[b as usize]));
         self.text.clear();
         let mut exact = true;
-        for k in 0..self.order.len() {
-            let e = self.entries[self.order[k] as usize];
+        let mut known = SORTED_KNOWN
+            .iter()
+            .map(|&slot| f.slots[usize::from(slot)])
+            .filter(|&i| i != ABSENT)
+            .peekable();
+        let mut extra = 0;
+        loop {
+            let next_extra = self.order.get(extra).map(|&i| i as usize);
+            let i = match (known.peek(), next_extra) {
+                (None, None) => break,
+                (Some(&k), Some(x)) if by_key(d, &self.entries[x], &self.entries[k]).is_lt() => {
+                    extra += 1;
+                    x
+                }
+                (None, Some(x)) => {
+                    extra += 1;
+                    x
+                }
+                (Some(&k), _) => {
+                    known.next();
+                    k
+                }
+            };
+            // Fields, not the whole entry: copying it costs a store-forwarding stall.
+            let e = &self.entries[i];
             if e.slot == SIGNATURE {
                 continue; // message_signature is never hashed
             }
+            let (value, children) = (e.value, e.children);
             let path = Path {
                 parent: None,
-                name: key_of(d, &e),
+                name: key_of(d, e),
             };
-            self.pair(&mut mac, d, &path, e, 0, &mut exact)?;
+            self.pair(&mut mac, d, &path, value, children, 0, &mut exact)?;
         }
         mac.update(&self.text);
         let digest: [u8; 32] = mac.finalize().into_bytes().into();
@@ -407,40 +502,46 @@ impl Transcoder {
 
     /// Appends the pairs of one value at `path`, inside `depth` levels, to the
     /// text to hash, as `signature::Walker` feeds them for the owned sample.
+    #[allow(clippy::too_many_arguments)]
     fn pair(
         &mut self,
         mac: &mut HmacSha256,
         d: &[u8],
         path: &Path<'_>,
-        e: Entry,
+        value: Span,
+        children: (u32, u32),
         depth: usize,
         exact: &mut bool,
     ) -> Result<(), Bad> {
-        let value = e.value;
-        let head = Reader::checked_before(&d[value.0..value.1]).head()?;
+        let head = Reader::checked_before(value.of(d)).head()?;
         if let Head::Map(_) = head {
             if depth >= signature::MAX_DEPTH {
                 *exact = false;
                 return Ok(());
             }
-            if e.children == NOT_A_MAP {
-                return Err(bad(value.0, "a map the index pass did not keep"));
+            if children == NOT_A_MAP {
+                return Err(bad(
+                    value.start as usize,
+                    "a map the index pass did not keep",
+                ));
             }
-            let (from, to) = (e.children.0 as usize, e.children.1 as usize);
+            let (from, to) = (children.0 as usize, children.1 as usize);
             // By key, then by position: stable, without a sort buffer.
             self.nodes[from..to]
-                .sort_unstable_by(|a, b| by_key(d, a, b).then(a.key.0.cmp(&b.key.0)));
+                .sort_unstable_by(|a, b| by_key(d, a, b).then(a.key.start.cmp(&b.key.start)));
             for i in from..to {
-                let c = self.nodes[i];
+                let c = &self.nodes[i];
+                let name = key_of(d, c);
                 // Of two equal keys a Python dict keeps the last value.
-                if i + 1 < to && key_of(d, &self.nodes[i + 1]) == key_of(d, &c) {
+                if i + 1 < to && key_of(d, &self.nodes[i + 1]) == name {
                     continue;
                 }
+                let (value, children) = (c.value, c.children);
                 let child = Path {
                     parent: Some(path),
-                    name: key_of(d, &c),
+                    name,
                 };
-                self.pair(mac, d, &child, c, depth + 1, exact)?;
+                self.pair(mac, d, &child, value, children, depth + 1, exact)?;
             }
             return Ok(());
         }
@@ -452,13 +553,17 @@ impl Transcoder {
             Head::Nil => self.text.extend_from_slice(b"None"),
             Head::Bool(true) => self.text.extend_from_slice(b"True"),
             Head::Bool(false) => self.text.extend_from_slice(b"False"),
-            Head::Int(i) => signature::push_i64(s, i),
-            Head::UInt(u) => signature::push_u64(s, u),
+            Head::Int(i) => self
+                .text
+                .extend_from_slice(itoa::Buffer::new().format(i).as_bytes()),
+            Head::UInt(u) => self
+                .text
+                .extend_from_slice(itoa::Buffer::new().format(u).as_bytes()),
             Head::Float(x) => signature::python_float_repr(x, s),
             Head::Array(_) | Head::Bin(_) | Head::Map(_) => {
                 // Python's str() of a list (after decode_unicode) or of bytes:
                 // rare in metering, so decoded alone and rendered by the owned code.
-                let v = Reader::new(&d[value.0..value.1]).value(0)?;
+                let v = Reader::new(value.of(d)).value(0)?;
                 *exact &= signature::push_repr(s, &mut Vec::new(), &v, false, depth);
             }
         }
@@ -501,7 +606,7 @@ impl Transcoder {
             None => out.push(0),
             Some(v) => {
                 out.push(1);
-                value(&mut Reader::checked_before(&d[v.0..v.1]), out)?;
+                value(&mut Reader::checked_before(v.of(d)), out)?;
             }
         }
         put_str(out, f.message_id);
@@ -524,7 +629,7 @@ impl Transcoder {
         put_u64(out, extras.clone().count() as u64);
         for e in extras {
             put_str(out, key_of(d, e));
-            value(&mut Reader::checked_before(&d[e.value.0..e.value.1]), out)?;
+            value(&mut Reader::checked_before(e.value.of(d)), out)?;
         }
         Ok(())
     }
@@ -597,7 +702,7 @@ fn by_key(d: &[u8], a: &Entry, b: &Entry) -> std::cmp::Ordering {
 }
 
 fn key_of<'d>(d: &'d [u8], e: &Entry) -> &'d [u8] {
-    &d[e.key.0..e.key.1]
+    e.key.of(d)
 }
 
 /// A key as text (checked as UTF-8 by the index pass), for an error.
@@ -627,10 +732,6 @@ fn known_slot(key: &[u8]) -> u8 {
     }
 }
 
-fn head_at(d: &[u8], v: (usize, usize)) -> Result<Head<'_>, Bad> {
-    Reader::checked_before(&d[v.0..v.1]).head()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -642,5 +743,12 @@ mod tests {
         }
         assert_eq!(KNOWN_KEYS[usize::from(SIGNATURE)], "message_signature");
         assert_eq!(known_slot(b"publisher_id"), EXTRA);
+    }
+
+    #[test]
+    fn sorted_known_is_the_known_keys_in_byte_order() {
+        let mut want: Vec<u8> = (0..KNOWN_KEYS.len() as u8).collect();
+        want.sort_by_key(|&slot| KNOWN_KEYS[usize::from(slot)].as_bytes());
+        assert_eq!(SORTED_KNOWN.to_vec(), want);
     }
 }
