@@ -1,11 +1,18 @@
 //! The batch codec of ABI v1: bincode 2 `config::legacy()` (fixed-width little-endian
 //! integers, u64 lengths, u32 enum tags), byte for byte as in docs/ABI.md.
 //!
-//! Three ways in one module, so that they cannot drift apart:
+//! Four ways in one module, so that they cannot drift apart:
 //! - [`encode_sample`] / [`encode_batch`]: a hand-written encoder (the host's batcher
 //!   appends with `encode_sample`);
-//! - [`decode_batch`]: owned [`Sample`]s through serde + bincode (the reference decoder);
+//! - [`decode_batch`]: owned [`Sample`]s in one hand-written walk (each string
+//!   checked and copied once);
+//! - [`decode_batch_serde`]: the same through serde + bincode, the reference the
+//!   other two are checked against (tests and the `batch_differential` fuzz target);
 //! - [`BatchView`]: a zero-copy borrowed view that allocates nothing.
+//!
+//! Hand-written rather than bincode for the hot paths: bincode cannot borrow the
+//! view's strings, and its owned decode needed the view's walk first (to bound
+//! nesting and refuse what the view refuses), so decoding twice.
 
 use crate::model::{Field, Number, Sample, Value};
 
@@ -192,15 +199,37 @@ pub fn encode_batch(samples: &[Sample]) -> Vec<u8> {
     out
 }
 
-/// Decodes a batch into owned samples with serde + bincode `legacy()`.
+/// Decodes a batch into owned samples, in one walk of the bytes: each string
+/// is checked and copied once, straight into its `String`.
 ///
-/// The zero-copy view checks the batch first (structure, UTF-8, nesting), so
-/// that both decoders refuse the same inputs and serde never recurses deeper
-/// than [`MAX_DEPTH`] on a hostile batch.
+/// It refuses exactly what the zero-copy view refuses (structure, UTF-8,
+/// nesting), and gives what [`decode_batch_serde`] gives; the
+/// `batch_differential` fuzz target holds the three to that.
 ///
 /// # Errors
 /// When the bytes are not a valid batch, or bytes are left over.
 pub fn decode_batch(bytes: &[u8]) -> Result<Vec<Sample>, DecodeError> {
+    let mut c = Cursor::new(bytes);
+    let count = c.u64()?;
+    // Each sample takes at least 40 bytes: no capacity beyond what the bytes hold.
+    let mut out = Vec::with_capacity((count as usize).min(bytes.len() / 40));
+    for _ in 0..count {
+        out.push(owned_sample(&mut c)?);
+    }
+    if !c.rest.is_empty() {
+        return Err(c.err("trailing bytes after the batch"));
+    }
+    Ok(out)
+}
+
+/// Decodes a batch into owned samples with serde + bincode `legacy()`: the
+/// reference [`decode_batch`] is checked against (slower: the view checks
+/// the batch first, so that serde never recurses deeper than [`MAX_DEPTH`]).
+///
+/// # Errors
+/// When the bytes are not a valid batch, or bytes are left over.
+#[doc(hidden)]
+pub fn decode_batch_serde(bytes: &[u8]) -> Result<Vec<Sample>, DecodeError> {
     let view = BatchView::new(bytes)?;
     let mut it = view.iter();
     for s in &mut it {
@@ -221,6 +250,40 @@ pub fn decode_batch(bytes: &[u8]) -> Result<Vec<Sample>, DecodeError> {
         });
     }
     Ok(samples)
+}
+
+/// One sample, owned: the fields in ABI order.
+fn owned_sample(c: &mut Cursor<'_>) -> Result<Sample, DecodeError> {
+    let text = |c: &mut Cursor<'_>| c.str().map(str::to_owned);
+    let field = |c: &mut Cursor<'_>| c.field_str().map(|f| f.map(str::to_owned));
+    Ok(Sample {
+        source: text(c)?,
+        counter_name: text(c)?,
+        counter_type: text(c)?,
+        counter_unit: text(c)?,
+        counter_volume: if c.option()? { Some(c.number()?) } else { None },
+        user_id: field(c)?,
+        user_name: field(c)?,
+        project_id: field(c)?,
+        project_name: field(c)?,
+        resource_id: text(c)?,
+        timestamp: text(c)?,
+        resource_metadata: if c.option()? {
+            Some(c.owned_value(0)?)
+        } else {
+            None
+        },
+        message_id: text(c)?,
+        monotonic_time: if !c.option()? {
+            Field::Absent
+        } else if !c.option()? {
+            Field::Null
+        } else {
+            Field::Value(c.number()?)
+        },
+        message_signature: if c.option()? { Some(text(c)?) } else { None },
+        extra: c.owned_entries(0)?,
+    })
 }
 
 /// Reads every nested string of a sample (they are checked as they are read), so
@@ -266,48 +329,64 @@ fn check_strings(v: &ValueView<'_>) -> Result<(), DecodeError> {
 
 // ---------------------------------------------------------------- borrowed view
 
-/// A cursor over ABI bytes. Every read is bounds-checked.
+/// A cursor over ABI bytes. Every read is bounds-checked: the unread bytes are
+/// a slice, so a read is one length comparison and a split.
 #[derive(Clone, Copy, Debug)]
 struct Cursor<'a> {
     buf: &'a [u8],
-    pos: usize,
+    rest: &'a [u8],
 }
 
 impl<'a> Cursor<'a> {
+    fn new(buf: &'a [u8]) -> Self {
+        Cursor { buf, rest: buf }
+    }
+
+    /// Bytes read so far.
+    fn pos(&self) -> usize {
+        self.buf.len() - self.rest.len()
+    }
+
+    /// The bytes read since `start` (a [`Cursor::pos`]).
+    fn since(&self, start: usize) -> &'a [u8] {
+        &self.buf[start..self.pos()]
+    }
+
     fn err(&self, reason: &'static str) -> DecodeError {
         DecodeError {
-            offset: self.pos,
+            offset: self.pos(),
             reason,
         }
     }
 
     fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
-        let end = self
-            .pos
-            .checked_add(n)
-            .ok_or_else(|| self.err("length overflows"))?;
-        let s = self
-            .buf
-            .get(self.pos..end)
+        let (s, rest) = self
+            .rest
+            .split_at_checked(n)
             .ok_or_else(|| self.err("unexpected end of batch"))?;
-        self.pos = end;
+        self.rest = rest;
         Ok(s)
     }
 
+    fn fixed<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
+        let (s, rest) = self
+            .rest
+            .split_first_chunk::<N>()
+            .ok_or_else(|| self.err("unexpected end of batch"))?;
+        self.rest = rest;
+        Ok(*s)
+    }
+
     fn u8(&mut self) -> Result<u8, DecodeError> {
-        Ok(self.take(1)?[0])
+        Ok(self.fixed::<1>()?[0])
     }
 
     fn u32(&mut self) -> Result<u32, DecodeError> {
-        let b = self.take(4)?;
-        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        Ok(u32::from_le_bytes(self.fixed()?))
     }
 
     fn u64(&mut self) -> Result<u64, DecodeError> {
-        let b = self.take(8)?;
-        let mut a = [0u8; 8];
-        a.copy_from_slice(b);
-        Ok(u64::from_le_bytes(a))
+        Ok(u64::from_le_bytes(self.fixed()?))
     }
 
     fn len(&mut self) -> Result<usize, DecodeError> {
@@ -321,7 +400,7 @@ impl<'a> Cursor<'a> {
     }
 
     fn str(&mut self) -> Result<&'a str, DecodeError> {
-        let start = self.pos;
+        let start = self.pos();
         let b = self.bytes()?;
         // Most strings are ASCII; checking that word by word is cheaper than from_utf8.
         if b.is_ascii() {
@@ -372,8 +451,9 @@ impl<'a> Cursor<'a> {
         Ok(())
     }
 
-    fn value(&mut self, depth: u32) -> Result<ValueView<'a>, DecodeError> {
-        Ok(match self.u32()? {
+    /// The body of a value that is not a list or a map, after its tag `t`.
+    fn scalar(&mut self, t: u32) -> Result<ValueView<'a>, DecodeError> {
+        Ok(match t {
             tag::NULL => ValueView::Null,
             tag::BOOL => match self.u8()? {
                 0 => ValueView::Bool(false),
@@ -385,16 +465,22 @@ impl<'a> Cursor<'a> {
             tag::FLOAT => ValueView::Float(f64::from_bits(self.u64()?)),
             tag::STR => ValueView::Str(self.str()?),
             tag::BYTES => ValueView::Bytes(self.bytes()?),
+            _ => return Err(self.err("unknown value tag")),
+        })
+    }
+
+    fn value(&mut self, depth: u32) -> Result<ValueView<'a>, DecodeError> {
+        Ok(match self.u32()? {
             tag::LIST => {
                 self.enter(depth)?;
                 let count = self.len()?;
-                let start = self.pos;
+                let start = self.pos();
                 for _ in 0..count {
                     self.skip(depth + 1)?;
                 }
                 ValueView::List(ListView {
                     count,
-                    bytes: &self.buf[start..self.pos],
+                    bytes: self.since(start),
                     item_depth: depth + 1,
                 })
             }
@@ -402,7 +488,7 @@ impl<'a> Cursor<'a> {
                 self.enter(depth)?;
                 ValueView::Map(self.entries(depth + 1)?)
             }
-            _ => return Err(self.err("unknown value tag")),
+            t => self.scalar(t)?,
         })
     }
 
@@ -410,16 +496,53 @@ impl<'a> Cursor<'a> {
     /// `d` has them at `d + 1`; the sample's extra keys, like its fields, at 0.
     fn entries(&mut self, item_depth: u32) -> Result<MapView<'a>, DecodeError> {
         let count = self.len()?;
-        let start = self.pos;
+        let start = self.pos();
         for _ in 0..count {
             self.bytes()?;
             self.skip(item_depth)?;
         }
         Ok(MapView {
             count,
-            bytes: &self.buf[start..self.pos],
+            bytes: self.since(start),
             item_depth,
         })
+    }
+
+    /// One value at `depth`, owned (what `value` then `to_owned_value` give).
+    fn owned_value(&mut self, depth: u32) -> Result<Value, DecodeError> {
+        Ok(match self.u32()? {
+            tag::LIST => {
+                self.enter(depth)?;
+                let count = self.len()?;
+                // Each item takes at least its 4-byte tag.
+                let mut items = Vec::with_capacity(count.min(self.remaining() / 4));
+                for _ in 0..count {
+                    items.push(self.owned_value(depth + 1)?);
+                }
+                Value::List(items)
+            }
+            tag::MAP => {
+                self.enter(depth)?;
+                Value::Map(self.owned_entries(depth + 1)?)
+            }
+            t => self.scalar(t)?.to_owned_value(),
+        })
+    }
+
+    /// The entries of a map whose values sit at `item_depth`, owned.
+    fn owned_entries(&mut self, item_depth: u32) -> Result<Vec<(String, Value)>, DecodeError> {
+        let count = self.len()?;
+        // Each entry takes at least an 8-byte key length and a 4-byte tag.
+        let mut entries = Vec::with_capacity(count.min(self.remaining() / 12));
+        for _ in 0..count {
+            let key = self.str()?.to_owned();
+            entries.push((key, self.owned_value(item_depth)?));
+        }
+        Ok(entries)
+    }
+
+    fn remaining(&self) -> usize {
+        self.rest.len()
     }
 
     /// Steps over one value, checking its structure and bounds but not the UTF-8
@@ -555,10 +678,7 @@ impl<'a> ListView<'a> {
     }
 
     pub fn iter(&self) -> impl Iterator<Item = ValueView<'a>> + 'a {
-        let mut c = Cursor {
-            buf: self.bytes,
-            pos: 0,
-        };
+        let mut c = Cursor::new(self.bytes);
         let depth = self.item_depth;
         (0..self.count).map_while(move |_| c.value(depth).ok())
     }
@@ -585,10 +705,7 @@ impl<'a> MapView<'a> {
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&'a str, ValueView<'a>)> + 'a {
-        let mut c = Cursor {
-            buf: self.bytes,
-            pos: 0,
-        };
+        let mut c = Cursor::new(self.bytes);
         let depth = self.item_depth;
         (0..self.count).map_while(move |_| Some((c.str().ok()?, c.value(depth).ok()?)))
     }
@@ -700,7 +817,7 @@ impl<'a> BatchView<'a> {
     /// # Errors
     /// When the bytes are shorter than the 8-byte count.
     pub fn new(bytes: &'a [u8]) -> Result<Self, DecodeError> {
-        let mut c = Cursor { buf: bytes, pos: 0 };
+        let mut c = Cursor::new(bytes);
         let count = c.u64()?;
         Ok(BatchView {
             count,
@@ -720,10 +837,7 @@ impl<'a> BatchView<'a> {
     /// The samples, each decoded as it is reached. After an error the iterator ends.
     pub fn iter(&self) -> SampleIter<'a> {
         SampleIter {
-            cursor: Cursor {
-                buf: self.body,
-                pos: 0,
-            },
+            cursor: Cursor::new(self.body),
             left: self.count,
             failed: false,
         }
@@ -763,7 +877,7 @@ impl SampleIter<'_> {
         if self.left != 0 || self.failed {
             return Err(self.cursor.err("batch ended early"));
         }
-        if self.cursor.pos != self.cursor.buf.len() {
+        if !self.cursor.rest.is_empty() {
             return Err(self.cursor.err("trailing bytes after the batch"));
         }
         Ok(())

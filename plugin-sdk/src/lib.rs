@@ -149,7 +149,7 @@ impl<'a> Batch<'a> {
             .chain(view.into_iter().flat_map(|v| v.iter()))
     }
 
-    /// The samples as owned values (serde + bincode).
+    /// The samples as owned values ([`codec::decode_batch`]: one walk, each string copied once).
     ///
     /// # Errors
     /// When the batch bytes are malformed.

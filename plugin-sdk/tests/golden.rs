@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use collector_sdk::codec::{BatchView, decode_batch, encode_batch};
+use collector_sdk::codec::{BatchView, decode_batch, decode_batch_serde, encode_batch};
 use collector_sdk::json::write_sample;
 
 fn golden() -> Vec<(String, Vec<u8>, serde_json::Value)> {
@@ -56,6 +56,8 @@ fn owned_decoder_agrees_and_reencodes_byte_for_byte() {
             .and_then(|v| v.to_owned_samples())
             .expect("view");
         assert_eq!(owned, via_view, "{name}");
+        let via_serde = decode_batch_serde(&bin).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(encode_batch(&owned), encode_batch(&via_serde), "{name}");
         assert_eq!(encode_batch(&owned), bin, "{name}");
     }
 }
@@ -66,6 +68,7 @@ fn truncated_batches_fail_cleanly() {
         for cut in 0..bin.len() {
             let part = &bin[..cut];
             assert!(decode_batch(part).is_err(), "{name} cut at {cut}");
+            assert!(decode_batch_serde(part).is_err(), "{name} cut at {cut}");
             let view_ok = BatchView::new(part).is_ok_and(|v| {
                 let mut it = v.iter();
                 it.by_ref().all(|s| s.is_ok()) && it.finish().is_ok()
@@ -86,6 +89,7 @@ fn fuzzer_findings_are_refused_cleanly() {
         let bytes = std::fs::read(&path).expect("regression input");
         // A string claiming 2^64 - 1 bytes made bincode allocate before checking.
         assert!(decode_batch(&bytes).is_err(), "{}", path.display());
+        assert!(decode_batch_serde(&bytes).is_err(), "{}", path.display());
         assert!(
             BatchView::new(&bytes)
                 .and_then(|v| v.to_owned_samples())
