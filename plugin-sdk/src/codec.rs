@@ -274,13 +274,7 @@ fn owned_sample(c: &mut Cursor<'_>) -> Result<Sample, DecodeError> {
             None
         },
         message_id: text(c)?,
-        monotonic_time: if !c.option()? {
-            Field::Absent
-        } else if !c.option()? {
-            Field::Null
-        } else {
-            Field::Value(c.number()?)
-        },
+        monotonic_time: c.field_number()?,
         message_signature: if c.option()? { Some(text(c)?) } else { None },
         extra: c.owned_entries(0)?,
     })
@@ -430,6 +424,16 @@ impl<'a> Cursor<'a> {
             tag::NUM_FLOAT => Ok(Number::Float(f64::from_bits(bits))),
             _ => Err(self.err("unknown number tag")),
         }
+    }
+
+    fn field_number(&mut self) -> Result<Field<Number>, DecodeError> {
+        if !self.option()? {
+            return Ok(Field::Absent);
+        }
+        if !self.option()? {
+            return Ok(Field::Null);
+        }
+        Ok(Field::Value(self.number()?))
     }
 
     fn field_str(&mut self) -> Result<Field<&'a str>, DecodeError> {
@@ -792,13 +796,7 @@ fn sample_view<'a>(c: &mut Cursor<'a>) -> Result<SampleView<'a>, DecodeError> {
         timestamp: c.str()?,
         resource_metadata: if c.option()? { Some(c.value(0)?) } else { None },
         message_id: c.str()?,
-        monotonic_time: if !c.option()? {
-            Field::Absent
-        } else if !c.option()? {
-            Field::Null
-        } else {
-            Field::Value(c.number()?)
-        },
+        monotonic_time: c.field_number()?,
         message_signature: if c.option()? { Some(c.str()?) } else { None },
         extra: c.entries(0)?,
     })

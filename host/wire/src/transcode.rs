@@ -177,8 +177,6 @@ struct Fields<'d> {
     message_id: &'d [u8],
     monotonic_time: Num,
     message_signature: Option<&'d [u8]>,
-    /// Where each known key is in `Transcoder::entries` ([`ABSENT`] if not).
-    slots: [usize; KNOWN_KEYS.len()],
 }
 
 /// The known keys' slots in byte order of their names: Ceilometer's order of
@@ -413,7 +411,6 @@ impl Transcoder {
             message_id,
             monotonic_time,
             message_signature,
-            slots,
         })
     }
 
@@ -459,9 +456,11 @@ impl Transcoder {
             .sort_unstable_by(|&a, &b| by_key(d, &entries[a as usize], &entries[b as usize]));
         self.text.clear();
         let mut exact = true;
+        // A copy (15 indices): the walk below borrows `self` mutably.
+        let slots = self.slots;
         let mut known = SORTED_KNOWN
             .iter()
-            .map(|&slot| f.slots[usize::from(slot)])
+            .map(|&slot| slots[usize::from(slot)])
             .filter(|&i| i != ABSENT)
             .peekable();
         let mut extra = 0;
