@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 COUNT=${1:-300000}
 RUNS=${2:-3}
-BIN=target/release/collector
+BIN=${COLLECTOR_BIN:-target/release/collector}
 SECRET=bench-secret
 PORT_RAW=49521
 PORT_DAEMON=49522

@@ -31,7 +31,7 @@ fn encode(samples: &[Sample]) -> Vec<u8> {
     for s in samples {
         let _ = b.push(s);
     }
-    b.flush().map(|s| s.bytes).unwrap_or_default()
+    b.flush().map(|s| s.bytes.into_vec()).unwrap_or_default()
 }
 
 fn main() {

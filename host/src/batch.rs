@@ -14,12 +14,14 @@ use std::time::Duration;
 use collector_sdk::Sample;
 use collector_sdk::codec::encode_sample;
 
+use crate::batch_buffers::BatchBytes;
 use crate::config::BatchConfig;
 
 /// A finished batch: ABI v1 bytes, ready for every dispatcher.
 #[derive(Debug)]
 pub struct Sealed {
-    pub bytes: Vec<u8>,
+    /// Recycled when the last dispatcher drops it ([`crate::batch_buffers`]).
+    pub bytes: BatchBytes,
     pub samples: u64,
     /// Where each sample starts in `bytes`, so that a batch a dispatcher rejects
     /// can be offered again in parts ([`Sealed::part`]).
@@ -73,7 +75,7 @@ pub struct Batcher<C: Clock = SystemClock> {
     max_samples: u64,
     max_bytes: usize,
     max_delay: Duration,
-    bytes: Vec<u8>,
+    bytes: BatchBytes,
     starts: Vec<usize>,
     count: u64,
     started: Option<C::Instant>,
@@ -90,7 +92,7 @@ impl<C: Clock> Batcher<C> {
             max_samples: cfg.max_samples as u64,
             max_bytes: cfg.max_bytes,
             max_delay: cfg.max_delay,
-            bytes: Vec::new(),
+            bytes: BatchBytes::default(),
             starts: Vec::new(),
             count: 0,
             started: None,
@@ -103,8 +105,9 @@ impl<C: Clock> Batcher<C> {
 
     fn reset(&mut self) {
         // As large as the last batch: untouched capacity costs no page faults,
-        // and a batch as large again needs no copy.
-        self.bytes = Vec::with_capacity(self.hint.min(self.max_bytes.saturating_add(8)));
+        // and a batch as large again needs no copy. A recycled buffer, when one
+        // is free: its pages are already there.
+        self.bytes = BatchBytes::with_capacity(self.hint.min(self.max_bytes.saturating_add(8)));
         self.bytes.extend_from_slice(&[0; 8]);
         self.starts = Vec::with_capacity(self.max_samples.min(1024) as usize);
         self.count = 0;

@@ -20,6 +20,7 @@
 //!   model, and [`signature`]: Ceilometer-compatible HMAC verification (the
 //!   `collector-wire` crate, `host/wire/`);
 //! - [`batch`]: samples into ABI batches, sealed on count, bytes or age;
+//!   - [`batch_buffers`]: their buffers, recycled once every dispatcher is done;
 //! - [`dispatch`]: fan-out to every dispatcher, one bounded queue each;
 //!   - [`dispatch::worker`]: one dispatcher thread: retries, isolation of rejected samples, panics;
 //!   - [`dispatch::report`]: a batch's outcome over all dispatchers, back to its source;
@@ -56,6 +57,7 @@
 
 pub mod admin;
 pub mod batch;
+pub mod batch_buffers;
 pub mod cli;
 pub mod daemon;
 pub mod dispatch;

@@ -41,7 +41,7 @@ use crate::telemetry::events::{
 
 /// One batch for one dispatcher.
 pub struct Job {
-    pub bytes: Arc<Vec<u8>>,
+    pub bytes: Arc<crate::batch_buffers::BatchBytes>,
     /// Where each sample starts in `bytes` (see [`Sealed::part`]).
     pub starts: Arc<Vec<usize>>,
     pub samples: u64,
