@@ -20,7 +20,8 @@ request the HTTP and OTLP publishers sent, one per line, as they sent it.
 
 The configuration is built by ceilometer.service.prepare_service from a
 config file of our own that sets only `[DEFAULT] transport_url`,
-`[DEFAULT] host` and `[publisher] telemetry_secret` (plus logging to stderr),
+`[DEFAULT] host` and `[publisher] telemetry_secret` (plus logging to stderr,
+and `[oslo_messaging_rabbit] rabbit_quorum_queue` with --rabbit-quorum-queue),
 like the captures in tests/fixtures/ceilometer were made. The publisher is
 loaded the way a pipeline loads it (ceilometer.pipeline.base.PublisherManager,
 stevedore namespace `ceilometer.sample.publisher`) from the URL
@@ -64,6 +65,11 @@ def parse_args(argv):
         "--transport-url",
         default="rabbit://guest:guest@127.0.0.1:5672/",
         help="oslo.messaging transport_url (notifier): rabbit://USER:PASS@HOST:PORT/",
+    )
+    p.add_argument(
+        "--rabbit-quorum-queue",
+        action="store_true",
+        help="[oslo_messaging_rabbit] rabbit_quorum_queue = true (notifier)",
     )
     p.add_argument("--udp-address", default="127.0.0.1:4952", help="HOST:PORT (udp)")
     p.add_argument(
@@ -256,6 +262,8 @@ def main(argv):
             "telemetry_secret = %s\n"
             % (conf_escape(args.transport_url), conf_escape(args.host), conf_escape(args.secret))
         )
+        if args.rabbit_quorum_queue:
+            f.write("[oslo_messaging_rabbit]\nrabbit_quorum_queue = true\n")
     try:
         conf = service.prepare_service(argv=[sys.argv[0]], config_files=[conf_path])
     finally:

@@ -338,16 +338,22 @@ fn two_collectors_share_a_queue_and_a_killed_one_loses_nothing() {
     assert!(stopped.status.success(), "{}", stopped.log);
 }
 
-/// Real Ceilometer (27.0.0 from PyPI, in .venv-ceilometer) publishes with its own
-/// `notifier://` and `udp://` publishers; every sample arrives exactly once.
-#[test]
-fn real_ceilometer_publishers_are_received_exactly_once() {
+/// The interpreter of the venv with real Ceilometer (scripts/ceilometer-venv.sh).
+fn ceilometer_python() -> std::path::PathBuf {
     let python = root().join(".venv-ceilometer/bin/python");
     assert!(
         python.exists(),
         "{} is missing: run `make test-deps` (scripts/ceilometer-venv.sh)",
         python.display()
     );
+    python
+}
+
+/// Real Ceilometer (27.0.0 from PyPI, in .venv-ceilometer) publishes with its own
+/// `notifier://` and `udp://` publishers; every sample arrives exactly once.
+#[test]
+fn real_ceilometer_publishers_are_received_exactly_once() {
+    let python = ceilometer_python();
     let broker = Broker::start();
     let udp = "[sources.udp]\naddress = \"127.0.0.1:0\"\n";
     let d = start(
@@ -460,6 +466,93 @@ fn a_password_holding_url_separators_is_never_logged() {
             !stopped.log.contains(piece),
             "`{piece}` of the password was logged:\n{}",
             stopped.log
+        );
+    }
+}
+
+/// Real Ceilometer with `rabbit_quorum_queue = true` declares `metering.sample`
+/// as a quorum queue; the collector, given a three-host `transport_url` whose
+/// first two hosts are down, fails over to the live one, joins that queue
+/// without `PRECONDITION_FAILED`, and gets every sample exactly once, both those
+/// published before it came (the queue was Ceilometer's) and after (it was the
+/// collector's, re-declared by Ceilometer).
+#[test]
+fn quorum_queues_are_joined_through_a_three_host_transport_url() {
+    let python = ceilometer_python();
+    let broker = Broker::start();
+    let dir = tempfile::tempdir().unwrap();
+    let publish = |seed: &str, out: &Path| {
+        let status = std::process::Command::new(&python)
+            .arg(root().join("scripts/ceilometer-publish.py"))
+            .args(["--publisher", "notifier", "--rabbit-quorum-queue"])
+            .args(["--secret", SECRET, "--count", "100", "--batch", "10"])
+            .args(["--seed", seed, "--transport-url", &broker.oslo_url()])
+            .arg("--out")
+            .arg(out)
+            .status()
+            .expect("run ceilometer-publish.py");
+        assert!(status.success(), "ceilometer-publish.py failed");
+        json_file(out)
+    };
+    let mut published = publish("1", &dir.path().join("before.jsonl"));
+    let types = broker.rabbitmqctl(&["list_queues", "--no-table-headers", "name", "type"]);
+    assert!(
+        types
+            .lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["metering.sample", "quorum"]),
+        "Ceilometer declared a quorum queue:\n{types}"
+    );
+    let (dead1, dead2) = (collector_e2e::free_port(), collector_e2e::free_port());
+    let url = format!(
+        "rabbit://guest:guest@127.0.0.1:{dead1},guest:guest@127.0.0.1:{dead2},guest:guest@127.0.0.1:{}/",
+        broker.port()
+    );
+    let cfg = ConfigBuilder::new(SECRET)
+        .batch("max_samples = 50\nmax_delay_ms = 100")
+        .amqp(
+            &url,
+            "rabbit_quorum_queue = true\nreconnect_backoff_ms = 100",
+        )
+        .file_dispatcher()
+        .build();
+    let d = start(&cfg);
+    published.extend(publish("2", &dir.path().join("after.jsonl")));
+    assert_eq!(published.len(), 200);
+    d.wait_lines("out/samples.jsonl", 200, Duration::from_secs(60));
+    std::thread::sleep(Duration::from_millis(500));
+    let stopped = d.stop();
+    assert!(stopped.status.success(), "{}", stopped.log);
+    let got = json_file(&stopped.dir.path().join("out/samples.jsonl"));
+    assert_eq!(got.len(), 200, "exactly once\n{}", stopped.log);
+    assert_eq!(by_id(got), by_id(published));
+    for dead in [dead1, dead2] {
+        assert!(
+            stopped
+                .log
+                .lines()
+                .any(|l| l.contains("AMQP is down") && l.contains(&format!("127.0.0.1:{dead}"))),
+            "the log names the host that refused ({dead}):\n{}",
+            stopped.log
+        );
+    }
+    assert!(
+        stopped.log.lines().any(|l| l.contains("connected")
+            && l.contains(&format!("127.0.0.1:{} ", broker.port()).replace(' ', "/"))),
+        "the log names the host it consumes from:\n{}",
+        stopped.log
+    );
+    assert!(
+        !stopped.log.contains("PRECONDITION_FAILED"),
+        "{}",
+        stopped.log
+    );
+    let types = broker.rabbitmqctl(&["list_queues", "--no-table-headers", "name", "type"]);
+    for q in ["metering.sample", "metering"] {
+        assert!(
+            types
+                .lines()
+                .any(|l| l.split_whitespace().collect::<Vec<_>>() == [q, "quorum"]),
+            "{q} is a quorum queue:\n{types}"
         );
     }
 }

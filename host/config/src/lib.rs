@@ -13,6 +13,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 mod inputs;
+mod transport_url;
 
 pub use inputs::{HttpInputConfig, TcpConfig};
 
@@ -264,7 +265,9 @@ pub struct SourcesConfig {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AmqpConfig {
-    /// `amqp://user:password@host:port/vhost`. Never logged with its password.
+    /// `amqp://user:password@host:port/vhost`, or oslo's `transport_url` as
+    /// `ceilometer.conf` writes it (`rabbit://u:p@host1:5672,u:p@host2:5672/vhost`):
+    /// the hosts are tried in turn. Never logged with a password.
     #[serde(default)]
     pub url: Option<String>,
     /// Name of an environment variable holding the URL (keeps credentials out of the file).
@@ -273,6 +276,25 @@ pub struct AmqpConfig {
     /// `url`, or the value of `url_env`: set when the config is parsed.
     #[serde(skip)]
     resolved_url: String,
+    /// One AMQP URI per host of `resolved_url`: set when the config is parsed.
+    #[serde(skip)]
+    broker_uris: Vec<String>,
+    /// oslo's `rabbit_quorum_queue`: the topic queues (`<topic>.sample`,
+    /// `<topic>`, `<topic>.<host>`) are quorum queues, and durable.
+    #[serde(default)]
+    pub rabbit_quorum_queue: bool,
+    /// oslo's `rabbit_transient_quorum_queue`: the fanout queue is one too.
+    #[serde(default)]
+    pub rabbit_transient_quorum_queue: bool,
+    /// oslo's `rabbit_quorum_delivery_limit` (`x-delivery-limit`; 0: none).
+    #[serde(default)]
+    pub rabbit_quorum_delivery_limit: u32,
+    /// oslo's `rabbit_quorum_max_memory_length` (`x-max-in-memory-length`; 0: none).
+    #[serde(default)]
+    pub rabbit_quorum_max_memory_length: u32,
+    /// oslo's `rabbit_quorum_max_memory_bytes` (`x-max-in-memory-bytes`; 0: none).
+    #[serde(default)]
+    pub rabbit_quorum_max_memory_bytes: u64,
     /// oslo's `control_exchange`; Ceilometer sets `ceilometer`.
     #[serde(default = "default_exchange")]
     pub exchange: String,
@@ -379,6 +401,18 @@ impl AmqpConfig {
     /// when the config was parsed (a variable that is not set is a config error).
     pub fn broker_url(&self) -> &str {
         &self.resolved_url
+    }
+
+    /// The AMQP URI of each broker host `broker_url` names, in the order they
+    /// are tried.
+    pub fn broker_uris(&self) -> &[String] {
+        &self.broker_uris
+    }
+
+    /// oslo's `durable` for the topic queues: `amqp_durable_queues`, or quorum
+    /// queues (which are always durable).
+    pub fn topic_queues_durable(&self) -> bool {
+        self.durable || self.rabbit_quorum_queue
     }
 
     fn resolve_url(&self) -> Result<String, String> {
@@ -877,14 +911,13 @@ impl Config {
             } else {
                 "sources.amqp.url"
             };
-            let url = a
+            // TLS (oslo's `ssl`) is not built in yet: only `amqps://` asks for it.
+            let ssl = false;
+            let (url, uris) = a
                 .resolve_url()
                 .and_then(|u| {
-                    if u.starts_with("amqp://") || u.starts_with("amqps://") {
-                        Ok(u)
-                    } else {
-                        Err("must hold a URL that starts with amqp:// or amqps://".to_owned())
-                    }
+                    let uris = transport_url::broker_uris(&u, ssl)?;
+                    Ok((u, uris.into_iter().map(|b| b.0).collect()))
                 })
                 .map_err(|problem| ConfigError::Invalid {
                     origin: origin.to_owned(),
@@ -892,6 +925,7 @@ impl Config {
                     problem,
                 })?;
             a.resolved_url = url;
+            a.broker_uris = uris;
         }
         if let Some(t) = &cfg.sources.tcp {
             t.check().map_err(|(field, problem)| ConfigError::Invalid {
@@ -971,9 +1005,9 @@ impl Config {
                 return Err(bad("sources.amqp.url".into(), "or `url_env` must be set"));
             }
             if let Some(u) = &a.url
-                && !(u.starts_with("amqp://") || u.starts_with("amqps://"))
+                && let Err(problem) = transport_url::broker_uris(u, false)
             {
-                return Err(bad("sources.amqp.url".into(), "must start with amqp://"));
+                return Err(bad("sources.amqp.url".into(), &problem));
             }
             if !a.notifications && !a.rpc {
                 return Err(bad(

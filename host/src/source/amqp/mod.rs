@@ -73,28 +73,40 @@ impl AmqpSource {
     }
 
     /// Connects, consumes, reconnects with backoff, until `shutdown` turns true.
+    ///
+    /// With several broker hosts (a `transport_url` listing a cluster), a lost
+    /// session goes on at once with the next host, and a refused connection
+    /// tries the next one; only when every host was tried in a row does the
+    /// source wait (`reconnect_backoff_ms`, doubling up to `reconnect_backoff_max_ms`).
+    /// That is oslo's round-robin failover.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let this = Arc::new(self);
-        let redacted = redact_url(&this.url);
+        let hosts: Vec<String> = match this.cfg.broker_uris() {
+            [] => vec![this.url.clone()],
+            uris => uris.to_vec(),
+        };
         let mut backoff = this.cfg.reconnect_backoff;
         let max_backoff = this
             .cfg
             .reconnect_backoff_max
             .max(this.cfg.reconnect_backoff);
         let mut down_since: Option<std::time::Instant> = None;
+        let mut next = 0usize;
+        let mut failed_in_row = 0usize;
         loop {
             if *shutdown.borrow() {
                 break;
             }
-            let end = match Connection::connect(&this.url, ConnectionProperties::default()).await {
+            let uri = &hosts[next % hosts.len()];
+            next = next.wrapping_add(1);
+            let redacted = redact_url(uri);
+            let started = std::time::Instant::now();
+            let end = match Connection::connect(uri, ConnectionProperties::default()).await {
                 Ok(conn) => {
                     let end = this
                         .clone()
                         .session(&conn, &redacted, &mut down_since, shutdown.clone())
                         .await;
-                    if down_since.is_none() {
-                        backoff = this.cfg.reconnect_backoff;
-                    }
                     let _ = conn.close(200, "collector stopping".into()).await;
                     end
                 }
@@ -103,18 +115,34 @@ impl AmqpSource {
             match end {
                 SessionEnd::Shutdown => break,
                 SessionEnd::Lost(reason) => {
+                    // `down_since` is cleared once a session consumes: then the
+                    // next host is tried at once (unless the session died as soon
+                    // as it began, which counts as a failure, so as not to spin).
+                    if down_since.is_none() && started.elapsed() >= this.cfg.reconnect_backoff {
+                        backoff = this.cfg.reconnect_backoff;
+                        failed_in_row = 0;
+                    } else {
+                        failed_in_row += 1;
+                    }
                     down_since.get_or_insert_with(std::time::Instant::now);
+                    let wait = if failed_in_row == 0 || !failed_in_row.is_multiple_of(hosts.len()) {
+                        std::time::Duration::ZERO
+                    } else {
+                        backoff
+                    };
                     AmqpDown {
                         broker: &redacted,
                         reason: &reason,
-                        retry_in: backoff,
+                        retry_in: wait,
                     }
                     .emit(&this.amqp);
-                    tokio::select! {
-                        _ = tokio::time::sleep(backoff) => {}
-                        _ = shutdown.changed() => break,
+                    if !wait.is_zero() {
+                        tokio::select! {
+                            _ = tokio::time::sleep(wait) => {}
+                            _ = shutdown.changed() => break,
+                        }
+                        backoff = (backoff * 2).min(max_backoff);
                     }
-                    backoff = (backoff * 2).min(max_backoff);
                 }
             }
         }

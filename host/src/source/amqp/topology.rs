@@ -44,15 +44,17 @@ impl Topology {
         let ch = conn.create_channel().await?;
         let c = &self.cfg;
         let passive = c.passive;
+        // oslo: quorum queues are durable, and so is the exchange then.
+        let durable = c.topic_queues_durable();
         let ex = ExchangeDeclareOptions {
             passive,
-            durable: c.durable,
+            durable,
             auto_delete: c.auto_delete,
             ..Default::default()
         };
         let q = QueueDeclareOptions {
             passive,
-            durable: c.durable,
+            durable,
             auto_delete: c.auto_delete,
             ..Default::default()
         };
@@ -72,8 +74,12 @@ impl Topology {
             topic_queues.push(format!("{}.{}", c.topic, c.host_name()));
         }
         for name in &topic_queues {
-            ch.queue_declare(name.as_str().into(), q, FieldTable::default())
-                .await?;
+            ch.queue_declare(
+                name.as_str().into(),
+                q,
+                queue_arguments(c, c.rabbit_quorum_queue),
+            )
+            .await?;
             if !passive {
                 let (exch, key) = (c.exchange.as_str().into(), name.as_str().into());
                 ch.queue_bind(
@@ -102,7 +108,7 @@ impl Topology {
                 FieldTable::default(),
             )
             .await?;
-            let mut args = FieldTable::default();
+            let mut args = queue_arguments(c, c.rabbit_transient_quorum_queue);
             args.insert(
                 "x-expires".into(),
                 AMQPValue::LongInt(
@@ -110,7 +116,7 @@ impl Topology {
                 ),
             );
             let qo = QueueDeclareOptions {
-                durable: false,
+                durable: c.rabbit_transient_quorum_queue,
                 auto_delete: false,
                 ..Default::default()
             };
@@ -128,6 +134,41 @@ impl Topology {
         let _ = ch.close(200, "declared".into()).await;
         Ok(())
     }
+}
+
+/// oslo's `_get_queue_arguments` for a queue that is a quorum queue or not
+/// (`rabbit_ha_queues` and stream fanout queues are not supported): the same
+/// arguments, so that a queue an OpenStack service declared first is joined
+/// without `PRECONDITION_FAILED`, and the other way round.
+pub fn queue_arguments(c: &AmqpConfig, quorum: bool) -> FieldTable {
+    let mut args = FieldTable::default();
+    if quorum {
+        args.insert(
+            "x-queue-type".into(),
+            AMQPValue::LongString("quorum".into()),
+        );
+        // Python ints go out as signed 32-bit when they fit (py-amqp's table encoder).
+        let int = |v: u64| match i32::try_from(v) {
+            Ok(n) => AMQPValue::LongInt(n),
+            Err(_) => AMQPValue::LongLongInt(i64::try_from(v).unwrap_or(i64::MAX)),
+        };
+        for (name, value) in [
+            (
+                "x-delivery-limit",
+                u64::from(c.rabbit_quorum_delivery_limit),
+            ),
+            (
+                "x-max-in-memory-length",
+                u64::from(c.rabbit_quorum_max_memory_length),
+            ),
+            ("x-max-in-memory-bytes", c.rabbit_quorum_max_memory_bytes),
+        ] {
+            if value > 0 {
+                args.insert(name.into(), int(value));
+            }
+        }
+    }
+    args
 }
 
 /// A 32-digit random hex string: oslo's `uuid.uuid4().hex`.
