@@ -556,3 +556,52 @@ fn quorum_queues_are_joined_through_a_three_host_transport_url() {
         );
     }
 }
+
+/// A broker that hangs with its sockets open (SIGSTOP) is noticed by the
+/// heartbeat the source asks for (`heartbeat_timeout_threshold`), shown in
+/// `/readyz`, and consumed from again once it wakes; nothing published is lost.
+#[test]
+fn a_hung_broker_is_noticed_by_the_heartbeat_and_consumed_from_again() {
+    let broker = Broker::start();
+    let cfg = amqp_config(
+        &broker,
+        "heartbeat_timeout_threshold = 2\nreconnect_backoff_ms = 200\nreconnect_backoff_max_ms = 1000",
+        "max_delay_ms = 50",
+        "",
+    );
+    let d = start(&cfg);
+    let (bodies, ids) = notifications(4, 5, SECRET.as_bytes(), 21);
+    let want: HashSet<String> = ids.into_iter().collect();
+    let publisher = Publisher::connect(&broker.url());
+    publisher.publish("ceilometer", "metering.sample", &bodies[0]);
+    drop(publisher);
+    broker.freeze(true);
+    let frozen = Instant::now();
+    let noticed = loop {
+        if d.log().contains("AMQP is down") {
+            break frozen.elapsed();
+        }
+        if frozen.elapsed() > Duration::from_secs(30) {
+            broker.freeze(false);
+            panic!("a hung broker went unnoticed for 30 s:\n{}", d.log());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let ready = collector_e2e::http_get(&d.admin_addr(), "/readyz");
+    broker.freeze(false);
+    assert!(
+        noticed < Duration::from_secs(15),
+        "noticed after {noticed:?}"
+    );
+    assert_ne!(ready.0, 200, "/readyz while the broker hangs: {ready:?}");
+    d.wait_readyz(Duration::from_secs(60));
+    let publisher = Publisher::connect(&broker.url());
+    for b in &bodies[1..] {
+        publisher.publish("ceilometer", "metering.sample", b);
+    }
+    let got = wait_ids(&d.path("out/samples.jsonl"), &want, Duration::from_secs(60));
+    assert!(want.iter().all(|w| got.contains(w)), "{}", d.log());
+    let stopped = d.stop();
+    assert!(stopped.status.success(), "{}", stopped.log);
+    eprintln!("hung broker noticed after {noticed:?}");
+}

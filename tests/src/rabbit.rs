@@ -213,6 +213,19 @@ impl Broker {
         }
     }
 
+    /// SIGSTOPs (`true`) or SIGCONTs (`false`) the node's Erlang VM: frozen, it
+    /// keeps its sockets open but sends nothing, like a host that hangs.
+    pub fn freeze(&self, frozen: bool) {
+        let pid_file = self.dir.path().join("rabbitmq.pid");
+        let pid: i32 = fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no PID in {}", pid_file.display()));
+        let sig = if frozen { libc::SIGSTOP } else { libc::SIGCONT };
+        // SAFETY: kill(2) with a PID the node wrote and a valid signal.
+        assert_eq!(unsafe { libc::kill(pid, sig) }, 0, "kill({pid}, {sig})");
+    }
+
     /// Stops the node and starts it again: same name, same ports, same data.
     pub fn restart(&self) {
         self.stop();

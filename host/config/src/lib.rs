@@ -279,6 +279,12 @@ pub struct AmqpConfig {
     /// One AMQP URI per host of `resolved_url`: set when the config is parsed.
     #[serde(skip)]
     broker_uris: Vec<String>,
+    /// oslo's `heartbeat_timeout_threshold`, in seconds: the AMQP heartbeat the
+    /// source asks for, so that a broker that dies without closing its sockets
+    /// is noticed within about this long (0: no heartbeats). A `heartbeat` in an
+    /// `amqp://` URL's query wins.
+    #[serde(default = "default_heartbeat_s")]
+    pub heartbeat_timeout_threshold: u16,
     /// oslo's `rabbit_quorum_queue`: the topic queues (`<topic>.sample`,
     /// `<topic>`, `<topic>.<host>`) are quorum queues, and durable.
     #[serde(default)]
@@ -388,6 +394,9 @@ fn default_max_message_bytes() -> usize {
 }
 fn default_max_samples_per_message() -> usize {
     20_000
+}
+fn default_heartbeat_s() -> u16 {
+    60
 }
 fn default_reconnect_ms() -> Duration {
     Duration::from_millis(500)

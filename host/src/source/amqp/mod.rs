@@ -21,6 +21,7 @@ mod topology;
 
 use std::sync::{Arc, Mutex};
 
+use lapin::uri::AMQPUri;
 use lapin::{Connection, ConnectionProperties};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -32,6 +33,21 @@ use crate::telemetry::events::{AmqpConnected, AmqpDown, SourceWorkerPanicked};
 use acks::DeliveryCounts;
 use consumer::Consumer;
 use topology::Topology;
+
+/// Connects to one broker host, asking for `heartbeat_s` (oslo's
+/// `heartbeat_timeout_threshold`) unless the URI's query sets `heartbeat`: lapin
+/// then fails the connection when the broker stays silent that long.
+async fn connect(uri: &str, heartbeat_s: u16) -> Result<Connection, String> {
+    let mut parsed: AMQPUri = uri
+        .parse()
+        .map_err(|e: String| format!("bad AMQP URI: {}", e.replace(uri, &redact_url(uri))))?;
+    if parsed.query.heartbeat.is_none() {
+        parsed.query.heartbeat = Some(heartbeat_s);
+    }
+    Connection::connect_uri(parsed, ConnectionProperties::default())
+        .await
+        .map_err(|e| format!("cannot connect: {e}"))
+}
 
 /// Everything the consumers of one source share, across reconnects.
 pub struct AmqpSource {
@@ -101,7 +117,7 @@ impl AmqpSource {
             next = next.wrapping_add(1);
             let redacted = redact_url(uri);
             let started = std::time::Instant::now();
-            let end = match Connection::connect(uri, ConnectionProperties::default()).await {
+            let end = match connect(uri, this.cfg.heartbeat_timeout_threshold).await {
                 Ok(conn) => {
                     let end = this
                         .clone()
@@ -110,7 +126,7 @@ impl AmqpSource {
                     let _ = conn.close(200, "collector stopping".into()).await;
                     end
                 }
-                Err(e) => SessionEnd::Lost(format!("cannot connect: {e}")),
+                Err(e) => SessionEnd::Lost(e),
             };
             match end {
                 SessionEnd::Shutdown => break,
