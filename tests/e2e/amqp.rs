@@ -338,6 +338,20 @@ fn two_collectors_share_a_queue_and_a_killed_one_loses_nothing() {
     assert!(stopped.status.success(), "{}", stopped.log);
 }
 
+/// Publishes 3 notifications of 5 samples (sample seed `seed`) and waits until
+/// the daemon's file holds every one; returns the publisher, still connected.
+fn publish_and_wait(broker: &Broker, d: &Daemon, seed: u64) -> Publisher {
+    let (bodies, ids) = notifications(3, 5, SECRET.as_bytes(), seed);
+    let publisher = Publisher::connect(&broker.url());
+    for b in &bodies {
+        publisher.publish("ceilometer", "metering.sample", b);
+    }
+    let want: HashSet<String> = ids.into_iter().collect();
+    let got = wait_ids(&d.path("out/samples.jsonl"), &want, Duration::from_secs(60));
+    assert!(want.iter().all(|w| got.contains(w)), "{}", d.log());
+    publisher
+}
+
 /// The interpreter of the venv with real Ceilometer (scripts/ceilometer-venv.sh).
 fn ceilometer_python() -> std::path::PathBuf {
     let python = root().join(".venv-ceilometer/bin/python");
@@ -435,14 +449,7 @@ fn a_password_holding_url_separators_is_never_logged() {
             "[sources.amqp]\nreconnect_backoff_ms = 100",
         );
     let d = start(&cfg);
-    let (bodies, ids) = notifications(3, 5, SECRET.as_bytes(), 9);
-    let publisher = Publisher::connect(&broker.url());
-    for b in &bodies {
-        publisher.publish("ceilometer", "metering.sample", b);
-    }
-    let want: HashSet<String> = ids.into_iter().collect();
-    let got = wait_ids(&d.path("out/samples.jsonl"), &want, Duration::from_secs(60));
-    assert!(want.iter().all(|w| got.contains(w)), "{}", d.log());
+    let publisher = publish_and_wait(&broker, &d, 9);
     // Down and back: the URL is logged again, redacted, each time.
     drop(publisher);
     broker.restart();
@@ -604,4 +611,90 @@ fn a_hung_broker_is_noticed_by_the_heartbeat_and_consumed_from_again() {
     let stopped = d.stop();
     assert!(stopped.status.success(), "{}", stopped.log);
     eprintln!("hung broker noticed after {noticed:?}");
+}
+
+/// TLS as oslo configures it (`ssl`, `ssl_ca_file`, `ssl_cert_file`,
+/// `ssl_key_file`) to a broker that requires a client certificate: consumed
+/// over TLS; a wrong CA, and a missing client certificate, are refused with a
+/// message naming the cause; no password or key material reaches the log.
+#[test]
+fn amqp_over_tls_with_a_client_certificate_and_refusals_that_name_the_cause() {
+    let broker = Broker::start();
+    let tls = collector_e2e::http::Tls::make();
+    let port = broker.enable_tls(&tls);
+    let url = format!("rabbit://guest:guest@127.0.0.1:{port}/");
+    let settings = |ca: &str, client: bool| {
+        let mut s = format!("ssl = true\nssl_ca_file = \"{ca}\"\nreconnect_backoff_ms = 200\n");
+        if client {
+            s += &format!(
+                "ssl_cert_file = \"{}\"\nssl_key_file = \"{}\"\n",
+                tls.path("client.pem"),
+                tls.path("client.key")
+            );
+        }
+        s
+    };
+    let config = |amqp: &str| {
+        ConfigBuilder::new(SECRET)
+            .batch("max_delay_ms = 50")
+            .amqp(&url, amqp)
+            .file_dispatcher()
+            .build()
+    };
+    let key_lines: Vec<String> = std::fs::read_to_string(tls.path("client.key"))
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .map(str::to_owned)
+        .collect();
+    let clean = |log: &str| {
+        assert!(
+            !log.contains("guest:guest"),
+            "a password in the log:\n{log}"
+        );
+        for l in &key_lines {
+            assert!(!log.contains(l.as_str()), "key material in the log:\n{log}");
+        }
+    };
+
+    let d = start(&config(&settings(&tls.path("ca.pem"), true)));
+    drop(publish_and_wait(&broker, &d, 31));
+    let stopped = d.stop();
+    assert!(stopped.status.success(), "{}", stopped.log);
+    assert!(
+        stopped
+            .log
+            .contains(&format!("amqps://guest:***@127.0.0.1:{port}")),
+        "{}",
+        stopped.log
+    );
+    clean(&stopped.log);
+
+    let other = collector_e2e::http::Tls::make();
+    for (amqp, cause) in [
+        (
+            settings(&other.path("ca.pem"), true),
+            "invalid peer certificate",
+        ),
+        (settings(&tls.path("ca.pem"), false), "CertificateRequired"),
+    ] {
+        let d = Daemon::start(&config(&amqp));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !d.log().contains("AMQP is down") {
+            assert!(Instant::now() < deadline, "never refused:\n{}", d.log());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let (code, _) = collector_e2e::http_get(&d.admin_addr(), "/readyz");
+        assert_ne!(code, 200, "ready without a broker");
+        let stopped = d.stop();
+        assert!(
+            stopped
+                .log
+                .lines()
+                .any(|l| l.contains("AMQP is down") && l.contains(cause)),
+            "the refusal names {cause}:\n{}",
+            stopped.log
+        );
+        clean(&stopped.log);
+    }
 }

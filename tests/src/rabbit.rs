@@ -213,6 +213,35 @@ impl Broker {
         }
     }
 
+    /// Adds a TLS listener on a free port (server certificate and CA of `tls`,
+    /// a client certificate required) and restarts the node to open it;
+    /// returns the port. The plain listener stays.
+    pub fn enable_tls(&self, tls: &crate::http::Tls) -> u16 {
+        let d = self.dir.path();
+        for f in ["ca.pem", "server.pem", "server.key"] {
+            let to = d.join(format!("tls-{f}"));
+            fs::copy(tls.path(f), &to).unwrap_or_else(|e| panic!("copy {f}: {e}"));
+            if let Some((uid, gid)) = self.user {
+                chown(&to, uid, gid);
+            }
+        }
+        let port = free_port();
+        let conf = format!(
+            "listeners.ssl.default = 127.0.0.1:{port}\n\
+             ssl_options.cacertfile = {ca}\n\
+             ssl_options.certfile = {cert}\n\
+             ssl_options.keyfile = {key}\n\
+             ssl_options.verify = verify_peer\n\
+             ssl_options.fail_if_no_peer_cert = true\n",
+            ca = d.join("tls-ca.pem").display(),
+            cert = d.join("tls-server.pem").display(),
+            key = d.join("tls-server.key").display(),
+        );
+        fs::write(d.join("rabbitmq.conf"), conf).expect("write rabbitmq.conf");
+        self.restart();
+        port
+    }
+
     /// SIGSTOPs (`true`) or SIGCONTs (`false`) the node's Erlang VM: frozen, it
     /// keeps its sockets open but sends nothing, like a host that hangs.
     pub fn freeze(&self, frozen: bool) {

@@ -279,6 +279,20 @@ pub struct AmqpConfig {
     /// One AMQP URI per host of `resolved_url`: set when the config is parsed.
     #[serde(skip)]
     broker_uris: Vec<String>,
+    /// oslo's `[oslo_messaging_rabbit] ssl`: TLS to every host of a `rabbit://`
+    /// URL (an `amqps://` URL is TLS anyway).
+    #[serde(default)]
+    pub ssl: bool,
+    /// oslo's `ssl_ca_file`: PEM certificates the broker's is checked against,
+    /// besides the system's roots.
+    #[serde(default)]
+    pub ssl_ca_file: Option<PathBuf>,
+    /// oslo's `ssl_cert_file`: the client certificate (PEM), with `ssl_key_file`.
+    #[serde(default)]
+    pub ssl_cert_file: Option<PathBuf>,
+    /// oslo's `ssl_key_file`: the client certificate's key (PEM, unencrypted).
+    #[serde(default)]
+    pub ssl_key_file: Option<PathBuf>,
     /// oslo's `heartbeat_timeout_threshold`, in seconds: the AMQP heartbeat the
     /// source asks for, so that a broker that dies without closing its sockets
     /// is noticed within about this long (0: no heartbeats). A `heartbeat` in an
@@ -920,8 +934,7 @@ impl Config {
             } else {
                 "sources.amqp.url"
             };
-            // TLS (oslo's `ssl`) is not built in yet: only `amqps://` asks for it.
-            let ssl = false;
+            let ssl = a.ssl;
             let (url, uris) = a
                 .resolve_url()
                 .and_then(|u| {
@@ -935,6 +948,16 @@ impl Config {
                 })?;
             a.resolved_url = url;
             a.broker_uris = uris;
+            for p in [
+                &mut a.ssl_ca_file,
+                &mut a.ssl_cert_file,
+                &mut a.ssl_key_file,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                *p = base.join(&*p);
+            }
         }
         if let Some(t) = &cfg.sources.tcp {
             t.check().map_err(|(field, problem)| ConfigError::Invalid {
@@ -1014,9 +1037,20 @@ impl Config {
                 return Err(bad("sources.amqp.url".into(), "or `url_env` must be set"));
             }
             if let Some(u) = &a.url
-                && let Err(problem) = transport_url::broker_uris(u, false)
+                && let Err(problem) = transport_url::broker_uris(u, a.ssl)
             {
                 return Err(bad("sources.amqp.url".into(), &problem));
+            }
+            if a.ssl_cert_file.is_some() != a.ssl_key_file.is_some() {
+                let field = if a.ssl_cert_file.is_some() {
+                    "sources.amqp.ssl_key_file"
+                } else {
+                    "sources.amqp.ssl_cert_file"
+                };
+                return Err(bad(
+                    field.into(),
+                    "must be set too: a client certificate needs its key",
+                ));
             }
             if !a.notifications && !a.rpc {
                 return Err(bad(

@@ -21,6 +21,7 @@ mod topology;
 
 use std::sync::{Arc, Mutex};
 
+use lapin::tcp::{OwnedIdentity, OwnedTLSConfig};
 use lapin::uri::AMQPUri;
 use lapin::{Connection, ConnectionProperties};
 use tokio::sync::watch;
@@ -34,19 +35,51 @@ use acks::DeliveryCounts;
 use consumer::Consumer;
 use topology::Topology;
 
-/// Connects to one broker host, asking for `heartbeat_s` (oslo's
-/// `heartbeat_timeout_threshold`) unless the URI's query sets `heartbeat`: lapin
-/// then fails the connection when the broker stays silent that long.
-async fn connect(uri: &str, heartbeat_s: u16) -> Result<Connection, String> {
+/// Connects to one broker host, asking for `heartbeat_timeout_threshold`
+/// unless the URI's query sets `heartbeat` (lapin then fails the connection
+/// when the broker stays silent that long). An `amqps://` host is reached over
+/// TLS on rustls (with ring, as the HTTP egress and input): the broker's
+/// certificate is checked against the system's roots and `ssl_ca_file`, and
+/// `ssl_cert_file` / `ssl_key_file` are the client certificate.
+async fn connect(uri: &str, cfg: &AmqpConfig) -> Result<Connection, String> {
     let mut parsed: AMQPUri = uri
         .parse()
         .map_err(|e: String| format!("bad AMQP URI: {}", e.replace(uri, &redact_url(uri))))?;
     if parsed.query.heartbeat.is_none() {
-        parsed.query.heartbeat = Some(heartbeat_s);
+        parsed.query.heartbeat = Some(cfg.heartbeat_timeout_threshold);
     }
-    Connection::connect_uri(parsed, ConnectionProperties::default())
+    let tls = tls_config(cfg)?;
+    let runtime = lapin::runtime::default_runtime().map_err(|e| e.to_string())?;
+    Connection::connect_uri_with_config(parsed, ConnectionProperties::default(), tls, runtime)
         .await
         .map_err(|e| format!("cannot connect: {e}"))
+}
+
+/// The TLS settings of `cfg`, the files read now (a renewed certificate is
+/// taken at the next connection). Errors name the setting and the file, never
+/// what is in it.
+fn tls_config(cfg: &AmqpConfig) -> Result<OwnedTLSConfig, String> {
+    let read = |field: &str, path: &std::path::Path| {
+        std::fs::read(path).map_err(|e| format!("cannot read {field} {}: {e}", path.display()))
+    };
+    let cert_chain = match &cfg.ssl_ca_file {
+        Some(p) => Some(
+            String::from_utf8(read("ssl_ca_file", p)?)
+                .map_err(|_| format!("ssl_ca_file {} is not PEM text", p.display()))?,
+        ),
+        None => None,
+    };
+    let identity = match (&cfg.ssl_cert_file, &cfg.ssl_key_file) {
+        (Some(cert), Some(key)) => Some(OwnedIdentity::PKCS8 {
+            pem: read("ssl_cert_file", cert)?,
+            key: read("ssl_key_file", key)?,
+        }),
+        _ => None,
+    };
+    Ok(OwnedTLSConfig {
+        identity,
+        cert_chain,
+    })
 }
 
 /// Everything the consumers of one source share, across reconnects.
@@ -117,7 +150,7 @@ impl AmqpSource {
             next = next.wrapping_add(1);
             let redacted = redact_url(uri);
             let started = std::time::Instant::now();
-            let end = match connect(uri, this.cfg.heartbeat_timeout_threshold).await {
+            let end = match connect(uri, &this.cfg).await {
                 Ok(conn) => {
                     let end = this
                         .clone()
