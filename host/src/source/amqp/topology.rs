@@ -95,9 +95,11 @@ impl Topology {
         if c.rpc {
             // oslo: fanout exchange auto-deleted, queue non-durable with an expiry.
             let fanout_ex = format!("{}_fanout", c.topic);
+            // oslo: durable only with rabbit_transient_quorum_queue (its
+            // fanout Consumer passes that `durable` to the exchange too).
             let exo = ExchangeDeclareOptions {
                 passive,
-                durable: false,
+                durable: c.rabbit_transient_quorum_queue,
                 auto_delete: true,
                 ..Default::default()
             };
