@@ -93,7 +93,8 @@ impl Topology {
             }
         }
         if c.rpc {
-            // oslo: fanout exchange auto-deleted, queue non-durable with an expiry.
+            // oslo: fanout exchange auto-deleted, queue with an expiry (both
+            // non-durable unless rabbit_transient_quorum_queue).
             let fanout_ex = format!("{}_fanout", c.topic);
             // oslo: durable only with rabbit_transient_quorum_queue (its
             // fanout Consumer passes that `durable` to the exchange too).
