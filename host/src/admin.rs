@@ -109,7 +109,11 @@ impl State {
             .iter()
             .map(|s| {
                 let address = s.address.map(|a| ("address", json!(a.to_string())));
-                (s.stats.name.to_owned(), object(address, s.readings()))
+                let broker = s.amqp_broker.as_ref().map(|b| ("broker", json!(b.get())));
+                (
+                    s.stats.name.to_owned(),
+                    object(address.into_iter().chain(broker), s.readings()),
+                )
             })
             .collect();
         let dispatchers: Vec<serde_json::Value> = self

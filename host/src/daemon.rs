@@ -81,11 +81,12 @@ impl Sources {
             let url = a.broker_url().to_owned();
             let s = telemetry.source("amqp");
             let amqp = telemetry.amqp.handles("amqp");
+            let src = AmqpSource::new(a.clone(), url, context(&s), amqp.clone());
             reports.push(SourceReport {
-                amqp: Some(amqp.clone()),
+                amqp: Some(amqp),
+                amqp_broker: Some(src.connected_to()),
                 ..SourceReport::of(s.clone(), None)
             });
-            let src = AmqpSource::new(a.clone(), url, context(&s), amqp);
             tasks.push(tokio::spawn(src.run(stop_rx.clone())));
         }
         if let Some(t) = &cfg.sources.tcp {

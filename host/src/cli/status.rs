@@ -82,13 +82,13 @@ pub fn main(args: &StatusArgs) -> ExitCode {
         for (name, s) in map {
             let before = &first["sources"][name];
             let conn = if name == "amqp" {
-                if n(s, "amqp_connected") > 0 {
-                    " connected"
-                } else {
-                    " DISCONNECTED"
+                match (n(s, "amqp_connected") > 0, s["broker"].as_str()) {
+                    (true, Some(broker)) => format!(" connected to {broker}"),
+                    (true, None) => " connected".to_owned(),
+                    (false, _) => " DISCONNECTED".to_owned(),
                 }
             } else {
-                ""
+                String::new()
             };
             println!(
                 "  {name}{conn}: {:.0} samples/s now; {} samples, {} malformed, {} bad signatures, {} dropped{}",

@@ -62,6 +62,8 @@ pub struct SourceReport {
     pub address: Option<SocketAddr>,
     /// Its AMQP figures (AMQP).
     pub amqp: Option<AmqpMetrics>,
+    /// The broker host it consumes from now, redacted (AMQP; None while down).
+    pub amqp_broker: Option<amqp::ConnectedTo>,
     /// Its socket's kernel figures, and the socket's inode to find them (UDP).
     pub udp: Option<(UdpMetrics, u64)>,
     /// Its connections and frames (TCP).
@@ -77,6 +79,7 @@ impl SourceReport {
             stats,
             address,
             amqp: None,
+            amqp_broker: None,
             udp: None,
             tcp: None,
             http: None,

@@ -82,6 +82,21 @@ fn tls_config(cfg: &AmqpConfig) -> Result<OwnedTLSConfig, String> {
     })
 }
 
+/// The broker host a source consumes from now (redacted), for `/status`:
+/// None while it is down. Shows which node of a cluster it failed over to.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectedTo(Arc<Mutex<Option<String>>>);
+
+impl ConnectedTo {
+    pub fn get(&self) -> Option<String> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn set(&self, broker: Option<&str>) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = broker.map(str::to_owned);
+    }
+}
+
 /// Everything the consumers of one source share, across reconnects.
 pub struct AmqpSource {
     cfg: AmqpConfig,
@@ -94,6 +109,7 @@ pub struct AmqpSource {
     topology: Topology,
     /// First delivery and last ack: the active span, for throughput figures.
     span: Mutex<Option<(std::time::Instant, std::time::Instant)>>,
+    connected_to: ConnectedTo,
 }
 
 /// How a session (one connection) ended.
@@ -113,7 +129,13 @@ impl AmqpSource {
             amqp,
             topology,
             span: Mutex::new(None),
+            connected_to: ConnectedTo::default(),
         }
+    }
+
+    /// The host it consumes from now, as `/status` shows it.
+    pub fn connected_to(&self) -> ConnectedTo {
+        self.connected_to.clone()
     }
 
     /// The queues this source consumes from.
@@ -248,6 +270,7 @@ impl AmqpSource {
             down_for: down_since.take().map(|t| t.elapsed()),
         }
         .emit(&self.amqp);
+        self.connected_to.set(Some(broker));
         let end = tokio::select! {
             _ = shutdown.changed() => {
                 let _ = stop_tx.send(true);
@@ -283,6 +306,7 @@ impl AmqpSource {
             }
         };
         self.amqp.amqp_connected.dec();
+        self.connected_to.set(None);
         end
     }
 }
