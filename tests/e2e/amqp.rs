@@ -7,10 +7,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use collector_e2e::amqp::{Publisher, notifications};
-use collector_e2e::rabbit::Broker;
+use collector_e2e::rabbit::{Broker, NodeOptions};
 use collector_e2e::{ConfigBuilder, Daemon, fixtures, message_ids, plugin, read_lines, root};
 
-const SECRET: &str = "fixture-secret";
+pub(crate) const SECRET: &str = "fixture-secret";
 
 /// The daemon on `broker` with the file dispatcher (and `extra` TOML appended).
 fn amqp_config(broker: &Broker, amqp_extra: &str, batch: &str, extra: &str) -> String {
@@ -23,14 +23,14 @@ fn amqp_config(broker: &Broker, amqp_extra: &str, batch: &str, extra: &str) -> S
 }
 
 /// Starts the daemon and waits until it consumes.
-fn start(cfg: &str) -> Daemon {
+pub(crate) fn start(cfg: &str) -> Daemon {
     let d = Daemon::start(cfg);
     d.wait_readyz(Duration::from_secs(60));
     d
 }
 
 /// Waits until the file holds every id in `want` (duplicates allowed).
-fn wait_ids(path: &Path, want: &HashSet<String>, timeout: Duration) -> Vec<String> {
+pub(crate) fn wait_ids(path: &Path, want: &HashSet<String>, timeout: Duration) -> Vec<String> {
     let deadline = Instant::now() + timeout;
     loop {
         let ids = message_ids(&read_lines(path));
@@ -50,14 +50,14 @@ fn queue_depth(broker: &Broker, name: &str) -> (u64, u64) {
         .map_or((0, 0), |(_, r, u)| (r, u))
 }
 
-fn json_file(path: &Path) -> Vec<serde_json::Value> {
+pub(crate) fn json_file(path: &Path) -> Vec<serde_json::Value> {
     read_lines(path)
         .iter()
         .map(|l| serde_json::from_str(l).expect("JSON line"))
         .collect()
 }
 
-fn by_id(mut v: Vec<serde_json::Value>) -> Vec<serde_json::Value> {
+pub(crate) fn by_id(mut v: Vec<serde_json::Value>) -> Vec<serde_json::Value> {
     v.sort_by_key(|s| s["message_id"].as_str().unwrap_or_default().to_owned());
     v
 }
@@ -353,7 +353,7 @@ fn publish_and_wait(broker: &Broker, d: &Daemon, seed: u64) -> Publisher {
 }
 
 /// The interpreter of the venv with real Ceilometer (scripts/ceilometer-venv.sh).
-fn ceilometer_python() -> std::path::PathBuf {
+pub(crate) fn ceilometer_python() -> std::path::PathBuf {
     let python = root().join(".venv-ceilometer/bin/python");
     assert!(
         python.exists(),
@@ -615,13 +615,17 @@ fn a_hung_broker_is_noticed_by_the_heartbeat_and_consumed_from_again() {
 
 /// TLS as oslo configures it (`ssl`, `ssl_ca_file`, `ssl_cert_file`,
 /// `ssl_key_file`) to a broker that requires a client certificate: consumed
-/// over TLS; a wrong CA, and a missing client certificate, are refused with a
-/// message naming the cause; no password or key material reaches the log.
+/// over TLS; a wrong CA, a missing client certificate and an expired server
+/// certificate are refused with a message naming the cause; no password or key
+/// material reaches the log.
 #[test]
 fn amqp_over_tls_with_a_client_certificate_and_refusals_that_name_the_cause() {
-    let broker = Broker::start();
     let tls = collector_e2e::http::Tls::make();
-    let port = broker.enable_tls(&tls);
+    let broker = Broker::start_with(NodeOptions {
+        tls: Some(&tls),
+        ..NodeOptions::default()
+    });
+    let port = broker.tls_port().expect("a TLS listener");
     let url = format!("rabbit://guest:guest@127.0.0.1:{port}/");
     let settings = |ca: &str, client: bool| {
         let mut s = format!("ssl = true\nssl_ca_file = \"{ca}\"\nreconnect_backoff_ms = 200\n");
@@ -670,18 +674,8 @@ fn amqp_over_tls_with_a_client_certificate_and_refusals_that_name_the_cause() {
     );
     clean(&stopped.log);
 
-    let other = collector_e2e::http::Tls::make();
-    for (amqp, cause) in [
-        (
-            settings(&other.path("ca.pem"), true),
-            "invalid peer certificate",
-        ),
-        // Without a client certificate the broker ends the handshake; under TLS
-        // 1.3 its alert may race the socket's close, so only the refusal is
-        // asserted there, not its wording.
-        (settings(&tls.path("ca.pem"), false), "AMQP is down"),
-    ] {
-        let d = Daemon::start(&config(&amqp));
+    let refused = |amqp: &str, cause: &str| {
+        let d = Daemon::start(&config(amqp));
         let deadline = Instant::now() + Duration::from_secs(30);
         while !d.log().contains("AMQP is down") {
             assert!(Instant::now() < deadline, "never refused:\n{}", d.log());
@@ -699,5 +693,101 @@ fn amqp_over_tls_with_a_client_certificate_and_refusals_that_name_the_cause() {
             stopped.log
         );
         clean(&stopped.log);
+    };
+    let other = collector_e2e::http::Tls::make();
+    refused(
+        &settings(&other.path("ca.pem"), true),
+        "invalid peer certificate",
+    );
+    // Without a client certificate the broker ends the handshake; under TLS 1.3
+    // its alert may race the socket's close, so only the refusal is asserted
+    // there, not its wording.
+    refused(&settings(&tls.path("ca.pem"), false), "AMQP is down");
+    // The broker's own certificate expired (its CA is right): rustls says so.
+    assert_eq!(broker.enable_tls_cert(&tls, "server-expired.pem"), port);
+    refused(
+        &settings(&tls.path("ca.pem"), true),
+        "invalid peer certificate: certificate expired",
+    );
+}
+
+/// Runs scripts/oslo-listen.py: a real oslo.messaging notification listener
+/// and RPC server declaring `metering.sample`, `metering`, `metering.vm` and a
+/// fanout queue with quorum settings; fails the test on any warning it logs.
+fn oslo_listen(url: &str) {
+    let out = std::process::Command::new(ceilometer_python())
+        .arg(root().join("scripts/oslo-listen.py"))
+        .args(["--transport-url", url, "--rabbit-quorum-queue"])
+        .args(["--seconds", "0.5"])
+        .output()
+        .expect("run oslo-listen.py");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "oslo-listen.py failed:\n{stderr}");
+    assert!(!stderr.contains("PRECONDITION_FAILED"), "{stderr}");
+}
+
+/// Queues of `broker` with their type: (name, type).
+fn queue_types(broker: &Broker) -> Vec<(String, String)> {
+    broker
+        .rabbitmqctl(&["list_queues", "--no-table-headers", "name", "type"])
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            Some((f.next()?.to_owned(), f.next()?.to_owned()))
+        })
+        .collect()
+}
+
+/// A real oslo.messaging service (a notification listener and an RPC server,
+/// `rabbit_quorum_queue = true`) and the collector declare the same quorum
+/// queues, whichever comes first: no `PRECONDITION_FAILED` on either side, the
+/// queues stay quorum queues, and the collector consumes from them.
+#[test]
+fn oslo_listeners_and_the_collector_declare_the_same_quorum_queues_either_way_round() {
+    let broker = Broker::start();
+    let cfg = ConfigBuilder::new(SECRET)
+        .batch("max_delay_ms = 50")
+        .amqp(
+            &broker.oslo_url(),
+            "rabbit_quorum_queue = true\nrpc = true\nhost = \"vm\"\nreconnect_backoff_ms = 100",
+        )
+        .file_dispatcher()
+        .build();
+    let topic_queues = ["metering.sample", "metering", "metering.vm"];
+    let check_types = |when: &str| {
+        let types = queue_types(&broker);
+        for q in topic_queues {
+            assert!(
+                types.iter().any(|(n, t)| n == q && t == "quorum"),
+                "{when}: {q} is a quorum queue: {types:?}"
+            );
+        }
+    };
+
+    // Consumes what is published now, then stops; never PRECONDITION_FAILED.
+    let consumed_then_stopped = |d: Daemon, seed: u64| {
+        drop(publish_and_wait(&broker, &d, seed));
+        let stopped = d.stop();
+        assert!(stopped.status.success(), "{}", stopped.log);
+        assert!(
+            !stopped.log.contains("PRECONDITION_FAILED"),
+            "{}",
+            stopped.log
+        );
+    };
+
+    // The collector first, then oslo, while the collector consumes.
+    let d = start(&cfg);
+    oslo_listen(&broker.oslo_url());
+    check_types("collector first");
+    consumed_then_stopped(d, 41);
+
+    // oslo first (on queues of its own), then the collector.
+    for q in topic_queues {
+        broker.rabbitmqctl(&["delete_queue", q]);
     }
+    oslo_listen(&broker.oslo_url());
+    check_types("oslo first");
+    consumed_then_stopped(start(&cfg), 42);
+    check_types("after both");
 }

@@ -2,6 +2,7 @@
 //! real wasm plugins from `plugins/`. Run by `make test` after `make build`.
 
 mod amqp;
+mod amqp_cluster;
 mod backends;
 mod cli;
 mod config_reload;

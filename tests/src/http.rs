@@ -259,7 +259,8 @@ impl Drop for HttpServer {
 }
 
 /// A private CA, a server certificate for 127.0.0.1 and a client certificate it
-/// signed, made with the openssl command line in a temporary directory.
+/// signed, made with the openssl command line in a temporary directory; and
+/// `server-expired.pem`, the server's key certified for a day in 2020.
 pub struct Tls {
     pub dir: tempfile::TempDir,
 }
@@ -340,6 +341,37 @@ impl Tls {
                 &format!("{name}.ext"),
             ]);
         }
+        // The server's key certified for one day in 2020: expired. `x509 -req`
+        // cannot backdate (openssl 3.0), `openssl ca` can.
+        std::fs::write(
+            d.join("ca.cnf"),
+            "[ca]\ndefault_ca = test\n[test]\ndatabase = index.txt\nnew_certs_dir = .\n\
+             serial = serial\ndefault_md = sha256\npolicy = any\n[any]\ncommonName = supplied\n",
+        )
+        .expect("ca.cnf");
+        std::fs::write(d.join("index.txt"), "").expect("index.txt");
+        std::fs::write(d.join("serial"), "1000\n").expect("serial");
+        openssl(&[
+            "ca",
+            "-batch",
+            "-notext",
+            "-config",
+            "ca.cnf",
+            "-cert",
+            "ca.pem",
+            "-keyfile",
+            "ca.key",
+            "-in",
+            "server.csr",
+            "-out",
+            "server-expired.pem",
+            "-startdate",
+            "20200101000000Z",
+            "-enddate",
+            "20200102000000Z",
+            "-extfile",
+            "server.ext",
+        ]);
         Tls { dir }
     }
 

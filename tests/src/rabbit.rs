@@ -25,6 +25,11 @@
 //! next `Broker::start()` of any test process ends them and removes their
 //! directories (the PID in `owner.pid` tells that their owner is gone).
 //!
+//! [`Cluster`] joins several such nodes into one RabbitMQ cluster
+//! (`rabbitmqctl join_cluster`), as production OpenStack runs it: they share
+//! one Erlang cookie, and each can be SIGKILLed ([`Broker::kill`]) and started
+//! again ([`Broker::restart`]), when it rejoins the others by itself.
+//!
 //! Set `COLLECTOR_RABBITMQ_BIN` to use another directory than
 //! `/usr/lib/rabbitmq/bin`, and `COLLECTOR_RABBITMQ_START_TIMEOUT` (seconds,
 //! default 60) on a very slow machine.
@@ -57,11 +62,23 @@ fn taken_ports() -> &'static Mutex<HashSet<u16>> {
     PORTS.get_or_init(|| Mutex::new(HashSet::new()))
 }
 
+/// How to start a node; [`Broker::start`] takes the defaults.
+#[derive(Default)]
+pub struct NodeOptions<'a> {
+    /// The Erlang cookie (the nodes of a cluster share one); random by default.
+    pub cookie: Option<String>,
+    /// A TLS listener from the first start, as [`Broker::enable_tls_cert`] adds
+    /// one with `server.pem`.
+    pub tls: Option<&'a crate::http::Tls>,
+}
+
 /// A private RabbitMQ node. Stopped, and its directory removed, on drop.
 pub struct Broker {
     node: String,
     port: u16,
     dist_port: u16,
+    /// The TLS listener's port (0: none).
+    tls_port: std::sync::atomic::AtomicU16,
     bin: PathBuf,
     /// uid and gid to run the node and the CLI as (`rabbitmq` when root).
     user: Option<(u32, u32)>,
@@ -83,6 +100,11 @@ impl Broker {
     /// answers (60 s at most). Panics with the tail of the node's output and
     /// log if rabbitmq-server is not installed or does not start.
     pub fn start() -> Broker {
+        Broker::start_with(NodeOptions::default())
+    }
+
+    /// [`Broker::start`] with a shared cookie or a TLS listener.
+    pub fn start_with(options: NodeOptions<'_>) -> Broker {
         let bin = std::env::var_os("COLLECTOR_RABBITMQ_BIN")
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from(DEFAULT_BIN_DIR));
@@ -124,12 +146,14 @@ impl Broker {
 
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let node = format!("collector-test-{}-{n}@localhost", std::process::id());
-        write_node_files(dir.path(), user);
+        let cookie = options.cookie.unwrap_or_else(random_cookie);
+        write_node_files(dir.path(), user, &cookie);
 
         let mut broker = Broker {
             node,
             port: 0,
             dist_port: 0,
+            tls_port: 0.into(),
             bin,
             user,
             server: Mutex::new(None),
@@ -144,6 +168,10 @@ impl Broker {
             attempt += 1;
             broker.port = free_port();
             broker.dist_port = free_port();
+            if let Some(tls) = options.tls {
+                broker.tls_port.store(0, Ordering::SeqCst);
+                broker.write_tls_config(tls, "server.pem");
+            }
             match broker.launch_and_wait() {
                 Ok(()) => break,
                 Err(e) if attempt < 3 && e.port_in_use => {
@@ -213,19 +241,41 @@ impl Broker {
         }
     }
 
-    /// Adds a TLS listener on a free port (server certificate and CA of `tls`,
-    /// a client certificate required) and restarts the node to open it;
-    /// returns the port. The plain listener stays.
-    pub fn enable_tls(&self, tls: &crate::http::Tls) -> u16 {
+    /// Gives the node a TLS listener (on the port it had, or a free one) with
+    /// `cert` of `tls` for the server's key (`server.pem`, `server-expired.pem`)
+    /// and its CA, a client certificate required, and restarts the node to
+    /// open it; returns the port. The plain listener stays.
+    pub fn enable_tls_cert(&self, tls: &crate::http::Tls, cert: &str) -> u16 {
+        let port = self.write_tls_config(tls, cert);
+        self.restart();
+        port
+    }
+
+    /// The TLS listener's port, if it has one.
+    pub fn tls_port(&self) -> Option<u16> {
+        match self.tls_port.load(Ordering::SeqCst) {
+            0 => None,
+            p => Some(p),
+        }
+    }
+
+    /// Writes `rabbitmq.conf` with a TLS listener (the port it had, or a free
+    /// one) whose certificate is `cert` of `tls`; read at the next start.
+    fn write_tls_config(&self, tls: &crate::http::Tls, cert: &str) -> u16 {
         let d = self.dir.path();
-        for f in ["ca.pem", "server.pem", "server.key"] {
-            let to = d.join(format!("tls-{f}"));
-            fs::copy(tls.path(f), &to).unwrap_or_else(|e| panic!("copy {f}: {e}"));
+        for (from, to) in [
+            ("ca.pem", "ca.pem"),
+            (cert, "server.pem"),
+            ("server.key", "server.key"),
+        ] {
+            let to = d.join(format!("tls-{to}"));
+            fs::copy(tls.path(from), &to).unwrap_or_else(|e| panic!("copy {from}: {e}"));
             if let Some((uid, gid)) = self.user {
                 chown(&to, uid, gid);
             }
         }
-        let port = free_port();
+        let port = self.tls_port().unwrap_or_else(free_port);
+        self.tls_port.store(port, Ordering::SeqCst);
         let conf = format!(
             "listeners.ssl.default = 127.0.0.1:{port}\n\
              ssl_options.cacertfile = {ca}\n\
@@ -238,8 +288,15 @@ impl Broker {
             key = d.join("tls-server.key").display(),
         );
         fs::write(d.join("rabbitmq.conf"), conf).expect("write rabbitmq.conf");
-        self.restart();
         port
+    }
+
+    /// SIGKILLs the node's VM and everything it started, as a host that dies
+    /// would: no goodbye on its sockets' AMQP sessions, no clean cluster leave.
+    /// [`Broker::restart`] starts it again.
+    pub fn kill(&self) {
+        self.kill_leftovers();
+        eprintln!("rabbit: node {} killed", self.node);
     }
 
     /// SIGSTOPs (`true`) or SIGCONTs (`false`) the node's Erlang VM: frozen, it
@@ -576,12 +633,138 @@ impl Drop for Broker {
             eprintln!("rabbit: {e}");
         }
         self.kill_leftovers();
-        let ports = [self.port, self.dist_port];
+        let ports = [
+            self.port,
+            self.dist_port,
+            self.tls_port.load(Ordering::SeqCst),
+        ];
         let mut taken = taken_ports().lock().unwrap_or_else(|e| e.into_inner());
         for p in ports {
             taken.remove(&p);
         }
         // The TempDir removes the directory after this.
+    }
+}
+
+/// A RabbitMQ cluster of private nodes on loopback ports, joined with
+/// `rabbitmqctl join_cluster` to the first. Each node is a [`Broker`] (kill,
+/// restart, rabbitmqctl); dropping the cluster stops them all.
+pub struct Cluster {
+    nodes: Vec<Broker>,
+}
+
+impl Cluster {
+    /// Starts `n` nodes at once (sharing one cookie, each with a TLS listener
+    /// when `tls` is given), joins the others to the first, and waits until
+    /// every node lists all `n` as running.
+    pub fn start(n: usize, tls: Option<&crate::http::Tls>) -> Cluster {
+        assert!(n >= 1);
+        let started = Instant::now();
+        let cookie = random_cookie();
+        let nodes: Vec<Broker> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..n)
+                .map(|_| {
+                    let cookie = cookie.clone();
+                    s.spawn(move || {
+                        Broker::start_with(NodeOptions {
+                            cookie: Some(cookie),
+                            tls,
+                        })
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+                .collect()
+        });
+        let first = nodes[0].node().to_owned();
+        for node in &nodes[1..] {
+            node.rabbitmqctl(&["stop_app"]);
+            node.rabbitmqctl(&["join_cluster", &first]);
+            node.rabbitmqctl(&["start_app"]);
+        }
+        let cluster = Cluster { nodes };
+        cluster.wait_running(n, Duration::from_secs(60));
+        eprintln!(
+            "rabbit: cluster of {n} nodes ready after {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+        cluster
+    }
+
+    /// Node `i`.
+    pub fn node(&self, i: usize) -> &Broker {
+        &self.nodes[i]
+    }
+
+    /// Every node, in the order they were started.
+    pub fn nodes(&self) -> &[Broker] {
+        &self.nodes
+    }
+
+    /// oslo's `transport_url` listing every node's AMQP port, in the order of
+    /// `order` (indexes of nodes): `rabbit://guest:guest@127.0.0.1:P0,guest:guest@127.0.0.1:P1,.../`.
+    pub fn oslo_url(&self, order: &[usize]) -> String {
+        self.url_of(order, |b| b.port())
+    }
+
+    /// [`Cluster::oslo_url`] over the nodes' TLS listeners.
+    pub fn oslo_tls_url(&self, order: &[usize]) -> String {
+        self.url_of(order, |b| {
+            b.tls_port().expect("the cluster has no TLS listener")
+        })
+    }
+
+    fn url_of(&self, order: &[usize], port: impl Fn(&Broker) -> u16) -> String {
+        let hosts: Vec<String> = order
+            .iter()
+            .map(|&i| format!("guest:guest@127.0.0.1:{}", port(&self.nodes[i])))
+            .collect();
+        format!("rabbit://{}/", hosts.join(","))
+    }
+
+    /// Which node listens on AMQP (or TLS) port `port`.
+    pub fn index_of_port(&self, port: u16) -> Option<usize> {
+        self.nodes
+            .iter()
+            .position(|b| b.port() == port || b.tls_port() == Some(port))
+    }
+
+    /// Waits until some running node lists `n` running nodes (as
+    /// `rabbitmqctl cluster_status` tells); panics after `timeout`.
+    pub fn wait_running(&self, n: usize, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        let mut last = String::new();
+        loop {
+            for b in &self.nodes {
+                if b.server_lock().is_none() {
+                    continue; // killed or stopped
+                }
+                let out = b.ctl(
+                    &["-n", &b.node, "cluster_status", "--formatter", "json"],
+                    Duration::from_secs(30),
+                );
+                if !out.ok {
+                    last = format!("{}{}", out.stdout, out.stderr);
+                    continue;
+                }
+                let running = serde_json::from_str::<serde_json::Value>(&out.stdout)
+                    .ok()
+                    .and_then(|v| v["running_nodes"].as_array().map(Vec::len));
+                if running == Some(n) {
+                    return;
+                }
+                last = out.stdout;
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the cluster did not have {n} running nodes within {} s; last answer:\n{last}",
+                timeout.as_secs()
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
     }
 }
 
@@ -600,7 +783,7 @@ impl StartError {
 }
 
 /// The files the node reads, all private to it.
-fn write_node_files(d: &Path, user: Option<(u32, u32)>) {
+fn write_node_files(d: &Path, user: Option<(u32, u32)>, cookie_text: &str) {
     let write = |name: &str, text: &str| {
         fs::write(d.join(name), text).unwrap_or_else(|e| panic!("cannot write {name}: {e}"));
     };
@@ -616,8 +799,7 @@ fn write_node_files(d: &Path, user: Option<(u32, u32)>) {
     // A private cookie: HOME is this directory for the node and for the CLI.
     let cookie = d.join(".erlang.cookie");
     let mut f = fs::File::create(&cookie).expect("cannot create .erlang.cookie");
-    f.write_all(random_cookie().as_bytes())
-        .expect("write cookie");
+    f.write_all(cookie_text.as_bytes()).expect("write cookie");
     drop(f);
     fs::set_permissions(&cookie, fs::Permissions::from_mode(0o400)).expect("chmod cookie");
 
