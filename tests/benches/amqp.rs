@@ -1,6 +1,8 @@
 //! AMQP drain benchmark: a queue pre-filled with signed samples in notifications
 //! of 100, drained by `collector run` (noop dispatcher, signatures verified)
-//! and, in the same run, by a raw lapin consumer that only acks.
+//! over plain AMQP and over TLS (with a client certificate, as oslo's `ssl`
+//! settings give it) and, in the same run, by a raw lapin consumer that only
+//! acks (plain).
 //!
 //! `make bench` runs it with the release daemon:
 //! `COLLECTOR_BIN=target/release/collector cargo bench -p collector-e2e --bench amqp`
@@ -9,7 +11,7 @@
 use std::time::{Duration, Instant};
 
 use collector_e2e::amqp::{Publisher, notifications};
-use collector_e2e::rabbit::Broker;
+use collector_e2e::rabbit::{Broker, NodeOptions};
 use collector_e2e::{Daemon, stat};
 use futures_lite::StreamExt;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
@@ -92,13 +94,18 @@ fn main() {
     let messages = args.first().copied().unwrap_or(2000);
     let runs = args.get(1).copied().unwrap_or(3);
     let samples = (messages * PER_MESSAGE) as f64;
-    let broker = Broker::start();
+    let tls = collector_e2e::http::Tls::make();
+    let broker = Broker::start_with(NodeOptions {
+        tls: Some(&tls),
+        ..NodeOptions::default()
+    });
     let (bodies, _) = notifications(messages, PER_MESSAGE, SECRET.as_bytes(), 5);
-    let cfg = format!(
-        r#"
+    let cfg = |url: &str, tls_settings: &str| {
+        format!(
+            r#"
 telemetry_secret = "{SECRET}"
 [log]
-level = "warn"
+level = "info"
 [batch]
 max_samples = 1000
 max_delay_ms = 100
@@ -106,26 +113,31 @@ max_delay_ms = 100
 url = "{url}"
 rpc = false
 prefetch_count = {PREFETCH}
+{tls_settings}
 [[dispatchers]]
 name = "noop"
 plugin = "builtin:noop"
 queue_batches = 64
-"#,
-        url = broker.url()
+"#
+        )
+    };
+    let plain = cfg(&broker.url(), "");
+    let over_tls = cfg(
+        &format!(
+            "rabbit://guest:guest@127.0.0.1:{}/",
+            broker.tls_port().expect("a TLS listener")
+        ),
+        &format!(
+            "ssl = true\nssl_ca_file = \"{}\"\nssl_cert_file = \"{}\"\nssl_key_file = \"{}\"",
+            tls.path("ca.pem"),
+            tls.path("client.pem"),
+            tls.path("client.key")
+        ),
     );
-    println!(
-        "AMQP drain: {messages} notifications x {PER_MESSAGE} signed samples, prefetch {PREFETCH}, {runs} runs"
-    );
-    println!(
-        "{:>4} {:>14} {:>16} {:>7}",
-        "run", "raw smp/s", "collector smp/s", "ratio"
-    );
-    let (mut raws, mut ours, mut ratios) = (vec![], vec![], vec![]);
-    for run in 1..=runs {
+    // Drains the pre-filled queue with the daemon on `cfg`: samples/s while active.
+    let drain = |cfg: &str| {
         fill(&broker, &bodies);
-        let raw = samples / raw_drain(&broker.url(), messages);
-        fill(&broker, &bodies);
-        let d = Daemon::start(&cfg.replace("level = \"warn\"", "level = \"info\""));
+        let d = Daemon::start(cfg);
         let deadline = Instant::now() + Duration::from_secs(300);
         while ready(&broker) > 0 && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(500));
@@ -139,19 +151,39 @@ queue_batches = 64
             stopped.log
         );
         assert_eq!(stopped.source("amqp", "bad_signatures"), 0);
-        let collector = samples * 1000.0 / ms as f64;
+        samples * 1000.0 / ms as f64
+    };
+    println!(
+        "AMQP drain: {messages} notifications x {PER_MESSAGE} signed samples, prefetch {PREFETCH}, {runs} runs"
+    );
+    println!(
+        "{:>4} {:>14} {:>16} {:>16} {:>7} {:>9}",
+        "run", "raw smp/s", "collector smp/s", "over TLS smp/s", "ratio", "TLS/plain"
+    );
+    let (mut raws, mut ours, mut tlss, mut ratios, mut tls_ratios) =
+        (vec![], vec![], vec![], vec![], vec![]);
+    for run in 1..=runs {
+        fill(&broker, &bodies);
+        let raw = samples / raw_drain(&broker.url(), messages);
+        let collector = drain(&plain);
+        let secure = drain(&over_tls);
         println!(
-            "{run:>4} {raw:>14.0} {collector:>16.0} {:>7.2}",
-            collector / raw
+            "{run:>4} {raw:>14.0} {collector:>16.0} {secure:>16.0} {:>7.2} {:>9.2}",
+            collector / raw,
+            secure / collector
         );
         raws.push(raw);
         ours.push(collector);
+        tlss.push(secure);
         ratios.push(collector / raw);
+        tls_ratios.push(secure / collector);
     }
     println!(
-        "median: raw {:.0} samples/s, collector {:.0} samples/s, ratio {:.2}",
+        "median: raw {:.0} samples/s, collector {:.0} samples/s (ratio {:.2}), over TLS {:.0} samples/s (TLS/plain {:.2})",
         median(raws),
         median(ours),
-        median(ratios)
+        median(ratios),
+        median(tlss),
+        median(tls_ratios)
     );
 }
