@@ -78,10 +78,9 @@ impl Sources {
             tasks.push(tokio::spawn(src.run(context(&s), stop_rx.clone())));
         }
         if let Some(a) = &cfg.sources.amqp {
-            let url = a.broker_url().to_owned();
             let s = telemetry.source("amqp");
             let amqp = telemetry.amqp.handles("amqp");
-            let src = AmqpSource::new(a.clone(), url, context(&s), amqp.clone());
+            let src = AmqpSource::new(a.clone(), context(&s), amqp.clone());
             reports.push(SourceReport {
                 amqp: Some(amqp),
                 amqp_broker: Some(src.connected_to()),

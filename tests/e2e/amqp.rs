@@ -615,9 +615,9 @@ fn a_hung_broker_is_noticed_by_the_heartbeat_and_consumed_from_again() {
 
 /// TLS as oslo configures it (`ssl`, `ssl_ca_file`, `ssl_cert_file`,
 /// `ssl_key_file`) to a broker that requires a client certificate: consumed
-/// over TLS; a wrong CA, a missing client certificate and an expired server
-/// certificate are refused with a message naming the cause; no password or key
-/// material reaches the log.
+/// over TLS; a wrong CA, a missing client certificate, an expired server
+/// certificate and one for another host name are refused with a message naming
+/// the cause; no password or key material reaches the log.
 #[test]
 fn amqp_over_tls_with_a_client_certificate_and_refusals_that_name_the_cause() {
     let tls = collector_e2e::http::Tls::make();
@@ -708,6 +708,12 @@ fn amqp_over_tls_with_a_client_certificate_and_refusals_that_name_the_cause() {
     refused(
         &settings(&tls.path("ca.pem"), true),
         "invalid peer certificate: certificate expired",
+    );
+    // A certificate for another name than the host of the URL.
+    assert_eq!(broker.enable_tls_cert(&tls, "server-other-name.pem"), port);
+    refused(
+        &settings(&tls.path("ca.pem"), true),
+        "invalid peer certificate: certificate not valid for name",
     );
 }
 

@@ -260,7 +260,8 @@ impl Drop for HttpServer {
 
 /// A private CA, a server certificate for 127.0.0.1 and a client certificate it
 /// signed, made with the openssl command line in a temporary directory; and
-/// `server-expired.pem`, the server's key certified for a day in 2020.
+/// for the server's key, `server-expired.pem` (certified for a day in 2020) and
+/// `server-other-name.pem` (for `collector.invalid`, not 127.0.0.1).
 pub struct Tls {
     pub dir: tempfile::TempDir,
 }
@@ -341,6 +342,30 @@ impl Tls {
                 &format!("{name}.ext"),
             ]);
         }
+        // The server's key certified for another name than 127.0.0.1.
+        std::fs::write(
+            d.join("other-name.ext"),
+            "subjectAltName=DNS:collector.invalid\nbasicConstraints=CA:FALSE\n\
+             extendedKeyUsage=serverAuth\n",
+        )
+        .expect("ext file");
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server-other-name.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "other-name.ext",
+        ]);
         // The server's key certified for one day in 2020: expired. `x509 -req`
         // cannot backdate (openssl 3.0), `openssl ca` can.
         std::fs::write(
