@@ -104,6 +104,20 @@ fn check_refuses_a_plugin_with_several_memories() {
 }
 
 #[test]
+fn check_names_a_component_as_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("component.wasm");
+    // The preamble of a component: layer 1 (componentize-py and -js build these).
+    std::fs::write(&path, b"\0asm\x0d\x00\x01\x00").unwrap();
+    let (status, out, _) = collector(&["check", path.to_str().unwrap()], &root());
+    assert!(!status.success(), "{out}");
+    assert!(
+        out.contains("FAIL") && out.contains("is a WebAssembly component"),
+        "{out}"
+    );
+}
+
+#[test]
 fn check_counts_tables_in_the_memory_cap() {
     let (status, out, _) = collector(&["check", &plugin("table-hog.wat")], &root());
     assert!(!status.success(), "{out}");

@@ -11,7 +11,7 @@ use clap::Args;
 
 use super::golden::GOLDEN;
 use crate::plugin::conformance::check_abi;
-use crate::plugin::{CallOutcome, GrantedDir, Instance, InstanceSettings, Runtime};
+use crate::plugin::{CallOutcome, GrantedDir, Instance, InstanceSettings, PluginError, Runtime};
 
 #[derive(Args, Debug)]
 pub struct CheckArgs {
@@ -152,6 +152,10 @@ fn check(args: &CheckArgs) -> Result<bool, String> {
     );
     let runtime = Runtime::new(None).map_err(|e| e.to_string())?;
     let t = Instant::now();
+    if crate::plugin::runtime::is_component(&wasm) {
+        line(false, "compile", &PluginError::Component.to_string());
+        return Ok(false);
+    }
     let module = match wasmtime::Module::new(runtime_engine(&runtime), &wasm) {
         Ok(m) => m,
         Err(e) => {

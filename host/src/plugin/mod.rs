@@ -50,6 +50,14 @@ pub enum PluginError {
     },
     #[error("not a valid wasm module: {0}")]
     Compile(#[source] WasmError),
+    /// A WebAssembly component (what componentize-py, componentize-js and
+    /// cargo-component build) rather than a core module.
+    #[error(
+        "is a WebAssembly component, not a core module: this collector runs core \
+         modules of plugin ABI v1 (docs/ABI.md); component plugins are not \
+         supported yet (docs/components.md)"
+    )]
+    Component,
     #[error("does not follow the plugin ABI: {0}")]
     Abi(String),
     /// `collector_init` answered retry or reject: the plugin's own message.

@@ -251,8 +251,12 @@ impl Runtime {
     /// Compiles a plugin and checks it against ABI v1. Slow (JIT): run it off the receive path.
     ///
     /// # Errors
-    /// [`PluginError::Abi`] naming a missing or mistyped export or an unknown import.
+    /// [`PluginError::Abi`] naming a missing or mistyped export or an unknown import;
+    /// [`PluginError::Component`] for a WebAssembly component.
     pub fn compile(&self, name: &str, wasm: &[u8]) -> Result<PluginModule, PluginError> {
+        if is_component(wasm) {
+            return Err(PluginError::Component);
+        }
         let compile =
             || Module::new(&self.engine, wasm).map_err(|e| PluginError::Compile(WasmError(e)));
         let module = match &self.cache {
@@ -607,4 +611,11 @@ fn classify(store: &Store<HostState>, e: wasmtime::Error, timeout: Duration) -> 
         )),
         _ => Failure::Trap(format!("{e:#}")),
     }
+}
+
+/// True for a WebAssembly component: the preamble's layer field (bytes 6..8)
+/// is 1 (0 for a core module). Module::new would refuse one with a parser
+/// message; [`PluginError::Component`] says what it is and what runs instead.
+pub fn is_component(wasm: &[u8]) -> bool {
+    wasm.starts_with(b"\0asm") && wasm.get(6..8) == Some(&[1, 0])
 }

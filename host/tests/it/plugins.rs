@@ -188,6 +188,24 @@ fn a_module_with_several_memories_does_not_compile() {
     );
 }
 
+/// A component (here the smallest valid one: the preamble alone) is named as
+/// such, not reported as a module that fails to parse.
+#[test]
+fn a_component_is_refused_as_a_component() {
+    let err = runtime()
+        .compile("component", b"\0asm\x0d\x00\x01\x00")
+        .err()
+        .expect("a component is refused");
+    assert!(matches!(err, PluginError::Component), "{err}");
+    assert!(err.to_string().contains("WebAssembly component"), "{err}");
+    // The core-module preamble still goes to the compiler.
+    let err = runtime()
+        .compile("empty", b"\0asm\x01\x00\x00\x00")
+        .err()
+        .expect("an empty module lacks the ABI");
+    assert!(matches!(err, PluginError::Abi(_)), "{err}");
+}
+
 #[test]
 fn memories_and_tables_count_together_against_the_cap() {
     // 40 MiB of memory and 32 MB of table: each under 64 MiB, not both.
