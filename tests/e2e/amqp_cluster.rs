@@ -217,10 +217,11 @@ fn a_cluster_node_killed_under_load_loses_nothing_and_fails_over() {
             stopped.log
         );
     }
-    assert_eq!(
-        stopped.log.matches("AMQP is back").count(),
-        3,
-        "one reconnection per kill:\n{}",
+    // At least one per kill (a session that fails while the quorum queues
+    // elect a new leader would add one).
+    assert!(
+        stopped.log.matches("AMQP is back").count() >= 3,
+        "a reconnection per kill:\n{}",
         stopped.log
     );
     assert!(
