@@ -151,8 +151,9 @@ fn a_cluster_node_killed_under_load_loses_nothing_and_fails_over() {
         assert_eq!(code, 200, "ready on the two surviving nodes: {body}");
         not_ready_polls.push(not_ready);
         eprintln!(
-            "round {round}: killed node {victim} (:{port}); consuming from :{} after {reconnected:?}, \
-             first sample after {consumed:?}",
+            "round {round}: killed node {victim} ({}, :{port}); consuming from :{} after \
+             {reconnected:?}, first sample after {consumed:?}",
+            cluster.node(victim).node(),
             at.0
         );
         wait_success(publisher, &format!("round {round}"));
