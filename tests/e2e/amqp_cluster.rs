@@ -14,11 +14,18 @@ use collector_e2e::{ConfigBuilder, Daemon, http_get, message_ids, read_lines, ro
 use crate::amqp::{SECRET, by_id, ceilometer_python, json_file, start, wait_ids};
 
 /// Ceilometer's notifier publisher, with `rabbit_quorum_queue = true`, sending
-/// `count` samples in notifications of 10 to `url`, in the background.
+/// `count` samples in notifications of 10 to `url`, in the background. oslo's
+/// errors while it fails over to another node and publishes again are not
+/// failures (`--tolerate-reconnects`); giving up on a message still is.
 fn ceilometer_notifier(url: &str, count: usize, seed: usize, out: &Path) -> Child {
     Command::new(ceilometer_python())
         .arg(root().join("scripts/ceilometer-publish.py"))
-        .args(["--publisher", "notifier", "--rabbit-quorum-queue"])
+        .args([
+            "--publisher",
+            "notifier",
+            "--rabbit-quorum-queue",
+            "--tolerate-reconnects",
+        ])
         .args(["--secret", SECRET, "--batch", "10", "--timeout", "240"])
         .args(["--count", &count.to_string(), "--seed", &seed.to_string()])
         .args(["--transport-url", url])
@@ -67,6 +74,8 @@ fn a_cluster_node_killed_under_load_loses_nothing_and_fails_over() {
     let url = cluster.oslo_url(&[0, 1, 2]);
     const PREFETCH: u64 = 4;
     const PER_MESSAGE: u64 = 10;
+    // Enough that the publisher still sends when the node dies (asserted).
+    const PER_ROUND: usize = 3000;
     // Slower than the publisher (4 messages in flight, a batch each 200 ms), so
     // a backlog waits in the queue when the node dies: "consumed again" then
     // measures the collector's failover, not the publisher's.
@@ -90,10 +99,10 @@ fn a_cluster_node_killed_under_load_loses_nothing_and_fails_over() {
     for round in 0..3 {
         let out = dir.path().join(format!("round-{round}.jsonl"));
         let before = received(&d.status());
-        let publisher = ceilometer_notifier(&url, 1500, round + 1, &out);
+        let publisher = ceilometer_notifier(&url, PER_ROUND, round + 1, &out);
         // Under load: the collector takes this round's samples, the publisher runs.
         let deadline = Instant::now() + Duration::from_secs(120);
-        while received(&d.status()) < before + 100 {
+        while received(&d.status()) < before + 50 {
             assert!(
                 Instant::now() < deadline,
                 "round {round}: nothing consumed:\n{}",
@@ -164,12 +173,12 @@ fn a_cluster_node_killed_under_load_loses_nothing_and_fails_over() {
         reconnects.push(reconnected);
         victims.push((victim, port));
     }
-    assert_eq!(published.len(), 4500);
+    assert_eq!(published.len(), 3 * PER_ROUND);
     let want: HashSet<String> = published
         .iter()
         .map(|s| s["message_id"].as_str().unwrap().to_owned())
         .collect();
-    assert_eq!(want.len(), 4500);
+    assert_eq!(want.len(), 3 * PER_ROUND);
     let got = wait_ids(
         &d.path("out/samples.jsonl"),
         &want,
