@@ -307,6 +307,26 @@ impl Tls {
             "-subj",
             "/CN=collector test CA",
         ]);
+        // The CA signs a request for 2 days, with the extensions of `ext`.
+        let sign = |csr: &str, ext: &str, out: &str| {
+            openssl(&[
+                "x509",
+                "-req",
+                "-in",
+                csr,
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                out,
+                "-days",
+                "2",
+                "-extfile",
+                ext,
+            ]);
+        };
         for (name, usage, san) in [
             ("server", "serverAuth", "subjectAltName=IP:127.0.0.1\n"),
             ("client", "clientAuth", ""),
@@ -324,23 +344,11 @@ impl Tls {
                 "-subj",
                 &format!("/CN=collector test {name}"),
             ]);
-            openssl(&[
-                "x509",
-                "-req",
-                "-in",
+            sign(
                 &format!("{name}.csr"),
-                "-CA",
-                "ca.pem",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-out",
-                &format!("{name}.pem"),
-                "-days",
-                "2",
-                "-extfile",
                 &format!("{name}.ext"),
-            ]);
+                &format!("{name}.pem"),
+            );
         }
         // The server's key certified for another name than 127.0.0.1.
         std::fs::write(
@@ -349,23 +357,7 @@ impl Tls {
              extendedKeyUsage=serverAuth\n",
         )
         .expect("ext file");
-        openssl(&[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "server-other-name.pem",
-            "-days",
-            "2",
-            "-extfile",
-            "other-name.ext",
-        ]);
+        sign("server.csr", "other-name.ext", "server-other-name.pem");
         // The server's key certified for one day in 2020: expired. `x509 -req`
         // cannot backdate (openssl 3.0), `openssl ca` can.
         std::fs::write(

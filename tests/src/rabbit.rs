@@ -656,7 +656,7 @@ pub struct Cluster {
 impl Cluster {
     /// Starts `n` nodes at once (sharing one cookie, each with a TLS listener
     /// when `tls` is given), joins the others to the first, and waits until
-    /// every node lists all `n` as running.
+    /// the cluster lists all `n` as running.
     pub fn start(n: usize, tls: Option<&crate::http::Tls>) -> Cluster {
         assert!(n >= 1);
         let started = Instant::now();
