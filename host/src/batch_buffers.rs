@@ -21,7 +21,42 @@ pub const MAX_FREE: usize = 16;
 /// A buffer with more capacity than this is freed, not kept.
 pub const MAX_KEPT_BYTES: usize = 16 << 20;
 
-static FREE: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
+static FREE: FreeList = FreeList::new();
+
+/// A bounded list of spare buffers. One global instance serves every batch;
+/// the type exists apart so that tests can check the rules on a private list
+/// that no other test touches.
+struct FreeList(Mutex<Vec<Vec<u8>>>);
+
+impl FreeList {
+    const fn new() -> FreeList {
+        FreeList(Mutex::new(Vec::new()))
+    }
+
+    /// A spare buffer, emptied, with room for at least `capacity` bytes.
+    fn take(&self, capacity: usize) -> Option<Vec<u8>> {
+        let mut v = self.0.lock().ok()?.pop()?;
+        v.clear();
+        v.reserve(capacity);
+        Some(v)
+    }
+
+    /// Keeps `v` for later, unless it is empty, oversized or the list is full.
+    fn give(&self, v: Vec<u8>) {
+        if v.capacity() == 0 || v.capacity() > MAX_KEPT_BYTES {
+            return;
+        }
+        if let Ok(mut free) = self.0.lock()
+            && free.len() < MAX_FREE
+        {
+            free.push(v);
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.0.lock().map_or(0, |f| f.len())
+    }
+}
 
 /// A batch's bytes: a `Vec<u8>` that goes back to the free list when dropped.
 #[derive(Debug, Default)]
@@ -31,15 +66,10 @@ impl BatchBytes {
     /// An empty buffer with room for at least `capacity` bytes: a recycled one
     /// when the free list has one.
     pub fn with_capacity(capacity: usize) -> BatchBytes {
-        let recycled = FREE.lock().ok().and_then(|mut free| free.pop());
-        match recycled {
-            Some(mut v) => {
-                v.clear();
-                v.reserve(capacity);
-                BatchBytes(v)
-            }
-            None => BatchBytes(Vec::with_capacity(capacity)),
-        }
+        BatchBytes(
+            FREE.take(capacity)
+                .unwrap_or_else(|| Vec::with_capacity(capacity)),
+        )
     }
 
     /// The bytes, taken out of the pool's care (freed normally when dropped).
@@ -69,55 +99,45 @@ impl DerefMut for BatchBytes {
 
 impl Drop for BatchBytes {
     fn drop(&mut self) {
-        let v = std::mem::take(&mut self.0);
-        if v.capacity() == 0 || v.capacity() > MAX_KEPT_BYTES {
-            return;
-        }
-        if let Ok(mut free) = FREE.lock()
-            && free.len() < MAX_FREE
-        {
-            free.push(v);
-        }
+        FREE.give(std::mem::take(&mut self.0));
     }
-}
-
-/// Buffers on the free list now (for tests).
-pub fn free_buffers() -> usize {
-    FREE.lock().map_or(0, |f| f.len())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    // The rules are checked on a private list: the global one is shared with
+    // every other test in this binary that builds a batch.
     #[test]
-    fn a_dropped_buffer_is_handed_out_again_and_the_list_is_bounded() {
-        // One test touches the global list, so that no other test races it.
-        let b = BatchBytes::with_capacity(1 << 20);
+    fn a_given_buffer_is_handed_out_again_and_the_list_is_bounded() {
+        let list = FreeList::new();
+        let mut b = Vec::with_capacity(1 << 20);
+        b.extend_from_slice(b"old bytes");
         let ptr = b.as_ptr();
-        drop(b);
-        let again = BatchBytes::with_capacity(1000);
-        assert_eq!(again.as_ptr(), ptr, "the freed buffer is reused");
+        list.give(b);
+        let again = list.take(1000).expect("the given buffer is kept");
+        assert_eq!(again.as_ptr(), ptr, "the given buffer is reused");
         assert!(again.is_empty() && again.capacity() >= 1 << 20);
-        drop(again);
+        assert!(list.take(1).is_none(), "the list is empty again");
 
-        let many: Vec<BatchBytes> = (0..MAX_FREE + 5)
-            .map(|_| BatchBytes::from(vec![1u8; 64]))
-            .collect();
-        drop(many);
-        assert!(free_buffers() <= MAX_FREE);
+        for _ in 0..MAX_FREE + 5 {
+            list.give(vec![1u8; 64]);
+        }
+        assert_eq!(list.len(), MAX_FREE, "the list stops at MAX_FREE");
 
-        let held: Vec<BatchBytes> = (0..free_buffers())
-            .map(|_| BatchBytes::with_capacity(1))
-            .collect();
-        assert_eq!(free_buffers(), 0);
-        drop(BatchBytes::from(Vec::with_capacity(MAX_KEPT_BYTES + 1)));
-        assert_eq!(free_buffers(), 0, "an oversized buffer is not kept");
-        drop(BatchBytes::from(Vec::with_capacity(10)));
-        assert_eq!(free_buffers(), 1, "a buffer within bounds is kept");
-        drop(held);
+        let list = FreeList::new();
+        list.give(Vec::with_capacity(MAX_KEPT_BYTES + 1));
+        assert_eq!(list.len(), 0, "an oversized buffer is not kept");
+        list.give(Vec::new());
+        assert_eq!(list.len(), 0, "an unallocated buffer is not kept");
+        list.give(Vec::with_capacity(10));
+        assert_eq!(list.len(), 1, "a buffer within bounds is kept");
+    }
 
+    #[test]
+    fn into_vec_keeps_the_bytes() {
         let v = BatchBytes::from(vec![7u8; 3]).into_vec();
-        assert_eq!(v, [7, 7, 7], "into_vec keeps the bytes");
+        assert_eq!(v, [7, 7, 7]);
     }
 }
