@@ -53,6 +53,7 @@ impl FreeList {
         }
     }
 
+    #[cfg(test)]
     fn len(&self) -> usize {
         self.0.lock().map_or(0, |f| f.len())
     }
