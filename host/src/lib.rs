@@ -27,7 +27,10 @@
 //! - [`egress`]: outbound HTTP for plugins, to the endpoints the operator declared;
 //!   - [`egress::tls`]: an endpoint's rustls client configuration;
 //! - [`plugin`]: everything about plugins;
-//!   - [`plugin::runtime`]: wasmtime, the sandbox (memory cap, deadline) and the host imports;
+//!   - [`plugin::runtime`]: wasmtime, the sandbox (deadline, WASI grants) and the host imports;
+//!   - [`plugin::component`]: component plugins (Python, JavaScript) of the world `collector:dispatcher`;
+//!   - [`plugin::memory_cap`]: the limiter that counts every memory and table against the cap;
+//!   - [`plugin::guest_log`]: a plugin's log lines, rate-limited and escaped;
 //!   - [`plugin::settings`]: what an instance may do, built once per dispatcher (or `check`);
 //!   - [`plugin::conformance`]: a module's imports and exports against ABI v1;
 //!   - [`plugin::handoff`]: the instance a thread serves with, version switches, snapshot and restore;

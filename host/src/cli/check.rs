@@ -11,7 +11,7 @@ use clap::Args;
 
 use super::golden::GOLDEN;
 use crate::plugin::conformance::check_abi;
-use crate::plugin::{CallOutcome, GrantedDir, Instance, InstanceSettings, PluginError, Runtime};
+use crate::plugin::{CallOutcome, GrantedDir, Instance, InstanceSettings, Runtime};
 
 #[derive(Args, Debug)]
 pub struct CheckArgs {
@@ -124,7 +124,13 @@ pub fn main(args: &CheckArgs) -> ExitCode {
     println!("collector check {}", args.plugin.display());
     match check(args) {
         Ok(true) => {
-            println!("PASS: the plugin conforms to ABI v1");
+            let component =
+                std::fs::read(&args.plugin).is_ok_and(|w| crate::plugin::runtime::is_component(&w));
+            if component {
+                println!("PASS: the component conforms to the world collector:dispatcher@1.0.0");
+            } else {
+                println!("PASS: the plugin conforms to ABI v1");
+            }
             ExitCode::SUCCESS
         }
         Ok(false) => {
@@ -150,68 +156,26 @@ fn check(args: &CheckArgs) -> Result<bool, String> {
             crate::plugin::short_hash(&wasm)
         ),
     );
-    let runtime = Runtime::new(None).map_err(|e| e.to_string())?;
-    let t = Instant::now();
-    if crate::plugin::runtime::is_component(&wasm) {
-        line(false, "compile", &PluginError::Component.to_string());
-        return Ok(false);
-    }
-    let module = match wasmtime::Module::new(runtime_engine(&runtime), &wasm) {
-        Ok(m) => m,
-        Err(e) => {
-            line(false, "compile", &format!("{e:#}"));
-            return Ok(false);
-        }
-    };
-    line(
-        true,
-        "compile",
-        &format!("{:.0} ms", t.elapsed().as_secs_f64() * 1000.0),
-    );
-    let report = check_abi(&module);
-    println!(
-        "  imports: {}",
-        if report.imports.is_empty() {
-            "(none)".into()
-        } else {
-            report.imports.join(", ")
-        }
-    );
-    println!("  exports: {}", report.exports.join(", "));
-    let http_imports: Vec<&String> = report
-        .imports
-        .iter()
-        .filter(|i| i.starts_with("collector.http_"))
-        .collect();
-    let wasi = report
-        .imports
-        .iter()
-        .any(|i| i.starts_with("wasi_snapshot_preview1."));
-    println!(
-        "  capabilities: {}",
-        match (wasi, http_imports.is_empty()) {
-            (false, true) => "none beyond the ABI (no files, no network)".to_owned(),
-            (true, true) => "WASI (files in the granted directories, clocks, random)".to_owned(),
-            (w, false) => format!(
-                "{}outbound HTTP to declared endpoints ({} imports)",
-                if w { "WASI, " } else { "" },
-                http_imports.len()
-            ),
-        }
-    );
-    if !report.problems.is_empty() {
-        for p in &report.problems {
-            line(false, "ABI v1", p);
-        }
-        return Ok(false);
-    }
-    line(true, "ABI v1 imports and exports", "");
-
+    // The daemon's compiled-module cache: a component compiles in seconds, and
+    // `check` after a deploy then costs the daemon nothing.
+    let cache = crate::plugin::cache::default_dir();
+    let runtime = Runtime::new(cache.as_deref()).map_err(|e| e.to_string())?;
     let name = args
         .plugin
         .file_stem()
         .map_or_else(|| "plugin".into(), |s| s.to_string_lossy().into_owned());
-    let compiled = runtime.compile(&name, &wasm).map_err(|e| e.to_string())?;
+    let t = Instant::now();
+    let (compiled, http_imports) = if crate::plugin::runtime::is_component(&wasm) {
+        match check_component(&runtime, &name, &wasm, t) {
+            Some(compiled) => (compiled, Vec::new()),
+            None => return Ok(false),
+        }
+    } else {
+        match check_core(&runtime, &name, &wasm, t)? {
+            Some(checked) => checked,
+            None => return Ok(false),
+        }
+    };
     let scratch =
         tempfile::tempdir().map_err(|e| format!("cannot make a scratch directory: {e}"))?;
     let mut dirs = Vec::new();
@@ -401,8 +365,105 @@ fn check(args: &CheckArgs) -> Result<bool, String> {
     Ok(ok)
 }
 
-fn runtime_engine(rt: &Runtime) -> &wasmtime::Engine {
-    rt.engine()
+/// Compiles a core module and checks its imports and exports against ABI v1:
+/// the compiled plugin and the HTTP imports it has, or `None` after a FAIL line.
+fn check_core(
+    runtime: &Runtime,
+    name: &str,
+    wasm: &[u8],
+    t: Instant,
+) -> Result<Option<(crate::plugin::PluginModule, Vec<String>)>, String> {
+    let module = match wasmtime::Module::new(runtime.engine(), wasm) {
+        Ok(m) => m,
+        Err(e) => {
+            line(false, "compile", &format!("{e:#}"));
+            return Ok(None);
+        }
+    };
+    line(
+        true,
+        "compile",
+        &format!("{:.0} ms", t.elapsed().as_secs_f64() * 1000.0),
+    );
+    let report = check_abi(&module);
+    println!(
+        "  imports: {}",
+        if report.imports.is_empty() {
+            "(none)".into()
+        } else {
+            report.imports.join(", ")
+        }
+    );
+    println!("  exports: {}", report.exports.join(", "));
+    let http_imports: Vec<String> = report
+        .imports
+        .iter()
+        .filter(|i| i.starts_with("collector.http_"))
+        .cloned()
+        .collect();
+    let wasi = report
+        .imports
+        .iter()
+        .any(|i| i.starts_with("wasi_snapshot_preview1."));
+    println!(
+        "  capabilities: {}",
+        match (wasi, http_imports.is_empty()) {
+            (false, true) => "none beyond the ABI (no files, no network)".to_owned(),
+            (true, true) => "WASI (files in the granted directories, clocks, random)".to_owned(),
+            (w, false) => format!(
+                "{}outbound HTTP to declared endpoints ({} imports)",
+                if w { "WASI, " } else { "" },
+                http_imports.len()
+            ),
+        }
+    );
+    if !report.problems.is_empty() {
+        for p in &report.problems {
+            line(false, "ABI v1", p);
+        }
+        return Ok(None);
+    }
+    line(true, "ABI v1 imports and exports", "");
+
+    let compiled = runtime.compile(name, wasm).map_err(|e| e.to_string())?;
+    Ok(Some((compiled, http_imports)))
+}
+
+/// Compiles a component and checks it against the world
+/// `collector:dispatcher@1.0.0`; `None` after a FAIL line.
+fn check_component(
+    runtime: &Runtime,
+    name: &str,
+    wasm: &[u8],
+    t: Instant,
+) -> Option<crate::plugin::PluginModule> {
+    let compiled = match runtime.compile(name, wasm) {
+        Ok(m) => m,
+        Err(e) => {
+            line(false, "compile and link the component", &e.to_string());
+            return None;
+        }
+    };
+    line(
+        true,
+        "compile (a component)",
+        &format!("{:.0} ms", t.elapsed().as_secs_f64() * 1000.0),
+    );
+    if let Some(component) = compiled.component() {
+        let (imports, exports) = component.imports_and_exports();
+        println!("  imports: {}", imports.join(", "));
+        println!("  exports: {}", exports.join(", "));
+    }
+    println!(
+        "  capabilities: WASI 0.2 (files in the granted directories, clocks, random; \
+         sockets linked but refused)"
+    );
+    line(
+        true,
+        "world collector:dispatcher@1.0.0 imports and exports",
+        "",
+    );
+    Some(compiled)
 }
 
 /// Realistic samples up to `max_bytes` of batch, sealed as the daemon would (the

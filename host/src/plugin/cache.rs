@@ -14,7 +14,45 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsE
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
+use wasmtime::component::Component;
 use wasmtime::{Engine, Module};
+
+/// What the cache keeps: a compiled core module or component.
+pub trait Compiled: Sized {
+    /// Bound into each entry's checksum, so one kind is never read as the other.
+    const KIND: &'static str;
+    /// The compiled code, as wasmtime writes it.
+    ///
+    /// # Errors
+    /// When wasmtime cannot serialize it.
+    fn to_bytes(&self) -> wasmtime::Result<Vec<u8>>;
+    /// # Safety
+    /// `bytes` must be what [`Compiled::to_bytes`] wrote, for an engine with
+    /// the same settings (see `Module::deserialize`).
+    unsafe fn from_bytes(engine: &Engine, bytes: &[u8]) -> wasmtime::Result<Self>;
+}
+
+impl Compiled for Module {
+    const KIND: &'static str = "module";
+    fn to_bytes(&self) -> wasmtime::Result<Vec<u8>> {
+        self.serialize()
+    }
+    unsafe fn from_bytes(engine: &Engine, bytes: &[u8]) -> wasmtime::Result<Self> {
+        // SAFETY: as the caller promises.
+        unsafe { Module::deserialize(engine, bytes) }
+    }
+}
+
+impl Compiled for Component {
+    const KIND: &'static str = "component";
+    fn to_bytes(&self) -> wasmtime::Result<Vec<u8>> {
+        self.serialize()
+    }
+    unsafe fn from_bytes(engine: &Engine, bytes: &[u8]) -> wasmtime::Result<Self> {
+        // SAFETY: as the caller promises.
+        unsafe { Component::deserialize(engine, bytes) }
+    }
+}
 
 /// Where compiled modules are kept.
 #[derive(Debug, Clone)]
@@ -64,25 +102,26 @@ impl ModuleCache {
     }
 
     /// The checksum an entry for the wasm with `digest` must start with.
-    fn seal(&self, digest: &[u8], payload: &[u8]) -> [u8; 32] {
+    fn seal(&self, kind: &str, digest: &[u8], payload: &[u8]) -> [u8; 32] {
         let mut h = Sha256::new();
+        h.update(kind.as_bytes());
         h.update(digest);
         h.update(self.engine_key.as_bytes());
         h.update(payload);
         h.finalize().into()
     }
 
-    /// The compiled module for `wasm`: from the cache when a sound entry exists,
-    /// else compiled with `compile` and stored.
+    /// The compiled module or component for `wasm`: from the cache when a sound
+    /// entry exists, else compiled with `compile` and stored.
     ///
     /// # Errors
     /// Whatever `compile` returns.
-    pub fn get_or_compile<E>(
+    pub fn get_or_compile<T: Compiled, E>(
         &self,
         engine: &Engine,
         wasm: &[u8],
-        compile: impl FnOnce() -> Result<Module, E>,
-    ) -> Result<Module, E> {
+        compile: impl FnOnce() -> Result<T, E>,
+    ) -> Result<T, E> {
         let digest = Sha256::digest(wasm);
         let path = self.entry(&digest);
         if let Ok(bytes) = read_own(&path) {
@@ -104,20 +143,20 @@ impl ModuleCache {
         Ok(module)
     }
 
-    fn load(&self, engine: &Engine, digest: &[u8], bytes: &[u8]) -> Result<Module, String> {
+    fn load<T: Compiled>(&self, engine: &Engine, digest: &[u8], bytes: &[u8]) -> Result<T, String> {
         let (sum, payload) = bytes.split_at_checked(32).ok_or("truncated")?;
-        if self.seal(digest, payload).as_slice() != sum {
+        if self.seal(T::KIND, digest, payload).as_slice() != sum {
             return Err("its checksum does not match this wasm file and engine".into());
         }
-        // SAFETY: the payload is exactly what `Module::serialize` wrote into this private
-        // directory for this very wasm (the checksum binds it to the wasm's digest and
-        // proves it intact), for an engine with these settings.
-        unsafe { Module::deserialize(engine, payload) }.map_err(|e| format!("{e:#}"))
+        // SAFETY: the payload is exactly what `to_bytes` wrote into this private
+        // directory for this very wasm and kind (the checksum binds it to the wasm's
+        // digest and proves it intact), for an engine with these settings.
+        unsafe { T::from_bytes(engine, payload) }.map_err(|e| format!("{e:#}"))
     }
 
-    fn store(&self, path: &Path, digest: &[u8], module: &Module) -> Result<(), String> {
-        let payload = module.serialize().map_err(|e| format!("{e:#}"))?;
-        let mut bytes = self.seal(digest, &payload).to_vec();
+    fn store<T: Compiled>(&self, path: &Path, digest: &[u8], compiled: &T) -> Result<(), String> {
+        let payload = compiled.to_bytes().map_err(|e| format!("{e:#}"))?;
+        let mut bytes = self.seal(T::KIND, digest, &payload).to_vec();
         bytes.extend_from_slice(&payload);
         let tmp = path.with_extension(format!("tmp{}", std::process::id()));
         let mut f = std::fs::OpenOptions::new()

@@ -1,13 +1,19 @@
 //! Dispatcher plugins: loading `.wasm` files (or the bundled ones), checking them
-//! against ABI v1 and running them sandboxed on wasmtime.
+//! against their contract (ABI v1 for a core module, the world
+//! `collector:dispatcher@1.0.0` for a component) and running them sandboxed on
+//! wasmtime.
 
 pub mod builtin;
 pub mod cache;
+pub mod call;
+pub mod component;
 pub mod conformance;
+pub mod guest_log;
 pub mod guest_memory;
 pub mod handoff;
 pub mod http;
 pub mod memory_budget;
+pub mod memory_cap;
 pub mod registry;
 pub mod reload;
 pub mod runtime;
@@ -17,8 +23,9 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
+pub use call::{CallOutcome, Failure};
 pub use registry::PluginSlot;
-pub use runtime::{CallOutcome, Failure, Instance, PluginModule, Runtime};
+pub use runtime::{Instance, PluginModule, Runtime};
 pub use settings::{GrantedDir, InstanceSettings, LogPolicy};
 
 use crate::config::PluginSource;
@@ -50,14 +57,6 @@ pub enum PluginError {
     },
     #[error("not a valid wasm module: {0}")]
     Compile(#[source] WasmError),
-    /// A WebAssembly component (what componentize-py, componentize-js and
-    /// cargo-component build) rather than a core module.
-    #[error(
-        "is a WebAssembly component, not a core module: this collector runs core \
-         modules of plugin ABI v1 (docs/ABI.md); component plugins are not \
-         supported yet (docs/components.md)"
-    )]
-    Component,
     #[error("does not follow the plugin ABI: {0}")]
     Abi(String),
     /// `collector_init` answered retry or reject: the plugin's own message.

@@ -11,21 +11,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use collector_sdk::abi;
-use wasmtime::{
-    Caller, Engine, InstancePre, Linker, Memory, Module, ResourceLimiter, Store, Trap, TypedFunc,
-};
+use wasmtime::{Caller, Engine, InstancePre, Linker, Memory, Module, Store, TypedFunc};
 use wasmtime_wasi::p1::WasiP1Ctx;
-use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
+use super::call::{CallOutcome, EPOCH_TICK, Failure, classify, deadline_ticks};
+use super::component::{ComponentInstance, ComponentModule, ComponentState};
 use super::conformance::check_abi;
+use super::guest_log;
 use super::guest_memory::guest_bytes;
 use super::memory_budget::MemoryBudget;
-use super::settings::{GrantedDir, InstanceSettings, LogPolicy};
+use super::memory_cap::{MemoryCap, StoreShape};
+use super::settings::{InstanceSettings, LogPolicy, granted_wasi};
 use super::{PluginError, WasmError};
-use crate::telemetry::Untrusted;
-
-/// How often the engine's epoch advances; the granularity of `timeout_ms`.
-pub const EPOCH_TICK: Duration = Duration::from_millis(5);
 
 /// Per-store state: WASI, the memory cap, the plugin's HTTP requests and what
 /// the guest told us.
@@ -42,99 +39,6 @@ pub struct HostState {
 
 /// Longest `collector.set_error` message kept (it is logged and shown by `/status`).
 const MAX_ERROR_BYTES: usize = 4096;
-
-/// Bytes wasmtime keeps per table element (a pointer, as its limiter docs say).
-const TABLE_ELEMENT_BYTES: usize = std::mem::size_of::<usize>();
-
-/// The instance-wide cap: every linear memory and every table of the store count
-/// together against `memory_limit_bytes`, however many a module declares, with
-/// the response bodies the host holds for the instance ([`MemoryBudget`]).
-/// Growth beyond it traps (and is reported as a memory refusal).
-struct MemoryCap {
-    budget: Arc<MemoryBudget>,
-    /// The growth last allowed, taken back if wasmtime then fails to grow.
-    pending_bytes: usize,
-    refused: Option<(usize, usize)>,
-}
-
-impl MemoryCap {
-    fn new(budget: Arc<MemoryBudget>) -> Self {
-        MemoryCap {
-            budget,
-            pending_bytes: 0,
-            refused: None,
-        }
-    }
-
-    /// Grows the total from `current` to `desired` bytes of one memory or table.
-    fn grow(&mut self, what: &str, current: usize, desired: usize) -> wasmtime::Result<bool> {
-        let delta = desired.saturating_sub(current);
-        if let Err(over) = self.budget.grow_wasm(delta) {
-            self.refused = Some((over.total_bytes, over.limit_bytes));
-            return Err(wasmtime::format_err!(
-                "memory limit exceeded: growing a {what} would make the plugin's memories and \
-                 tables (with the HTTP responses it holds) {} bytes, memory_limit_bytes is {}",
-                over.total_bytes,
-                over.limit_bytes
-            ));
-        }
-        self.pending_bytes = delta;
-        Ok(true)
-    }
-
-    fn grow_failed(&mut self) {
-        self.budget.shrink_wasm(self.pending_bytes);
-        self.pending_bytes = 0;
-    }
-}
-
-impl ResourceLimiter for MemoryCap {
-    fn memory_growing(
-        &mut self,
-        current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        self.grow("linear memory", current, desired)
-    }
-
-    fn memory_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
-        self.grow_failed();
-        Ok(())
-    }
-
-    fn table_growing(
-        &mut self,
-        current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        let bytes = |n: usize| n.saturating_mul(TABLE_ELEMENT_BYTES);
-        self.grow("table", bytes(current), bytes(desired))
-    }
-
-    fn table_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
-        self.grow_failed();
-        Ok(())
-    }
-
-    // One module per store, so one instance; multi-memory is off, so one memory.
-    fn instances(&self) -> usize {
-        1
-    }
-
-    fn memories(&self) -> usize {
-        1
-    }
-
-    fn tables(&self) -> usize {
-        MAX_TABLES
-    }
-}
-
-/// Tables a plugin may declare (reference types allow several; their elements
-/// count against the memory cap).
-const MAX_TABLES: usize = 8;
 
 /// The engine settings every plugin runs under: the epoch deadline, and only the
 /// wasm features the ABI and the toolchains we support need (docs/ABI.md §8.2).
@@ -169,6 +73,7 @@ pub fn engine_config() -> wasmtime::Config {
 pub struct Runtime {
     engine: Engine,
     linker: Linker<HostState>,
+    component_linker: wasmtime::component::Linker<ComponentState>,
     stop_ticker: Arc<AtomicBool>,
     cache: Option<super::cache::ModuleCache>,
 }
@@ -235,9 +140,11 @@ impl Runtime {
                 None
             }
         });
+        let component_linker = super::component::linker(&engine)?;
         Ok(Arc::new(Runtime {
             engine,
             linker,
+            component_linker,
             stop_ticker,
             cache,
         }))
@@ -248,14 +155,15 @@ impl Runtime {
         &self.engine
     }
 
-    /// Compiles a plugin and checks it against ABI v1. Slow (JIT): run it off the receive path.
+    /// Compiles a plugin (a core module of ABI v1 or a component of the world
+    /// `collector:dispatcher@1.0.0`) and checks it against its contract. Slow
+    /// (JIT; a component takes seconds): run it off the receive path.
     ///
     /// # Errors
-    /// [`PluginError::Abi`] naming a missing or mistyped export or an unknown import;
-    /// [`PluginError::Component`] for a WebAssembly component.
+    /// [`PluginError::Abi`] naming a missing or mistyped export or an unknown import.
     pub fn compile(&self, name: &str, wasm: &[u8]) -> Result<PluginModule, PluginError> {
         if is_component(wasm) {
-            return Err(PluginError::Component);
+            return self.compile_component(name, wasm);
         }
         let compile =
             || Module::new(&self.engine, wasm).map_err(|e| PluginError::Compile(WasmError(e)));
@@ -274,9 +182,27 @@ impl Runtime {
         Ok(PluginModule {
             name: name.into(),
             hash: super::short_hash(wasm),
-            pre,
-            wasi_reactor: report.wasi_reactor,
+            kind: ModuleKind::Core {
+                pre,
+                wasi_reactor: report.wasi_reactor,
+            },
             json_batches: module.get_export(abi::JSON_BATCHES).is_some(),
+        })
+    }
+
+    fn compile_component(&self, name: &str, wasm: &[u8]) -> Result<PluginModule, PluginError> {
+        use wasmtime::component::Component;
+        let compile =
+            || Component::new(&self.engine, wasm).map_err(|e| PluginError::Compile(WasmError(e)));
+        let component = match &self.cache {
+            Some(cache) => cache.get_or_compile(&self.engine, wasm, compile)?,
+            None => compile()?,
+        };
+        Ok(PluginModule {
+            name: name.into(),
+            hash: super::short_hash(wasm),
+            kind: ModuleKind::Component(ComponentModule::new(&self.component_linker, &component)?),
+            json_batches: false,
         })
     }
 }
@@ -289,40 +215,20 @@ fn host_log(
     len: i32,
 ) -> wasmtime::Result<()> {
     let policy = caller.data().log.clone();
-    let suppressed = match &policy.limit {
-        None => 0,
-        Some(limit) => match limit.allow() {
-            Some(n) => n,
-            None => {
-                policy.suppressed.inc();
-                return Ok(());
-            }
-        },
+    let Some(suppressed) = guest_log::admit(&policy) else {
+        return Ok(());
     };
     let (bytes, len) = guest_bytes(&mut caller, ptr, len, policy.max_line_bytes)?;
     let text = String::from_utf8_lossy(&bytes);
     let cut = len - bytes.len();
-    let msg = Untrusted::capped(&text, policy.max_line_bytes);
-    let plugin = &*caller.data().plugin;
-    macro_rules! log_at {
-        ($level:ident) => {
-            match (suppressed, cut) {
-                (0, 0) => tracing::$level!(target: "plugin", plugin, "{msg}"),
-                (0, cut) => tracing::$level!(target: "plugin", plugin, "{msg}…(+{cut} bytes)"),
-                (suppressed, cut) => tracing::$level!(
-                    target: "plugin", plugin, suppressed,
-                    "{msg}{}", if cut > 0 { format!("…(+{cut} bytes)") } else { String::new() }
-                ),
-            }
-        };
-    }
-    match level {
-        abi::LOG_ERROR => log_at!(error),
-        abi::LOG_WARN => log_at!(warn),
-        abi::LOG_INFO => log_at!(info),
-        abi::LOG_DEBUG => log_at!(debug),
-        _ => log_at!(trace),
-    }
+    guest_log::emit(
+        &policy,
+        &caller.data().plugin,
+        level,
+        suppressed,
+        &text,
+        cut,
+    );
     Ok(())
 }
 
@@ -342,44 +248,99 @@ pub struct PluginModule {
     pub name: Arc<str>,
     /// First 16 hex digits of the wasm's SHA-256: names the version in logs.
     pub hash: String,
-    pre: InstancePre<HostState>,
-    wasi_reactor: bool,
+    kind: ModuleKind,
     /// Exports `collector_batch_format_json`: batches go to it as JSON.
     pub json_batches: bool,
 }
 
-/// What a plugin call came to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CallOutcome {
-    Ok,
-    Retry(String),
-    Reject(String),
-    /// The instance is unusable (trap, timeout, memory refusal); make a new one.
-    Failed(Failure),
+#[derive(Clone)]
+enum ModuleKind {
+    Core {
+        pre: InstancePre<HostState>,
+        wasi_reactor: bool,
+    },
+    Component(ComponentModule),
 }
 
-/// Why an instance failed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Failure {
-    Timeout(String),
-    Memory(String),
-    Trap(String),
-}
-
-impl std::error::Error for Failure {}
-
-impl std::fmt::Display for Failure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Failure::Timeout(m) => write!(f, "timed out: {m}"),
-            Failure::Memory(m) => write!(f, "memory refused: {m}"),
-            Failure::Trap(m) => write!(f, "trapped: {m}"),
+impl PluginModule {
+    /// The component, when the plugin is one (not a core module).
+    pub fn component(&self) -> Option<&ComponentModule> {
+        match &self.kind {
+            ModuleKind::Component(c) => Some(c),
+            ModuleKind::Core { .. } => None,
         }
     }
 }
 
-/// One live instance: a Store with its own memory. Not shared between threads.
-pub struct Instance {
+/// One live instance of a plugin version: a Store of its own, with its own
+/// memory. Not shared between threads.
+pub struct Instance(InstanceKind);
+
+enum InstanceKind {
+    Core(CoreInstance),
+    Component(ComponentInstance),
+}
+
+impl Instance {
+    /// Instantiates the plugin and calls its init (`collector_init`, or a
+    /// component's `init`) with the dispatcher's config.
+    ///
+    /// # Errors
+    /// [`PluginError::Refused`] with the plugin's own message, or
+    /// [`PluginError::Init`] with the failure that stopped it.
+    pub fn new(
+        module: &PluginModule,
+        settings: &InstanceSettings,
+    ) -> Result<Instance, PluginError> {
+        Ok(Instance(match &module.kind {
+            ModuleKind::Core { pre, wasi_reactor } => {
+                InstanceKind::Core(CoreInstance::new(module, pre, *wasi_reactor, settings)?)
+            }
+            ModuleKind::Component(c) => {
+                InstanceKind::Component(ComponentInstance::new(c, module.name.clone(), settings)?)
+            }
+        }))
+    }
+
+    /// Hands one batch (ABI v1 bytes) to the plugin.
+    pub fn dispatch(&mut self, batch: &[u8], timeout: Duration) -> CallOutcome {
+        match &mut self.0 {
+            InstanceKind::Core(i) => i.dispatch(batch, timeout),
+            InstanceKind::Component(i) => i.dispatch(batch, timeout),
+        }
+    }
+
+    /// The plugin's state, if it keeps one and has any.
+    ///
+    /// # Errors
+    /// The failure, when the call traps, times out or returns a buffer outside memory.
+    pub fn snapshot(&mut self, timeout: Duration) -> Result<Option<Vec<u8>>, Failure> {
+        match &mut self.0 {
+            InstanceKind::Core(i) => i.snapshot(timeout),
+            InstanceKind::Component(i) => i.snapshot(timeout),
+        }
+    }
+
+    /// Hands a snapshot to this (new) instance; `Ok` when a core module has no
+    /// `collector_restore`.
+    pub fn restore(&mut self, state: &[u8], timeout: Duration) -> CallOutcome {
+        match &mut self.0 {
+            InstanceKind::Core(i) => i.restore(state, timeout),
+            InstanceKind::Component(i) => i.restore(state, timeout),
+        }
+    }
+
+    /// Bytes of all the instance's memories and tables now: what its cap counts.
+    pub fn memory_bytes(&self) -> usize {
+        match &self.0 {
+            InstanceKind::Core(i) => i.memory_bytes(),
+            InstanceKind::Component(i) => i.memory_bytes(),
+        }
+    }
+}
+
+/// An instance of a core module.
+struct CoreInstance {
     store: Store<HostState>,
     memory: Memory,
     alloc: TypedFunc<i32, i32>,
@@ -390,58 +351,34 @@ pub struct Instance {
     json_batches: bool,
 }
 
-impl Instance {
+impl CoreInstance {
     /// Instantiates the module, runs `_initialize` if present, then `collector_init`.
-    ///
-    /// # Errors
-    /// [`PluginError::Refused`] with the plugin's own message, or
-    /// [`PluginError::Init`] with the failure that stopped it.
-    pub fn new(
+    fn new(
         module: &PluginModule,
+        pre: &InstancePre<HostState>,
+        wasi_reactor: bool,
         settings: &InstanceSettings,
-    ) -> Result<Instance, PluginError> {
-        let mut wasi = WasiCtxBuilder::new();
-        for GrantedDir {
-            host,
-            guest,
-            writable,
-        } in &settings.dirs
-        {
-            let perms = if *writable {
-                FsPerms::ReadWrite
-            } else {
-                FsPerms::ReadOnly
-            };
-            wasi.preopened_dir(host, guest, perms)
-                .map_err(|e| PluginError::Grant {
-                    path: host.display().to_string(),
-                    guest: guest.clone(),
-                    source: WasmError(e),
-                })?;
-        }
+    ) -> Result<CoreInstance, PluginError> {
+        let mut wasi = granted_wasi(settings)?;
         let budget = MemoryBudget::new(settings.memory_limit_bytes);
         let state = HostState {
             wasi: wasi.build_p1(),
-            limiter: MemoryCap::new(budget.clone()),
+            limiter: MemoryCap::new(budget.clone(), StoreShape::CORE),
             error: None,
             plugin: module.name.clone(),
             log: settings.log.clone(),
             http: super::http::HttpCalls::new(settings.endpoints.clone(), budget),
         };
-        let mut store = Store::new(module.pre.module().engine(), state);
+        let mut store = Store::new(pre.module().engine(), state);
         store.limiter(|s| &mut s.limiter);
-        let deadline_ticks =
-            (settings.timeout.as_millis() as u64).div_ceil(EPOCH_TICK.as_millis() as u64) + 1;
+        let deadline_ticks = deadline_ticks(settings.timeout);
         store.set_epoch_deadline(deadline_ticks);
         store.epoch_deadline_trap();
 
-        let instance = module
-            .pre
-            .instantiate(&mut store)
-            .map_err(|e| PluginError::Init {
-                stage: "",
-                source: classify(&store, e, settings.timeout),
-            })?;
+        let instance = pre.instantiate(&mut store).map_err(|e| PluginError::Init {
+            stage: "",
+            source: classify(&store.data().limiter, e, settings.timeout),
+        })?;
         let memory = instance
             .get_memory(&mut store, abi::MEMORY)
             .ok_or_else(|| PluginError::Abi("does not export `memory`".into()))?;
@@ -461,7 +398,7 @@ impl Instance {
         let restore = instance
             .get_typed_func::<(i32, i32), i32>(&mut store, abi::RESTORE)
             .ok();
-        let mut inst = Instance {
+        let mut inst = CoreInstance {
             store,
             memory,
             alloc,
@@ -472,13 +409,13 @@ impl Instance {
             json_batches: module.json_batches,
         };
 
-        if module.wasi_reactor
+        if wasi_reactor
             && let Ok(f) = instance.get_typed_func::<(), ()>(&mut inst.store, abi::WASI_INITIALIZE)
         {
             inst.store.set_epoch_deadline(deadline_ticks);
             f.call(&mut inst.store, ()).map_err(|e| PluginError::Init {
                 stage: "_initialize ",
-                source: classify(&inst.store, e, settings.timeout),
+                source: classify(&inst.store.data().limiter, e, settings.timeout),
             })?;
         }
         match inst.call(&init, settings.config_json.as_bytes(), settings.timeout) {
@@ -488,8 +425,7 @@ impl Instance {
         }
     }
 
-    /// Hands one batch (ABI v1 bytes) to the plugin.
-    pub fn dispatch(&mut self, batch: &[u8], timeout: Duration) -> CallOutcome {
+    fn dispatch(&mut self, batch: &[u8], timeout: Duration) -> CallOutcome {
         let f = self.dispatch.clone();
         if self.json_batches {
             return match collector_sdk::json::batch_to_json(batch) {
@@ -523,7 +459,7 @@ impl Instance {
                 )));
             }
             Ok(p) => p,
-            Err(e) => return CallOutcome::Failed(classify(&self.store, e, timeout)),
+            Err(e) => return CallOutcome::Failed(classify(&self.store.data().limiter, e, timeout)),
         };
         if let Err(e) = self
             .memory
@@ -535,7 +471,7 @@ impl Instance {
         }
         let status = match f.call(&mut self.store, (ptr, len)) {
             Ok(s) => s,
-            Err(e) => return CallOutcome::Failed(classify(&self.store, e, timeout)),
+            Err(e) => return CallOutcome::Failed(classify(&self.store.data().limiter, e, timeout)),
         };
         let mut msg = || {
             self.store
@@ -553,10 +489,7 @@ impl Instance {
     }
 
     /// The plugin's state, if it exports `collector_snapshot` and has any.
-    ///
-    /// # Errors
-    /// The failure, when the call traps or returns a buffer outside memory.
-    pub fn snapshot(&mut self, timeout: Duration) -> Result<Option<Vec<u8>>, Failure> {
+    fn snapshot(&mut self, timeout: Duration) -> Result<Option<Vec<u8>>, Failure> {
         let Some(f) = self.snapshot.clone() else {
             return Ok(None);
         };
@@ -564,7 +497,7 @@ impl Instance {
         self.store.set_epoch_deadline(self.deadline_ticks);
         let packed = f
             .call(&mut self.store, ())
-            .map_err(|e| classify(&self.store, e, timeout))?;
+            .map_err(|e| classify(&self.store.data().limiter, e, timeout))?;
         if packed == 0 {
             return Ok(None);
         }
@@ -582,40 +515,20 @@ impl Instance {
         Ok(Some(bytes.to_vec()))
     }
 
-    /// Hands a snapshot to this (new) instance; `Ok` when it has no `collector_restore`.
-    pub fn restore(&mut self, state: &[u8], timeout: Duration) -> CallOutcome {
+    fn restore(&mut self, state: &[u8], timeout: Duration) -> CallOutcome {
         match self.restore.clone() {
             Some(f) => self.call(&f, state, timeout),
             None => CallOutcome::Ok,
         }
     }
 
-    /// Bytes of all the instance's memories and tables now: what its cap counts.
-    pub fn memory_bytes(&self) -> usize {
+    fn memory_bytes(&self) -> usize {
         self.store.data().limiter.budget.wasm_bytes()
     }
 }
 
-/// Turns a wasmtime error into a [`Failure`] an operator understands.
-fn classify(store: &Store<HostState>, e: wasmtime::Error, timeout: Duration) -> Failure {
-    if let Some((desired, limit)) = store.data().limiter.refused {
-        return Failure::Memory(format!(
-            "the plugin asked for {desired} bytes of memories and tables (with the HTTP responses it holds), \
-             memory_limit_bytes is {limit}"
-        ));
-    }
-    match e.downcast_ref::<Trap>() {
-        Some(Trap::Interrupt) => Failure::Timeout(format!(
-            "the call ran past timeout_ms ({} ms)",
-            timeout.as_millis()
-        )),
-        _ => Failure::Trap(format!("{e:#}")),
-    }
-}
-
 /// True for a WebAssembly component: the preamble's layer field (bytes 6..8)
-/// is 1 (0 for a core module). Module::new would refuse one with a parser
-/// message; [`PluginError::Component`] says what it is and what runs instead.
+/// is 1 (0 for a core module).
 pub fn is_component(wasm: &[u8]) -> bool {
     wasm.starts_with(b"\0asm") && wasm.get(6..8) == Some(&[1, 0])
 }

@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::PluginError;
+use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
+
+use super::{PluginError, WasmError};
 use crate::config::DispatcherConfig;
 use crate::egress::Endpoints;
 use crate::telemetry::{Counter, RateLimit};
@@ -118,4 +120,33 @@ impl InstanceSettings {
             endpoints: Endpoints::default(),
         }
     }
+}
+
+/// What WASI grants a plugin: the dispatcher's directories, clocks and random;
+/// no sockets, stdio, environment or arguments.
+pub fn granted_wasi(settings: &InstanceSettings) -> Result<WasiCtxBuilder, PluginError> {
+    let mut wasi = WasiCtxBuilder::new();
+    wasi.allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false)
+        .socket_addr_check(|_, _| Box::pin(async { false }));
+    for GrantedDir {
+        host,
+        guest,
+        writable,
+    } in &settings.dirs
+    {
+        let perms = if *writable {
+            FsPerms::ReadWrite
+        } else {
+            FsPerms::ReadOnly
+        };
+        wasi.preopened_dir(host, guest, perms)
+            .map_err(|e| PluginError::Grant {
+                path: host.display().to_string(),
+                guest: guest.clone(),
+                source: WasmError(e),
+            })?;
+    }
+    Ok(wasi)
 }

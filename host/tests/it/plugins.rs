@@ -188,16 +188,20 @@ fn a_module_with_several_memories_does_not_compile() {
     );
 }
 
-/// A component (here the smallest valid one: the preamble alone) is named as
-/// such, not reported as a module that fails to parse.
+/// A component is compiled as one and checked against the world: the smallest
+/// valid one (the preamble alone) exports nothing, and is refused saying so.
 #[test]
-fn a_component_is_refused_as_a_component() {
+fn a_component_without_the_world_is_refused_naming_it() {
     let err = runtime()
         .compile("component", b"\0asm\x0d\x00\x01\x00")
         .err()
-        .expect("a component is refused");
-    assert!(matches!(err, PluginError::Component), "{err}");
-    assert!(err.to_string().contains("WebAssembly component"), "{err}");
+        .expect("a component without the exports is refused");
+    assert!(matches!(err, PluginError::Abi(_)), "{err}");
+    assert!(
+        err.to_string()
+            .contains("does not export the world collector:dispatcher@1.0.0"),
+        "{err}"
+    );
     // The core-module preamble still goes to the compiler.
     let err = runtime()
         .compile("empty", b"\0asm\x01\x00\x00\x00")
