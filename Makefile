@@ -23,15 +23,18 @@ toolchain:
 	  grep -qx $$t <<<"$$installed" || rustup target add $$t; \
 	done
 
-## plugins: every plugin of plugins/ in every language (Rust, C, Zig, AssemblyScript, WAT),
-## into target/plugins/; installs the toolchains it needs (clang/lld/wasi-libc, Zig from PyPI,
-## AssemblyScript from npm, wabt)
+## plugins: every plugin of plugins/ in every language (Rust, C, Zig, AssemblyScript, Go, WAT,
+## Python and JavaScript components), into target/plugins/; installs the toolchains it needs
+## (clang/lld/wasi-libc, Zig, Go and componentize-py from PyPI, AssemblyScript and
+## componentize-js from npm, wabt)
 plugins: rust-plugins wat-plugins
 	plugins/c-threshold/build.sh $(CURDIR)/$(PLUGIN_DIR)
 	plugins/c-http-post/build.sh $(CURDIR)/$(PLUGIN_DIR)
 	plugins/zig-forwarder/build.sh $(CURDIR)/$(PLUGIN_DIR)
 	plugins/as-summary/build.sh $(CURDIR)/$(PLUGIN_DIR)
 	plugins/go-meter-totals/build.sh $(CURDIR)/$(PLUGIN_DIR)
+	plugins/py-file/build.sh $(CURDIR)/$(PLUGIN_DIR)
+	plugins/py-misbehave/build.sh $(CURDIR)/$(PLUGIN_DIR)
 	@ls -l $(PLUGIN_DIR)
 
 ## wat-plugins: the hand-written WAT plugins, assembled with wabt's wat2wasm
@@ -74,6 +77,7 @@ sdk-tests:
 	plugin-sdk/zig/test.sh
 	plugin-sdk/go/test.sh
 	cd plugin-sdk/assemblyscript && npm test
+	cd plugin-sdk/python && python3 -m unittest discover -s tests
 
 ## test: what CI runs
 test: test-deps plugins build lint sdk-tests fuzz-smoke
