@@ -104,16 +104,14 @@ fn check_refuses_a_plugin_with_several_memories() {
 }
 
 #[test]
-fn check_names_a_component_as_one() {
+fn check_fails_a_component_without_the_world_naming_it() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("component.wasm");
-    // The preamble of a component: layer 1 (componentize-py and -js build these).
+    // The preamble of a component (layer 1) alone: a valid component exporting nothing.
     std::fs::write(&path, b"\0asm\x0d\x00\x01\x00").unwrap();
-    let (status, out, _) = collector(&["check", path.to_str().unwrap()], &root());
-    assert!(!status.success(), "{out}");
-    assert!(
-        out.contains("FAIL") && out.contains("is a WebAssembly component"),
-        "{out}"
+    collector_e2e::assert_check_fails(
+        &path,
+        "does not export the world collector:dispatcher@1.0.0",
     );
 }
 

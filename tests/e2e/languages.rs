@@ -320,23 +320,11 @@ fn a_go_plugin_replaced_5_times_under_load_keeps_its_state_and_loses_nothing() {
     let stopped = d.stop();
     assert!(stopped.status.success(), "{}", stopped.log);
     let lines = go_lines(&stopped.dir.path().join("out/go.jsonl"));
-    let seen: std::collections::HashSet<&str> = lines.iter().map(|l| l.id.as_str()).collect();
-    let lost = ids[..sent]
+    let handed: Vec<_> = lines
         .iter()
-        .filter(|id| !seen.contains(id.as_str()))
-        .count();
-    assert_eq!(lost, 0, "samples lost across 5 reloads of {sent}");
-    assert_eq!(lines.len(), sent, "no duplicates");
-    for (i, l) in lines.iter().enumerate() {
-        assert_eq!(
-            l.n,
-            i as u64 + 1,
-            "the count was carried across versions at line {}",
-            i + 1
-        );
-    }
-    assert!(lines.windows(2).all(|w| w[0].version <= w[1].version));
-    assert_eq!(lines.last().map(|l| l.version), Some(5));
+        .map(|l| (l.id.as_str(), l.n, l.version))
+        .collect();
+    collector_e2e::assert_handed_off(&handed, &ids[..sent], 5);
     assert_eq!(stopped.daemon("plugin_reloads"), 5);
 }
 

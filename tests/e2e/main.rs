@@ -5,6 +5,7 @@ mod amqp;
 mod amqp_cluster;
 mod backends;
 mod cli;
+mod components;
 mod config_reload;
 mod egress;
 mod handoff;

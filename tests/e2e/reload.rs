@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use collector::cli::send::datagrams;
 use collector::wire::msgpack;
-use collector_e2e::amqp::{Publisher, notifications};
+use collector_e2e::amqp::notifications;
 use collector_e2e::rabbit::Broker;
 use collector_e2e::{ConfigBuilder, Daemon, plugin, read_lines};
 
@@ -129,21 +129,7 @@ fn plugin_replaced_20_times_under_udp_and_amqp_load_loses_and_duplicates_nothing
         .map(|g| msgpack::decode_sample(g).expect("own datagram").message_id)
         .collect();
     let done = Arc::new(AtomicBool::new(false));
-    let url = broker.url();
-    let stop = done.clone();
-    let amqp_load = std::thread::spawn(move || {
-        let p = Publisher::connect(&url);
-        let mut sent = 0;
-        for b in &bodies {
-            if stop.load(Ordering::Relaxed) {
-                break;
-            }
-            p.publish("ceilometer", "metering.sample", b);
-            sent += 1;
-            std::thread::sleep(Duration::from_millis(50)); // 1,000 samples/s
-        }
-        sent
-    });
+    let amqp_load = collector_e2e::amqp::amqp_load(broker.url(), bodies, done.clone());
     // ~1,000 samples/s
     let udp_load = collector_e2e::udp_load(d.udp_addr(), grams, done.clone());
     for v in 1..=20 {

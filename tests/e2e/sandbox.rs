@@ -3,28 +3,13 @@
 
 use std::time::Duration;
 
-use collector::cli::samples::{Rng, realistic};
-use collector::signature;
-use collector::wire::msgpack;
 use collector_e2e::{ConfigBuilder, Daemon, plugin};
 
 const SECRET: &[u8] = b"sandbox-secret";
 
 /// `n` signed datagrams; those at `poison` carry the misbehave fixture's trigger meter.
 fn datagrams(n: u64, poison: &[u64]) -> Vec<Vec<u8>> {
-    let mut rng = Rng::new(99);
-    (0..n)
-        .map(|i| {
-            let mut s = realistic(i, &mut rng, SECRET);
-            if poison.contains(&i) {
-                s.counter_name = "poison".into();
-                s.message_signature = Some(signature::compute(&s, SECRET));
-            }
-            let mut out = Vec::new();
-            msgpack::encode_sample(&s, &mut out);
-            out
-        })
-        .collect()
+    collector_e2e::poisoned_datagrams(n, 99, SECRET, poison)
 }
 
 /// Adds a misbehave dispatcher with `extra` dispatcher keys and `config` plugin keys.
@@ -53,19 +38,8 @@ fn misbehaving_plugins_fail_only_their_batches_and_the_file_dispatcher_gets_ever
     let d = Daemon::start(&toml);
     let poison = [5, 70, 150];
     let n = 200;
-    // Send in 10 groups so that batches are cut by count and time alike.
     let grams = datagrams(n, &poison);
-    for chunk in grams.chunks(20) {
-        d.send_udp(chunk);
-        std::thread::sleep(Duration::from_millis(120));
-    }
-    let lines = d.wait_lines("out/samples.jsonl", n as usize, Duration::from_secs(60));
-    assert_eq!(
-        lines.len(),
-        n as usize,
-        "the file dispatcher lost samples:\n{}",
-        d.log()
-    );
+    d.send_udp_in_groups_to_file(&grams);
     // The slow one needs 3 × 300 ms for its poisoned batches; give it time to finish.
     std::thread::sleep(Duration::from_secs(2));
     let stopped = d.stop();

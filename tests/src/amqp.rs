@@ -154,3 +154,26 @@ pub fn notifications(
     }
     (bodies, ids)
 }
+
+/// Publishes `bodies` to `url` on a thread as notifications on
+/// `metering.sample`, one every 50 ms (1,000 samples/s at 50 a message), until
+/// all are sent or `stop` is set; the thread returns how many it sent.
+pub fn amqp_load(
+    url: String,
+    bodies: Vec<Vec<u8>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<usize> {
+    std::thread::spawn(move || {
+        let p = Publisher::connect(&url);
+        let mut sent = 0;
+        for b in &bodies {
+            if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                break;
+            }
+            p.publish("ceilometer", "metering.sample", b);
+            sent += 1;
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        sent
+    })
+}

@@ -575,6 +575,25 @@ impl Daemon {
         }
     }
 
+    /// Sends `datagrams` in groups of 20, 120 ms apart, so batches are cut by count
+    /// and by time alike, then waits until the file dispatcher's `out/samples.jsonl`
+    /// has one line per datagram and asserts it has them all.
+    pub fn send_udp_in_groups_to_file(&self, datagrams: &[Vec<u8>]) -> Vec<String> {
+        for chunk in datagrams.chunks(20) {
+            self.send_udp(chunk);
+            std::thread::sleep(Duration::from_millis(120));
+        }
+        let n = datagrams.len();
+        let lines = self.wait_lines("out/samples.jsonl", n, Duration::from_secs(60));
+        assert_eq!(
+            lines.len(),
+            n,
+            "the file dispatcher lost samples:\n{}",
+            self.log()
+        );
+        lines
+    }
+
     /// Path inside the test's directory.
     pub fn path(&self, rel: &str) -> PathBuf {
         self.dir.path().join(rel)
@@ -724,6 +743,25 @@ pub fn udp_load(
         }
         sent
     })
+}
+
+/// `n` signed realistic datagrams (seed `seed`); those at the indexes in
+/// `poison` carry the meter `poison`, which the misbehaving fixtures act on.
+pub fn poisoned_datagrams(n: u64, seed: u64, secret: &[u8], poison: &[u64]) -> Vec<Vec<u8>> {
+    use collector::cli::samples::{Rng, realistic};
+    let mut rng = Rng::new(seed);
+    (0..n)
+        .map(|i| {
+            let mut s = realistic(i, &mut rng, secret);
+            if poison.contains(&i) {
+                s.counter_name = "poison".into();
+                s.message_signature = Some(collector::signature::compute(&s, secret));
+            }
+            let mut out = Vec::new();
+            collector::wire::msgpack::encode_sample(&s, &mut out);
+            out
+        })
+        .collect()
 }
 
 /// Percent-encodes a query value.
@@ -985,4 +1023,49 @@ pub fn stat(log: &str, marker: &str, key: &str) -> u64 {
         .and_then(|l| field(l, key))
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("no {key} in a `{marker}` line of:\n{log}"))
+}
+
+/// Asserts what a plugin replaced under load must show, from its output lines as
+/// `(message_id, running count, version)`: each of `ids` exactly once and nothing
+/// else, the count carried across versions (line i says i), versions never going
+/// back, and `last_version` serving last.
+pub fn assert_handed_off(lines: &[(&str, u64, u32)], ids: &[String], last_version: u32) {
+    let mut seen: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for (id, _, _) in lines {
+        *seen.entry(id).or_default() += 1;
+    }
+    for id in ids {
+        assert_eq!(
+            seen.get(id.as_str()),
+            Some(&1),
+            "sample {id} not dispatched exactly once"
+        );
+    }
+    assert_eq!(lines.len(), ids.len(), "no samples beyond those sent");
+    for (i, (_, n, _)) in lines.iter().enumerate() {
+        assert_eq!(
+            *n,
+            i as u64 + 1,
+            "the count was carried across versions at line {}",
+            i + 1
+        );
+    }
+    assert!(
+        lines.windows(2).all(|w| w[0].2 <= w[1].2),
+        "a version served after its successor"
+    );
+    assert_eq!(
+        lines.last().map(|l| l.2),
+        Some(last_version),
+        "the last version served last"
+    );
+}
+
+/// Runs `collector check` on `path` and asserts it fails with a FAIL line that names
+/// `fault`; returns its output.
+pub fn assert_check_fails(path: &Path, fault: &str) -> String {
+    let (status, out, _) = collector(&["check", &path.display().to_string()], &root());
+    assert!(!status.success(), "{out}");
+    assert!(out.contains("FAIL") && out.contains(fault), "{out}");
+    out
 }

@@ -1,0 +1,281 @@
+//! Component plugins (docs/components.md): the Python example and fixture,
+//! built by componentize-py with the SDK of `plugin-sdk/python`, in the daemon
+//! on real traffic beside the file dispatcher, under `collector check`,
+//! misbehaving, and replaced under AMQP load.
+//!
+//! Each component takes seconds to compile: the daemon and `check` keep the
+//! compiled code in the cache (`~/.cache/collector/modules`), so each version
+//! compiles once per machine.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use collector::cli::send::datagrams;
+use collector_e2e::amqp::{amqp_load, notifications};
+use collector_e2e::rabbit::Broker;
+use collector_e2e::{ConfigBuilder, Daemon, collector, plugin, read_lines};
+
+const SECRET: &str = "component-secret";
+const PY_MARKER: &[u8] = b"py-version:000000000";
+
+/// One line of the Python example's output: the sample, and what it added.
+struct PyLine {
+    id: String,
+    n: u64,
+    version: u32,
+    sample: serde_json::Value,
+}
+
+fn py_lines(path: &std::path::Path) -> Vec<PyLine> {
+    read_lines(path)
+        .iter()
+        .map(|l| {
+            let mut v: serde_json::Value = serde_json::from_str(l).expect("JSON line");
+            let obj = v.as_object_mut().expect("an object");
+            let n = obj.remove("n").and_then(|n| n.as_u64()).expect("n");
+            let version = obj
+                .remove("version")
+                .and_then(|t| t.as_str()?.strip_prefix("py-version:")?.parse().ok())
+                .expect("version");
+            PyLine {
+                id: v["message_id"].as_str().expect("id").to_owned(),
+                n,
+                version,
+                sample: v,
+            }
+        })
+        .collect()
+}
+
+/// The Python example with its version tag set to `v`.
+fn py_version(v: u32) -> Vec<u8> {
+    let mut wasm = std::fs::read(plugin("py-file.wasm")).expect("py-file.wasm");
+    let at = wasm
+        .windows(PY_MARKER.len())
+        .position(|w| w == PY_MARKER)
+        .expect("version marker in py-file.wasm");
+    wasm[at..at + PY_MARKER.len()].copy_from_slice(format!("py-version:{v:09}").as_bytes());
+    wasm
+}
+
+fn with_out_dir(
+    b: ConfigBuilder,
+    name: &str,
+    path: &str,
+    extra: &str,
+    config: &str,
+) -> ConfigBuilder {
+    let dirs = "dirs = [{ host = \"out\", guest = \"/data\", writable = true }]";
+    b.dispatcher(name, path, &format!("{dirs}\n{extra}"), config)
+}
+
+#[test]
+fn a_python_plugin_runs_beside_the_file_dispatcher_on_the_same_samples() {
+    let b = ConfigBuilder::new(SECRET)
+        .batch("max_samples = 50\nmax_delay_ms = 100")
+        .udp("")
+        .file_dispatcher();
+    let b = with_out_dir(
+        b,
+        "py",
+        &plugin("py-file.wasm"),
+        "",
+        "path = \"/data/py.jsonl\"",
+    );
+    let d = Daemon::start(&b.build());
+    let n = 500;
+    d.send_udp(&datagrams(n, 74, SECRET.as_bytes()));
+    let _ = d.wait_lines("out/samples.jsonl", n as usize, Duration::from_secs(60));
+    let _ = d.wait_lines("out/py.jsonl", n as usize, Duration::from_secs(60));
+    let stopped = d.stop();
+    assert!(stopped.status.success(), "{}", stopped.log);
+    let out = stopped.dir.path().join("out");
+    let samples: Vec<serde_json::Value> = read_lines(&out.join("samples.jsonl"))
+        .iter()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    assert_eq!(samples.len(), n as usize, "{}", stopped.log);
+    let by_id: HashMap<&str, &serde_json::Value> = samples
+        .iter()
+        .map(|s| (s["message_id"].as_str().expect("id"), s))
+        .collect();
+    let py = py_lines(&out.join("py.jsonl"));
+    assert_eq!(py.len(), samples.len(), "{}", stopped.log);
+    for (i, p) in py.iter().enumerate() {
+        // serde_json keeps integers and floats apart: 512 is not 512.0 here.
+        assert_eq!(
+            &p.sample,
+            by_id[p.id.as_str()],
+            "the Python plugin saw the sample the file dispatcher wrote, key for key"
+        );
+        assert_eq!(p.n, i as u64 + 1, "a running count");
+    }
+    assert_eq!(stopped.dispatcher("py", "samples_ok"), n);
+}
+
+#[test]
+fn collector_check_passes_the_python_plugins_and_fails_a_broken_one_naming_the_fault() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (file, config) in [
+        ("py-file.wasm", r#"{"path":"/data/py.jsonl"}"#),
+        ("py-misbehave.wasm", r#"{"mode":"loop"}"#),
+    ] {
+        let (status, out, err) =
+            collector(&["check", &plugin(file), "--config", config], dir.path());
+        assert!(status.success(), "{file}:\n{out}{err}");
+        assert!(
+            out.contains("PASS: the component conforms to the world collector:dispatcher@1.0.0"),
+            "{out}"
+        );
+        assert!(
+            out.contains("state handoff") || file != "py-file.wasm",
+            "{out}"
+        );
+    }
+    // A config its __init__ refuses: the Python exception is named.
+    let (status, out, _) = collector(
+        &[
+            "check",
+            &plugin("py-misbehave.wasm"),
+            "--config",
+            r#"{"mode":"explode"}"#,
+        ],
+        dir.path(),
+    );
+    assert!(!status.success(), "{out}");
+    assert!(
+        out.contains("__init__ raised ValueError: unknown mode 'explode'"),
+        "{out}"
+    );
+    // The component with its `dispatch` export renamed: check names the world.
+    // A component export is `00 len name 01 (func) index`.
+    let mut wasm = std::fs::read(plugin("py-file.wasm")).expect("wasm");
+    let export = b"\x00\x08dispatch\x01";
+    let at = wasm
+        .windows(export.len())
+        .rposition(|w| w == export)
+        .expect("the component's export of dispatch")
+        + 1;
+    let export = &export[1..export.len() - 1];
+    wasm[at + export.len() - 1] = b'x'; // still kebab-case: a valid name
+    let broken = dir.path().join("broken.wasm");
+    std::fs::write(&broken, wasm).expect("write");
+    collector_e2e::assert_check_fails(
+        &broken,
+        "does not export the world collector:dispatcher@1.0.0",
+    );
+}
+
+#[test]
+fn python_plugins_that_loop_or_hog_memory_are_contained_and_the_file_dispatcher_gets_everything() {
+    let poison = [5u64, 70, 150];
+    let n = 200u64;
+    let grams = collector_e2e::poisoned_datagrams(n, 75, SECRET.as_bytes(), &poison);
+    let mut b = ConfigBuilder::udp_to_file(SECRET, "max_samples = 20\nmax_delay_ms = 50");
+    let fixture = plugin("py-misbehave.wasm");
+    b = b.dispatcher(
+        "looping",
+        &fixture,
+        "timeout_ms = 500\nqueue_batches = 64",
+        "mode = 'loop'",
+    );
+    b = b.dispatcher(
+        "hog",
+        &fixture,
+        "memory_limit_bytes = 50331648",
+        "mode = 'hog'",
+    );
+    b = b.dispatcher(
+        "raising",
+        &fixture,
+        "retry_backoff_ms = 10\nmax_retries = 2",
+        "mode = 'raise'",
+    );
+    let d = Daemon::start(&b.build());
+    d.send_udp_in_groups_to_file(&grams);
+    // Each looping batch takes 500 ms and a new instance; let them finish.
+    std::thread::sleep(Duration::from_secs(5));
+    let stopped = d.stop();
+    let log = &stopped.log;
+    assert!(stopped.status.success(), "{log}");
+    for (name, counter) in [
+        ("looping", "plugin_timeouts"),
+        ("hog", "plugin_memory_refusals"),
+    ] {
+        assert_eq!(stopped.dispatcher(name, counter), 3, "{name}: {log}");
+        assert_eq!(
+            stopped.dispatcher(name, "batches_failed"),
+            3,
+            "{name}: {log}"
+        );
+        assert_eq!(
+            stopped.dispatcher(name, "samples_ok") + stopped.dispatcher(name, "samples_failed"),
+            n,
+            "{name}: every batch was answered"
+        );
+        assert!(
+            stopped.dispatcher(name, "batches_ok") >= 7,
+            "{name} served the batches after the poisoned ones (a new instance)"
+        );
+    }
+    assert!(
+        log.contains("memory_limit_bytes is 50331648"),
+        "the refusal counts every memory of the component:\n{log}"
+    );
+    assert!(log.contains("timeout_ms (500 ms)"), "{log}");
+    assert!(
+        log.contains("dispatch raised RuntimeError: poisoned batch"),
+        "an exception is answered retry with its name:\n{log}"
+    );
+    assert_eq!(stopped.dispatcher("file", "samples_ok"), n);
+}
+
+#[test]
+fn a_python_plugin_replaced_3_times_under_amqp_load_keeps_its_state_and_dispatches_every_sample_once()
+ {
+    let broker = Broker::start();
+    let pdir = tempfile::tempdir().expect("tempdir");
+    let path = pdir.path().join("py.wasm");
+    std::fs::write(&path, py_version(0)).expect("first version");
+    let b = ConfigBuilder::new(SECRET)
+        .batch("max_samples = 200\nmax_delay_ms = 50")
+        .section("reload", "debounce_ms = 100")
+        .amqp(&broker.url(), "rpc = false\nprefetch_count = 20");
+    let b = with_out_dir(
+        b,
+        "py",
+        &path.display().to_string(),
+        "",
+        "path = \"/data/py.jsonl\"",
+    );
+    let d = Daemon::start(&b.build());
+    d.wait_readyz(Duration::from_secs(60));
+    // Enough for 150 s of load: each new version compiles cold (seconds) the first time.
+    let (bodies, ids) = notifications(3000, 50, SECRET.as_bytes(), 76);
+    let done = Arc::new(AtomicBool::new(false));
+    let load = amqp_load(broker.url(), bodies, done.clone());
+    for v in 1..=3 {
+        std::thread::sleep(Duration::from_millis(500));
+        let tmp = path.with_extension("wasm.tmp");
+        std::fs::write(&tmp, py_version(v)).expect("new version");
+        std::fs::rename(&tmp, &path).expect("deploy");
+        d.wait_daemon_count("plugin_reloads", u64::from(v), Duration::from_secs(180));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    done.store(true, Ordering::Relaxed);
+    let sent = load.join().expect("load") * 50;
+    let _ = d.wait_lines("out/py.jsonl", sent, Duration::from_secs(60));
+    std::thread::sleep(Duration::from_millis(500));
+    let stopped = d.stop();
+    assert!(stopped.status.success(), "{}", stopped.log);
+    let lines = py_lines(&stopped.dir.path().join("out/py.jsonl"));
+    let handed: Vec<_> = lines
+        .iter()
+        .map(|l| (l.id.as_str(), l.n, l.version))
+        .collect();
+    collector_e2e::assert_handed_off(&handed, &ids[..sent], 3);
+    assert_eq!(stopped.daemon("plugin_reloads"), 3);
+    assert!(stopped.log.contains("restored, "), "{}", stopped.log);
+}
