@@ -35,6 +35,8 @@ plugins: rust-plugins wat-plugins
 	plugins/go-meter-totals/build.sh $(CURDIR)/$(PLUGIN_DIR)
 	plugins/py-file/build.sh $(CURDIR)/$(PLUGIN_DIR)
 	plugins/py-misbehave/build.sh $(CURDIR)/$(PLUGIN_DIR)
+	plugins/js-file/build.sh $(CURDIR)/$(PLUGIN_DIR)
+	plugins/js-misbehave/build.sh $(CURDIR)/$(PLUGIN_DIR)
 	@ls -l $(PLUGIN_DIR)
 
 ## wat-plugins: the hand-written WAT plugins, assembled with wabt's wat2wasm
@@ -78,6 +80,7 @@ sdk-tests:
 	plugin-sdk/go/test.sh
 	cd plugin-sdk/assemblyscript && npm test
 	cd plugin-sdk/python && python3 -m unittest discover -s tests
+	cd plugin-sdk/js && npm test
 
 ## test: what CI runs
 test: test-deps plugins build lint sdk-tests fuzz-smoke
