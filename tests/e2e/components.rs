@@ -1,7 +1,8 @@
-//! Component plugins (docs/components.md): the Python example and fixture,
-//! built by componentize-py with the SDK of `plugin-sdk/python`, in the daemon
-//! on real traffic beside the file dispatcher, under `collector check`,
-//! misbehaving, and replaced under AMQP load.
+//! Component plugins (docs/components.md): the Python and JavaScript examples
+//! and fixtures, built by componentize-py and componentize-js with the SDKs of
+//! `plugin-sdk/python` and `plugin-sdk/js`, in the daemon on real traffic
+//! beside the file dispatcher, under `collector check`, misbehaving, and (the
+//! Python one) replaced under AMQP load.
 //!
 //! Each component takes seconds to compile: the daemon and `check` keep the
 //! compiled code in the cache (`~/.cache/collector/modules`), so each version
@@ -71,8 +72,29 @@ fn with_out_dir(
     b.dispatcher(name, path, &format!("{dirs}\n{extra}"), config)
 }
 
+/// Equal as JavaScript sees JSON: one Number type, so 512 and 512.0 are the
+/// same number (and -0 is 0); integers beyond 2^53 are exact (the SDK's BigInt).
+fn same_as_javascript(js: &serde_json::Value, want: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match (js, want) {
+        (Value::Number(a), Value::Number(b)) => match (a.as_i128(), b.as_i128()) {
+            (Some(x), Some(y)) => x == y,
+            _ => a.as_f64() == b.as_f64(),
+        },
+        (Value::Array(a), Value::Array(b)) => {
+            a.len() == b.len() && a.iter().zip(b).all(|(x, y)| same_as_javascript(x, y))
+        }
+        (Value::Object(a), Value::Object(b)) => {
+            a.len() == b.len()
+                && a.iter()
+                    .all(|(k, x)| b.get(k).is_some_and(|y| same_as_javascript(x, y)))
+        }
+        _ => js == want,
+    }
+}
+
 #[test]
-fn a_python_plugin_runs_beside_the_file_dispatcher_on_the_same_samples() {
+fn python_and_javascript_plugins_run_beside_the_file_dispatcher_on_the_same_samples() {
     let b = ConfigBuilder::new(SECRET)
         .batch("max_samples = 50\nmax_delay_ms = 100")
         .udp("")
@@ -84,11 +106,23 @@ fn a_python_plugin_runs_beside_the_file_dispatcher_on_the_same_samples() {
         "",
         "path = \"/data/py.jsonl\"",
     );
+    let b = with_out_dir(
+        b,
+        "js",
+        &plugin("js-file.wasm"),
+        "",
+        "path = \"/data/js.jsonl\"",
+    );
     let d = Daemon::start(&b.build());
     let n = 500;
     d.send_udp(&datagrams(n, 74, SECRET.as_bytes()));
-    let _ = d.wait_lines("out/samples.jsonl", n as usize, Duration::from_secs(60));
-    let _ = d.wait_lines("out/py.jsonl", n as usize, Duration::from_secs(60));
+    for file in ["samples", "py", "js"] {
+        let _ = d.wait_lines(
+            &format!("out/{file}.jsonl"),
+            n as usize,
+            Duration::from_secs(60),
+        );
+    }
     let stopped = d.stop();
     assert!(stopped.status.success(), "{}", stopped.log);
     let out = stopped.dir.path().join("out");
@@ -112,7 +146,27 @@ fn a_python_plugin_runs_beside_the_file_dispatcher_on_the_same_samples() {
         );
         assert_eq!(p.n, i as u64 + 1, "a running count");
     }
+    let js = read_lines(&out.join("js.jsonl"));
+    assert_eq!(js.len(), samples.len(), "{}", stopped.log);
+    let mut floats = 0;
+    for (i, line) in js.iter().enumerate() {
+        let mut v: serde_json::Value = serde_json::from_str(line).expect("JSON line");
+        let obj = v.as_object_mut().expect("an object");
+        assert_eq!(
+            obj.remove("n").and_then(|n| n.as_u64()),
+            Some(i as u64 + 1),
+            "a running count"
+        );
+        let want = by_id[v["message_id"].as_str().expect("id")];
+        floats += usize::from(want["counter_volume"].is_f64());
+        assert!(
+            same_as_javascript(&v, want),
+            "the JavaScript plugin saw the sample the file dispatcher wrote:\n{v}\n{want}"
+        );
+    }
+    assert!(floats > 0, "the traffic holds floats as well as integers");
     assert_eq!(stopped.dispatcher("py", "samples_ok"), n);
+    assert_eq!(stopped.dispatcher("js", "samples_ok"), n);
 }
 
 #[test]
@@ -169,7 +223,40 @@ fn collector_check_passes_the_python_plugins_and_fails_a_broken_one_naming_the_f
 }
 
 #[test]
-fn python_plugins_that_loop_or_hog_memory_are_contained_and_the_file_dispatcher_gets_everything() {
+fn collector_check_passes_the_javascript_plugins_and_fails_a_broken_one_naming_the_fault() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (file, config) in [
+        ("js-file.wasm", r#"{"path":"/data/js.jsonl"}"#),
+        ("js-misbehave.wasm", r#"{"mode":"loop"}"#),
+    ] {
+        let (status, out, err) =
+            collector(&["check", &plugin(file), "--config", config], dir.path());
+        assert!(status.success(), "{file}:\n{out}{err}");
+        assert!(
+            out.contains("PASS: the component conforms to the world collector:dispatcher@1.0.0"),
+            "{out}"
+        );
+    }
+    // A config its constructor refuses: the JavaScript error is named.
+    let (status, out, _) = collector(
+        &[
+            "check",
+            &plugin("js-misbehave.wasm"),
+            "--config",
+            r#"{"mode":"explode"}"#,
+        ],
+        dir.path(),
+    );
+    assert!(!status.success(), "{out}");
+    assert!(
+        out.contains("the constructor threw RangeError: unknown mode 'explode'"),
+        "{out}"
+    );
+}
+
+#[test]
+fn python_and_javascript_plugins_that_loop_or_hog_memory_are_contained_and_the_file_dispatcher_gets_everything()
+ {
     let poison = [5u64, 70, 150];
     let n = 200u64;
     let grams = collector_e2e::poisoned_datagrams(n, 75, SECRET.as_bytes(), &poison);
@@ -193,6 +280,25 @@ fn python_plugins_that_loop_or_hog_memory_are_contained_and_the_file_dispatcher_
         "retry_backoff_ms = 10\nmax_retries = 2",
         "mode = 'raise'",
     );
+    let js = plugin("js-misbehave.wasm");
+    b = b.dispatcher(
+        "js-looping",
+        &js,
+        "timeout_ms = 500\nqueue_batches = 64",
+        "mode = 'loop'",
+    );
+    b = b.dispatcher(
+        "js-hog",
+        &js,
+        "memory_limit_bytes = 50331648",
+        "mode = 'hog'",
+    );
+    b = b.dispatcher(
+        "js-throwing",
+        &js,
+        "retry_backoff_ms = 10\nmax_retries = 2",
+        "mode = 'throw'",
+    );
     let d = Daemon::start(&b.build());
     d.send_udp_in_groups_to_file(&grams);
     // Each looping batch takes 500 ms and a new instance; let them finish.
@@ -203,6 +309,8 @@ fn python_plugins_that_loop_or_hog_memory_are_contained_and_the_file_dispatcher_
     for (name, counter) in [
         ("looping", "plugin_timeouts"),
         ("hog", "plugin_memory_refusals"),
+        ("js-looping", "plugin_timeouts"),
+        ("js-hog", "plugin_memory_refusals"),
     ] {
         assert_eq!(stopped.dispatcher(name, counter), 3, "{name}: {log}");
         assert_eq!(
@@ -229,6 +337,21 @@ fn python_plugins_that_loop_or_hog_memory_are_contained_and_the_file_dispatcher_
         log.contains("dispatch raised RuntimeError: poisoned batch"),
         "an exception is answered retry with its name:\n{log}"
     );
+    assert!(
+        log.contains("dispatch threw Error: poisoned batch"),
+        "a JavaScript error is answered retry with its name:\n{log}"
+    );
+    for name in ["raising", "js-throwing"] {
+        assert_eq!(
+            stopped.dispatcher(name, "samples_ok") + stopped.dispatcher(name, "samples_failed"),
+            n,
+            "{name}: every batch was answered"
+        );
+        assert!(
+            stopped.dispatcher(name, "batches_failed") == 3,
+            "{name}: {log}"
+        );
+    }
     assert_eq!(stopped.dispatcher("file", "samples_ok"), n);
 }
 
