@@ -112,6 +112,66 @@ fn main() {
     }
 
     languages(&rt, &full);
+    components();
+}
+
+/// What a component costs to load: size, cold compile, a load from the
+/// compiled-module cache (a new runtime on the same cache directory, as a
+/// restarted daemon or `collector check` does), and instantiate + `init`
+/// (median of 9).
+fn components() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/plugins");
+    println!(
+        "components: size, cold compile, cached load and instantiate + init, in ms \
+         (instantiate: median of 9)"
+    );
+    println!(
+        "  {:<16} {:>9} {:>11} {:>11} {:>12}",
+        "", "KiB", "cold", "cached", "instantiate"
+    );
+    for file in ["py-file.wasm", "js-file.wasm"] {
+        let Ok(wasm) = std::fs::read(dir.join(file)) else {
+            println!("  {file:<16} (not built: run `make plugins`)");
+            continue;
+        };
+        let cache = tempfile::tempdir().expect("cache dir");
+        let t = Instant::now();
+        let cold = Runtime::new(Some(cache.path()))
+            .expect("runtime")
+            .compile(file, &wasm)
+            .expect("compiles");
+        let cold_ms = t.elapsed().as_secs_f64() * 1e3;
+        drop(cold);
+        let rt = Runtime::new(Some(cache.path())).expect("runtime");
+        let t = Instant::now();
+        let module = rt.compile(file, &wasm).expect("loads from the cache");
+        let cached_ms = t.elapsed().as_secs_f64() * 1e3;
+        let scratch = tempfile::tempdir().expect("scratch dir");
+        let settings = InstanceSettings::unlimited_log(
+            Duration::from_secs(5),
+            256 << 20,
+            vec![collector::plugin::GrantedDir {
+                host: scratch.path().to_path_buf(),
+                guest: "/data".into(),
+                writable: true,
+            }],
+            r#"{"path":"/data/out.jsonl"}"#,
+        );
+        let runs = (0..9)
+            .map(|_| {
+                let t = Instant::now();
+                let inst = Instance::new(&module, &settings).expect("instance");
+                let ms = t.elapsed().as_secs_f64() * 1e3;
+                drop(inst);
+                ms
+            })
+            .collect();
+        println!(
+            "  {file:<16} {:>9} {cold_ms:>11.0} {cached_ms:>11.1} {:>12.2}",
+            wasm.len() / 1024,
+            median(runs)
+        );
+    }
 }
 
 /// Each language's example plugin on batches of 1000 realistic samples (copy +
@@ -156,6 +216,26 @@ fn languages(rt: &std::sync::Arc<Runtime>, pool: &[Sample]) {
             r#"{"path":"/data/go.jsonl"}"#,
         ),
         ("WAT counter", "wat-counter.wasm", "{}"),
+        (
+            "Python decode only (py-misbehave, idle)",
+            "py-misbehave.wasm",
+            "{}",
+        ),
+        (
+            "Python file (JSON lines to a file)",
+            "py-file.wasm",
+            r#"{"path":"/data/py.jsonl"}"#,
+        ),
+        (
+            "JavaScript decode only (js-misbehave)",
+            "js-misbehave.wasm",
+            "{}",
+        ),
+        (
+            "JavaScript file (JSON lines to a file)",
+            "js-file.wasm",
+            r#"{"path":"/data/js.jsonl"}"#,
+        ),
     ];
     let bytes = encode(&pool[..1000]);
     let timeout = Duration::from_secs(5);
