@@ -174,21 +174,10 @@ dirs = [{{ host = "out", guest = "/data", writable = true }}]
     python_reloads();
 }
 
-const PY_MARKER: &[u8] = b"py-version:000000000";
-
 /// The Python example, py-file, replaced 10 times under AMQP load (1,000
 /// samples/s, 50 a message), each version new to the cache (a cold compile).
 fn python_reloads() {
-    let base = std::fs::read(plugin("py-file.wasm")).expect("py-file.wasm");
-    let version = |v: u32| {
-        let mut wasm = base.clone();
-        let at = wasm
-            .windows(PY_MARKER.len())
-            .position(|w| w == PY_MARKER)
-            .expect("version marker in py-file.wasm");
-        wasm[at..at + PY_MARKER.len()].copy_from_slice(format!("py-version:{v:09}").as_bytes());
-        wasm
-    };
+    let version = collector_e2e::py_file_version;
     let broker = Broker::start();
     let pdir = tempfile::tempdir().expect("tempdir");
     let path = pdir.path().join("py-file.wasm");

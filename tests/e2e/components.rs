@@ -19,7 +19,6 @@ use collector_e2e::rabbit::Broker;
 use collector_e2e::{ConfigBuilder, Daemon, collector, plugin, read_lines};
 
 const SECRET: &str = "component-secret";
-const PY_MARKER: &[u8] = b"py-version:000000000";
 
 /// One line of the Python example's output: the sample, and what it added.
 struct PyLine {
@@ -48,17 +47,6 @@ fn py_lines(path: &std::path::Path) -> Vec<PyLine> {
             }
         })
         .collect()
-}
-
-/// The Python example with its version tag set to `v`.
-fn py_version(v: u32) -> Vec<u8> {
-    let mut wasm = std::fs::read(plugin("py-file.wasm")).expect("py-file.wasm");
-    let at = wasm
-        .windows(PY_MARKER.len())
-        .position(|w| w == PY_MARKER)
-        .expect("version marker in py-file.wasm");
-    wasm[at..at + PY_MARKER.len()].copy_from_slice(format!("py-version:{v:09}").as_bytes());
-    wasm
 }
 
 fn with_out_dir(
@@ -169,13 +157,15 @@ fn python_and_javascript_plugins_run_beside_the_file_dispatcher_on_the_same_samp
     assert_eq!(stopped.dispatcher("js", "samples_ok"), n);
 }
 
-#[test]
-fn collector_check_passes_the_python_plugins_and_fails_a_broken_one_naming_the_fault() {
+/// `collector check` passes each of `plugins` (file, config) and fails
+/// `misbehave` given a config its constructor refuses, naming `fault`.
+fn check_passes_and_names_a_refused_config(
+    plugins: [(&str, &str); 2],
+    misbehave: &str,
+    fault: &str,
+) {
     let dir = tempfile::tempdir().expect("tempdir");
-    for (file, config) in [
-        ("py-file.wasm", r#"{"path":"/data/py.jsonl"}"#),
-        ("py-misbehave.wasm", r#"{"mode":"loop"}"#),
-    ] {
+    for (file, config) in plugins {
         let (status, out, err) =
             collector(&["check", &plugin(file), "--config", config], dir.path());
         assert!(status.success(), "{file}:\n{out}{err}");
@@ -184,25 +174,35 @@ fn collector_check_passes_the_python_plugins_and_fails_a_broken_one_naming_the_f
             "{out}"
         );
         assert!(
-            out.contains("state handoff") || file != "py-file.wasm",
+            out.contains("state handoff") || !file.ends_with("-file.wasm"),
             "{out}"
         );
     }
-    // A config its __init__ refuses: the Python exception is named.
     let (status, out, _) = collector(
         &[
             "check",
-            &plugin("py-misbehave.wasm"),
+            &plugin(misbehave),
             "--config",
             r#"{"mode":"explode"}"#,
         ],
         dir.path(),
     );
     assert!(!status.success(), "{out}");
-    assert!(
-        out.contains("__init__ raised ValueError: unknown mode 'explode'"),
-        "{out}"
+    assert!(out.contains(fault), "{out}");
+}
+
+#[test]
+fn collector_check_passes_the_python_plugins_and_fails_a_broken_one_naming_the_fault() {
+    // A config its __init__ refuses: the Python exception is named.
+    check_passes_and_names_a_refused_config(
+        [
+            ("py-file.wasm", r#"{"path":"/data/py.jsonl"}"#),
+            ("py-misbehave.wasm", r#"{"mode":"loop"}"#),
+        ],
+        "py-misbehave.wasm",
+        "__init__ raised ValueError: unknown mode 'explode'",
     );
+    let dir = tempfile::tempdir().expect("tempdir");
     // The component with its `dispatch` export renamed: check names the world.
     // A component export is `00 len name 01 (func) index`.
     let mut wasm = std::fs::read(plugin("py-file.wasm")).expect("wasm");
@@ -224,33 +224,14 @@ fn collector_check_passes_the_python_plugins_and_fails_a_broken_one_naming_the_f
 
 #[test]
 fn collector_check_passes_the_javascript_plugins_and_fails_a_broken_one_naming_the_fault() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    for (file, config) in [
-        ("js-file.wasm", r#"{"path":"/data/js.jsonl"}"#),
-        ("js-misbehave.wasm", r#"{"mode":"loop"}"#),
-    ] {
-        let (status, out, err) =
-            collector(&["check", &plugin(file), "--config", config], dir.path());
-        assert!(status.success(), "{file}:\n{out}{err}");
-        assert!(
-            out.contains("PASS: the component conforms to the world collector:dispatcher@1.0.0"),
-            "{out}"
-        );
-    }
     // A config its constructor refuses: the JavaScript error is named.
-    let (status, out, _) = collector(
-        &[
-            "check",
-            &plugin("js-misbehave.wasm"),
-            "--config",
-            r#"{"mode":"explode"}"#,
+    check_passes_and_names_a_refused_config(
+        [
+            ("js-file.wasm", r#"{"path":"/data/js.jsonl"}"#),
+            ("js-misbehave.wasm", r#"{"mode":"loop"}"#),
         ],
-        dir.path(),
-    );
-    assert!(!status.success(), "{out}");
-    assert!(
-        out.contains("the constructor threw RangeError: unknown mode 'explode'"),
-        "{out}"
+        "js-misbehave.wasm",
+        "the constructor threw RangeError: unknown mode 'explode'",
     );
 }
 
@@ -361,7 +342,7 @@ fn a_python_plugin_replaced_3_times_under_amqp_load_keeps_its_state_and_dispatch
     let broker = Broker::start();
     let pdir = tempfile::tempdir().expect("tempdir");
     let path = pdir.path().join("py.wasm");
-    std::fs::write(&path, py_version(0)).expect("first version");
+    std::fs::write(&path, collector_e2e::py_file_version(0)).expect("first version");
     let b = ConfigBuilder::new(SECRET)
         .batch("max_samples = 200\nmax_delay_ms = 50")
         .section("reload", "debounce_ms = 100")
@@ -382,7 +363,7 @@ fn a_python_plugin_replaced_3_times_under_amqp_load_keeps_its_state_and_dispatch
     for v in 1..=3 {
         std::thread::sleep(Duration::from_millis(500));
         let tmp = path.with_extension("wasm.tmp");
-        std::fs::write(&tmp, py_version(v)).expect("new version");
+        std::fs::write(&tmp, collector_e2e::py_file_version(v)).expect("new version");
         std::fs::rename(&tmp, &path).expect("deploy");
         d.wait_daemon_count("plugin_reloads", u64::from(v), Duration::from_secs(180));
     }

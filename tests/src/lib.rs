@@ -1069,3 +1069,17 @@ pub fn assert_check_fails(path: &Path, fault: &str) -> String {
     assert!(out.contains("FAIL") && out.contains(fault), "{out}");
     out
 }
+
+/// The Python example (`py-file.wasm`) with its version tag, the constant
+/// `py-version:000000000` in the built component, set to `v`: a new version of
+/// the same plugin, told apart in its output lines.
+pub fn py_file_version(v: u32) -> Vec<u8> {
+    const MARKER: &[u8] = b"py-version:000000000";
+    let mut wasm = std::fs::read(plugin("py-file.wasm")).expect("py-file.wasm");
+    let at = wasm
+        .windows(MARKER.len())
+        .position(|w| w == MARKER)
+        .expect("version marker in py-file.wasm");
+    wasm[at..at + MARKER.len()].copy_from_slice(format!("py-version:{v:09}").as_bytes());
+    wasm
+}
