@@ -35,8 +35,10 @@ plugins: rust-plugins wat-plugins
 	plugins/go-meter-totals/build.sh $(CURDIR)/$(PLUGIN_DIR)
 	plugins/py-file/build.sh $(CURDIR)/$(PLUGIN_DIR)
 	plugins/py-misbehave/build.sh $(CURDIR)/$(PLUGIN_DIR)
+	plugins/py-http/build.sh $(CURDIR)/$(PLUGIN_DIR)
 	plugins/js-file/build.sh $(CURDIR)/$(PLUGIN_DIR)
 	plugins/js-misbehave/build.sh $(CURDIR)/$(PLUGIN_DIR)
+	plugins/js-http/build.sh $(CURDIR)/$(PLUGIN_DIR)
 	@ls -l $(PLUGIN_DIR)
 
 ## wat-plugins: the hand-written WAT plugins, assembled with wabt's wat2wasm

@@ -30,10 +30,11 @@ mkdir -p "$stage/collector-dispatcher" "$stage/.wit/deps/collector-dispatcher"
 cp "$sdk"/src/*.js "$stage/collector-dispatcher/"
 cp "$sdk/wit/world.wit" "$stage/.wit/"
 cp "$sdk/../wit/dispatcher.wit" "$stage/.wit/deps/collector-dispatcher/"
-for d in wasi-filesystem wasi-io wasi-clocks; do
+for d in wasi-filesystem wasi-io wasi-clocks wasi-http wasi-cli wasi-random wasi-sockets; do
   cp -R "$CJS_DIR/node_modules/@bytecodealliance/jco/lib/wit/builtin/0.2.12/$d" "$stage/.wit/deps/"
 done
 mkdir -p "$(dirname "$out")"
-# No wasi:http, no fetch-event: a dispatcher has no sockets (the host refuses them).
-node "$pkg/src/cli.js" "$stage/app.js" -w "$stage/.wit" -n dispatcher-js -d http fetch-event -o "$out"
+# wasi:http for fetch (the host sends it to the declared endpoints only); no
+# fetch-event: a dispatcher serves no requests.
+node "$pkg/src/cli.js" "$stage/app.js" -w "$stage/.wit" -n dispatcher-js -d fetch-event -o "$out"
 ls -l "$out"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # componentize.sh MODULE OUT.wasm [DIR...]: builds the Python module MODULE
 # (found in the DIRs, default .) with the collector SDK into a WebAssembly
-# component of the world collector:dispatcher@1.0.0. Installs componentize-py
+# component of the world collector:dispatcher@1.0.0's dispatcher-http (the
+# dispatcher with outbound HTTP to the declared endpoints). Installs componentize-py
 # (pinned) into a virtualenv when missing: $CPY_VENV, default
 # .venv-py-components at the repository's root.
 set -euo pipefail
@@ -23,5 +24,5 @@ paths=()
 for d in "$@"; do paths+=(-p "$(cd "$d" && pwd)"); done
 mkdir -p "$(dirname "$out")"
 # VIRTUAL_ENV unset: componentize-py would add that venv's site-packages.
-env -u VIRTUAL_ENV "$cpy" -d "$sdk/../wit" -w dispatcher componentize "${paths[@]}" -p "$sdk" "$module" -o "$out"
+env -u VIRTUAL_ENV "$cpy" -d "$sdk/../wit" -w dispatcher-http componentize "${paths[@]}" -p "$sdk" "$module" -o "$out"
 ls -l "$out"

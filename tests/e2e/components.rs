@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use collector::cli::send::datagrams;
 use collector_e2e::amqp::{amqp_load, notifications};
+use collector_e2e::http::HttpServer;
 use collector_e2e::rabbit::Broker;
 use collector_e2e::{ConfigBuilder, Daemon, collector, plugin, read_lines};
 
@@ -382,4 +383,151 @@ fn a_python_plugin_replaced_3_times_under_amqp_load_keeps_its_state_and_dispatch
     collector_e2e::assert_handed_off(&handed, &ids[..sent], 3);
     assert_eq!(stopped.daemon("plugin_reloads"), 3);
     assert!(stopped.log.contains("restored, "), "{}", stopped.log);
+}
+
+/// `[[dispatchers.endpoints]]` lines: `name` at `url`, with `extra` settings.
+fn endpoint(name: &str, url: &str, extra: &str) -> String {
+    format!("[[dispatchers.endpoints]]\nname = \"{name}\"\nurl = \"{url}\"\n{extra}\n")
+}
+
+/// `file` (an HTTP example: each batch POSTed as a JSON list) posts every
+/// sample to its declared endpoint, with the operator's header; naming another
+/// dispatcher's endpoint is refused, counted and logged; a slow endpoint's wait
+/// ends before the call's deadline, so the plugin answers retry (its message
+/// holding `slow_says`) and no call is interrupted.
+fn posts_to_its_declared_endpoint_only_and_in_time(
+    file: &str,
+    seed: u64,
+    slow_says: &str,
+    same: fn(&serde_json::Value, &serde_json::Value) -> bool,
+) {
+    let sink = HttpServer::start();
+    let slow = HttpServer::start();
+    slow.delay(Duration::from_secs(30));
+    let b = ConfigBuilder::new(SECRET)
+        .batch("max_samples = 50\nmax_delay_ms = 100")
+        .udp("")
+        .file_dispatcher();
+    let b = b.dispatcher(
+        "posting",
+        &plugin(file),
+        &endpoint(
+            "sink",
+            &format!("{}/api", sink.url()),
+            "headers = { X-Token = \"t0k-from-the-operator\" }",
+        ),
+        "endpoint = 'sink'\ntarget = '/v1/samples?src=py'\nheaders = { X-Plugin = 'an-example' }",
+    );
+    // Names an endpoint its dispatcher does not declare (another one's name).
+    let b = b.dispatcher(
+        "undeclared",
+        &plugin(file),
+        &format!(
+            "max_retries = 1\nretry_backoff_ms = 10\n{}",
+            endpoint("mine", &sink.url(), "")
+        ),
+        "endpoint = 'sink'",
+    );
+    // An endpoint that answers after 30 s, to a call of 1.5 s.
+    let b = b.dispatcher(
+        "slow",
+        &plugin(file),
+        &format!(
+            "timeout_ms = 1500\nmax_retries = 1\nretry_backoff_ms = 10\n{}",
+            endpoint("slow", &slow.url(), "response_timeout_ms = 60000")
+        ),
+        "endpoint = 'slow'",
+    );
+    let d = Daemon::start(&b.build());
+    let n = 300;
+    d.send_udp(&datagrams(n, seed, SECRET.as_bytes()));
+    let lines = d.wait_lines("out/samples.jsonl", n as usize, Duration::from_secs(60));
+    assert_eq!(lines.len(), n as usize, "{}", d.log());
+    d.wait_status(
+        "the posting dispatcher took every sample, the others failed theirs",
+        Duration::from_secs(120),
+        |st| {
+            let of = |name: &str, key: &str| {
+                st["dispatchers"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .find(|x| x["name"] == name)
+                    .and_then(|x| x[key].as_u64())
+            };
+            of("posting", "samples_ok") == Some(n)
+                && of("undeclared", "samples_failed") == Some(n)
+                && of("slow", "samples_failed") == Some(n)
+        },
+    );
+    let stopped = d.stop();
+    assert!(stopped.status.success(), "{}", stopped.log);
+
+    // Every sample, in JSON lists, as the file dispatcher wrote it.
+    let by_id: HashMap<String, serde_json::Value> = lines
+        .iter()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("JSON line");
+            (v["message_id"].as_str().expect("id").to_owned(), v)
+        })
+        .collect();
+    let mut seen = 0;
+    for r in sink.taken() {
+        assert_eq!(r.method, "POST");
+        assert_eq!(
+            r.target, "/api/v1/samples?src=py",
+            "under the endpoint's URL"
+        );
+        assert_eq!(r.header("x-token"), Some("t0k-from-the-operator"));
+        assert_eq!(r.header("x-plugin"), Some("an-example"));
+        assert_eq!(r.header("content-type"), Some("application/json"));
+        let list: Vec<serde_json::Value> = serde_json::from_slice(&r.body).expect("a JSON list");
+        for s in list {
+            let id = s["message_id"].as_str().expect("id");
+            assert!(
+                same(&s, &by_id[id]),
+                "the sample the file dispatcher wrote:\n{s}\n{}",
+                by_id[id]
+            );
+            seen += 1;
+        }
+    }
+    assert_eq!(seen, n, "every sample posted once, by `posting` alone");
+    assert_eq!(slow.taken().len(), 0);
+
+    // The undeclared endpoint was refused, counted, and the refusal named it.
+    assert!(stopped.dispatcher("undeclared", "egress_refused") > 0);
+    assert!(
+        stopped
+            .log
+            .contains("no endpoint `sink` is declared for this dispatcher (declared: mine)"),
+        "{}",
+        stopped.log
+    );
+    // The slow endpoint's wait ended before the call's deadline: the plugin
+    // answered retry, and no call was interrupted.
+    assert!(stopped.dispatcher("slow", "plugin_retries") > 0);
+    assert_eq!(stopped.dispatcher("slow", "plugin_timeouts"), 0);
+    assert!(stopped.log.contains(slow_says), "{}", stopped.log);
+}
+
+#[test]
+fn a_python_plugin_posts_over_wasi_http_to_its_declared_endpoint_only_and_in_time() {
+    posts_to_its_declared_endpoint_only_and_in_time(
+        "py-http.wasm",
+        76,
+        "slow: HttpResponseTimeout",
+        // serde_json keeps integers and floats apart, and so does Python's json.
+        |a, b| a == b,
+    );
+}
+
+#[test]
+fn a_javascript_plugin_posts_with_fetch_to_its_declared_endpoint_only_and_in_time() {
+    posts_to_its_declared_endpoint_only_and_in_time(
+        "js-http.wasm",
+        77,
+        "slow: NetworkError when attempting to fetch resource",
+        same_as_javascript,
+    );
 }

@@ -456,7 +456,7 @@ fn check_component(
     }
     println!(
         "  capabilities: WASI 0.2 (files in the granted directories, clocks, random; \
-         sockets linked but refused)"
+         sockets linked but refused; wasi:http to the dispatcher's declared endpoints only)"
     );
     line(
         true,

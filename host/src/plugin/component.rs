@@ -9,7 +9,9 @@
 //! WASI preview 2 is linked whole, but grants only what a core plugin gets: the
 //! dispatcher's directories, clocks and random. Sockets are linked (Python's
 //! runtime imports them) and refuse every use: no TCP, no UDP, no name lookup,
-//! no address. Stdio, environment and arguments are empty.
+//! no address. Stdio, environment and arguments are empty. `wasi:http`'s
+//! outgoing handler is linked too, and reaches only the dispatcher's declared
+//! endpoints ([`super::component_http`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,8 +20,10 @@ use collector_sdk::abi;
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
 use wasmtime::{Engine, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::call::{CallOutcome, Failure, classify, deadline_ticks};
+use super::component_http::EgressHooks;
 use super::memory_budget::MemoryBudget;
 use super::memory_cap::{MemoryCap, StoreShape};
 use super::settings::{InstanceSettings, LogPolicy, granted_wasi};
@@ -40,6 +44,9 @@ use bindings::{Dispatcher, DispatcherPre};
 pub struct ComponentState {
     wasi: WasiCtx,
     table: ResourceTable,
+    http: WasiHttpCtx,
+    /// Where its `wasi:http` requests may go, and until when they may be waited for.
+    egress: EgressHooks,
     pub(super) limiter: MemoryCap,
     plugin: Arc<str>,
     log: LogPolicy,
@@ -50,6 +57,16 @@ impl WasiView for ComponentState {
         WasiCtxView {
             ctx: &mut self.wasi,
             table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for ComponentState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.egress,
         }
     }
 }
@@ -89,8 +106,9 @@ fn floor_char_boundary(s: &str, at: usize) -> usize {
     (0..=at).rev().find(|&i| s.is_char_boundary(i)).unwrap_or(0)
 }
 
-/// The linker every component is instantiated with: WASI preview 2 and the
-/// world's `log`.
+/// The linker every component is instantiated with: WASI preview 2,
+/// `wasi:http`'s outgoing handler (to the declared endpoints) and the world's
+/// `log`.
 ///
 /// # Errors
 /// When wasmtime refuses a definition.
@@ -104,6 +122,8 @@ pub fn linker(engine: &Engine) -> Result<Linker<ComponentState>, PluginError> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
         .map_err(wasm("adding WASI preview 2 to the component linker"))?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_sync(&mut linker)
+        .map_err(wasm("adding wasi:http to the component linker"))?;
     Dispatcher::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
         .map_err(wasm("defining the dispatcher world's imports"))?;
     Ok(linker)
@@ -174,6 +194,8 @@ impl ComponentInstance {
         let state = ComponentState {
             wasi,
             table: ResourceTable::new(),
+            http: WasiHttpCtx::new(),
+            egress: EgressHooks::new(settings.endpoints.clone()),
             limiter: MemoryCap::new(budget, StoreShape::COMPONENT),
             plugin,
             log: settings.log.clone(),
@@ -212,6 +234,7 @@ impl ComponentInstance {
         f: impl FnOnce(&Dispatcher, &mut Store<ComponentState>) -> wasmtime::Result<Outcome>,
     ) -> CallOutcome {
         self.store.set_epoch_deadline(self.deadline_ticks);
+        self.store.data_mut().egress.call_starts(timeout);
         match f(&self.bindings, &mut self.store) {
             Ok(Outcome::Ok) => CallOutcome::Ok,
             Ok(Outcome::Retry(m)) => CallOutcome::Retry(m),
@@ -231,6 +254,7 @@ impl ComponentInstance {
     /// The failure, when the call traps, times out or is refused memory.
     pub fn snapshot(&mut self, timeout: Duration) -> Result<Option<Vec<u8>>, Failure> {
         self.store.set_epoch_deadline(self.deadline_ticks);
+        self.store.data_mut().egress.call_starts(timeout);
         self.bindings
             .call_snapshot(&mut self.store)
             .map_err(|e| classify(&self.store.data().limiter, e, timeout))

@@ -7,6 +7,7 @@ pub mod builtin;
 pub mod cache;
 pub mod call;
 pub mod component;
+pub mod component_http;
 pub mod conformance;
 pub mod guest_log;
 pub mod guest_memory;

@@ -142,7 +142,13 @@ export function serve(DispatcherClass) {
         throw e;
       }
       try {
-        return outcome(d.dispatch(samples));
+        const result = d.dispatch(samples);
+        // An async dispatch (one that awaits fetch): componentize-js runs the
+        // event loop until the promise settles, within the call's deadline.
+        if (typeof result?.then === 'function') {
+          return result.then(outcome, (e) => ({ tag: 'retry', val: failure('dispatch', e) }));
+        }
+        return outcome(result);
       } catch (e) {
         return { tag: 'retry', val: failure('dispatch', e) };
       }

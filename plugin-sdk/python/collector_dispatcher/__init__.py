@@ -36,6 +36,7 @@ import json
 import logging
 import traceback
 
+from . import http
 from .batch import MAX_DEPTH, DecodeError, decode_batch
 
 __all__ = [
@@ -47,6 +48,7 @@ __all__ = [
     "decode_batch",
     "DecodeError",
     "MAX_DEPTH",
+    "http",
 ]
 
 
@@ -83,14 +85,24 @@ class Reject:
         return "Reject(%r)" % self.message
 
 
+def _types():
+    """The world's ``collector:dispatcher/types`` bindings: componentize-py names
+    them ``types`` in the world ``dispatcher`` and ``collector_dispatcher_types``
+    in ``dispatcher-http`` (where ``wasi:http/types`` is imported too)."""
+    try:
+        from wit_world.imports import collector_dispatcher_types as types
+    except ImportError:
+        from wit_world.imports import types
+    return types
+
+
 class _Log:
     """The host's log: ``log.info("...")``; lines are rate-limited and escaped by the host."""
 
     def _send(self, level, msg):
         import wit_world
-        from wit_world.imports import types
 
-        wit_world.log(getattr(types.Level, level), str(msg))
+        wit_world.log(getattr(_types().Level, level), str(msg))
 
     def error(self, msg):
         self._send("ERROR", msg)
@@ -159,7 +171,8 @@ def serve(dispatcher_class):
     them in the new version after ``__init__``.
     """
     import wit_world
-    from wit_world.imports import types
+
+    types = _types()
 
     root = logging.getLogger()
     if not any(isinstance(h, _HostHandler) for h in root.handlers):

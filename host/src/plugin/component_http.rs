@@ -1,0 +1,227 @@
+//! Outbound HTTP for component plugins: `wasi:http/outgoing-handler` 0.2, sent
+//! only to the dispatcher's declared endpoints, on the host's pools
+//! ([`crate::egress`]), by the same checks, limits and counters as a core
+//! plugin's `collector.http_*` calls. wasmtime-wasi-http's own sender is not
+//! compiled in (its `default-send-request` feature is off): [`EgressHooks`] is
+//! the only way out.
+//!
+//! A request names its endpoint by its authority: `http://NAME/target` goes to
+//! endpoint `NAME`, at `target` under the endpoint's URL. The scheme the plugin
+//! wrote is ignored (the endpoint's URL decides between http and https), and the
+//! authority may not carry a port or credentials. The endpoint's own headers
+//! (credentials the plugin never sees) are added by the host; the headers the
+//! host owns (`host`, `connection`, `transfer-encoding`, `upgrade`) are refused
+//! when the plugin sets them, and `content-length` is the host's to write.
+//!
+//! The response is read whole (at most the endpoint's `max_response_bytes`)
+//! before the plugin sees it, and the wait for it ends at the call's deadline
+//! minus [`wait_margin`]: a plugin blocked on a slow endpoint gets
+//! `http-response-timeout` in time to answer `retry`, instead of being
+//! interrupted. Dropping the response future, or the instance, cancels the
+//! request.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::header::{CONTENT_LENGTH, HeaderName};
+use hyper::http::uri::Scheme;
+use wasmtime_wasi_http::{
+    DEFAULT_FORBIDDEN_HEADERS, Error as HttpError, ForbiddenHeaderFilter, RequestOptions, WasiBody,
+    WasiHttpHooks,
+};
+
+use super::http::wait_margin;
+use crate::config::HOST_OWNED_HEADERS;
+use crate::egress::{Endpoints, Failure};
+use collector_sdk::abi;
+
+/// Longest request body the host reads from a component before the
+/// endpoint's own `max_request_bytes` applies (as for a core plugin).
+const MAX_REQUEST_BYTES: usize = 64 << 20;
+
+/// What a component's `wasi:http` requests go through: its dispatcher's
+/// endpoints, and the current call's deadline.
+pub struct EgressHooks {
+    endpoints: Endpoints,
+    rt: Option<tokio::runtime::Handle>,
+    wait_until: Option<Instant>,
+}
+
+impl EgressHooks {
+    /// The hooks of an instance of a dispatcher with `endpoints`; requests run
+    /// on the runtime the instance is made in (none outside one: every request
+    /// is refused).
+    pub fn new(endpoints: Endpoints) -> EgressHooks {
+        EgressHooks {
+            endpoints,
+            rt: tokio::runtime::Handle::try_current().ok(),
+            wait_until: None,
+        }
+    }
+
+    /// A call with deadline `timeout` from now begins.
+    pub fn call_starts(&mut self, timeout: Duration) {
+        self.wait_until = Some(Instant::now() + timeout.saturating_sub(wait_margin(timeout)));
+    }
+}
+
+/// Whether the plugin may set header `name`: not the ones wasi:http forbids,
+/// nor the ones the host owns (`content-length` aside: the host rewrites it).
+fn forbidden(name: &HeaderName) -> bool {
+    DEFAULT_FORBIDDEN_HEADERS.contains(name)
+        || (name != CONTENT_LENGTH && HOST_OWNED_HEADERS.contains(&name.as_str()))
+}
+
+type ResponseFuture = Box<
+    dyn Future<
+            Output = Result<
+                (
+                    hyper::Response<WasiBody>,
+                    Box<dyn Future<Output = Result<(), HttpError>> + Send>,
+                ),
+                HttpError,
+            >,
+        > + Send,
+>;
+
+impl WasiHttpHooks for EgressHooks {
+    fn forbidden_header_filter(&mut self) -> ForbiddenHeaderFilter {
+        Arc::new(forbidden)
+    }
+
+    /// The host writes `host` itself, from the endpoint's URL.
+    fn set_host_header(&mut self) -> bool {
+        false
+    }
+
+    /// The endpoint's URL decides the scheme; a request without one is fine.
+    fn default_scheme(&mut self) -> Option<Scheme> {
+        Some(Scheme::HTTP)
+    }
+
+    fn send_request(
+        &mut self,
+        request: hyper::Request<WasiBody>,
+        _options: Option<RequestOptions>,
+        _fut: Box<dyn Future<Output = Result<(), HttpError>> + Send>,
+    ) -> ResponseFuture {
+        let endpoints = self.endpoints.clone();
+        let rt = self.rt.clone();
+        let until = self.wait_until;
+        Box::new(async move {
+            let rt = rt.ok_or_else(|| refused("no outbound HTTP here (no async runtime)"))?;
+            let (parts, body) = request.into_parts();
+            let authority = parts.uri.authority().map_or("", |a| a.as_str());
+            if authority.contains([':', '@']) {
+                return Err(refused(&format!(
+                    "the authority `{}` must be an endpoint's name alone (no port, no user)",
+                    crate::telemetry::Untrusted(authority)
+                )));
+            }
+            let target = parts.uri.path_and_query().map_or("", |p| p.as_str());
+            let mut headers = Vec::with_capacity(parts.headers.len());
+            for (n, v) in &parts.headers {
+                if n == CONTENT_LENGTH {
+                    continue;
+                }
+                let v = v.to_str().map_err(|_| {
+                    refused(&format!("the value of header `{n}` is not visible ASCII"))
+                })?;
+                headers.push((n.as_str(), v));
+            }
+            // The body, bounded in size and in time.
+            let collect = Limited::new(body, MAX_REQUEST_BYTES).collect();
+            let body = match until {
+                Some(u) => tokio::time::timeout_at(u.into(), collect)
+                    .await
+                    .map_err(|_| HttpError::ConnectionWriteTimeout)?,
+                None => collect.await,
+            }
+            .map_err(|e| {
+                if e.is::<http_body_util::LengthLimitError>() {
+                    HttpError::HttpRequestBodySize(Some(MAX_REQUEST_BYTES as u64))
+                } else {
+                    HttpError::InternalError(Some(format!("reading the request body: {e}")))
+                }
+            })?
+            .to_bytes();
+            let view = collector_sdk::http::RequestView {
+                endpoint: authority,
+                method: parts.method.as_str(),
+                target,
+                headers,
+                body: &body,
+            };
+            let started = endpoints.start(&rt, &view).map_err(|r| refused(&r.why))?;
+            let _cancel = AbortOnDrop(started.abort);
+            let answer = match until {
+                Some(u) => tokio::time::timeout_at(u.into(), started.answer)
+                    .await
+                    .map_err(|_| HttpError::HttpResponseTimeout)?,
+                None => started.answer.await,
+            }
+            .map_err(|_| HttpError::InternalError(Some("the request was cancelled".into())))?
+            .map_err(failure)?;
+            let mut response = hyper::Response::builder()
+                .status(answer.status)
+                .body(
+                    Full::new(answer.body)
+                        .map_err(|never| match never {})
+                        .boxed_unsync(),
+                )
+                .map_err(|e| HttpError::InternalError(Some(e.to_string())))?;
+            *response.headers_mut() = answer.headers;
+            let io: Box<dyn Future<Output = Result<(), HttpError>> + Send> =
+                Box::new(async { Ok(()) });
+            Ok((response, io))
+        })
+    }
+}
+
+/// Cancels the request it holds when dropped (the guest let the response
+/// future go, or the instance was dropped).
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// A request the host would not send, as the guest sees it: `internal-error`
+/// with the reason (the refusal is also counted and logged by [`Endpoints`]).
+fn refused(why: &str) -> HttpError {
+    HttpError::InternalError(Some(format!("refused by the host: {why}")))
+}
+
+/// A request that got no whole response, as the guest sees it.
+fn failure(f: Failure) -> HttpError {
+    match f.code {
+        abi::HTTP_FAIL_CONNECT => HttpError::ConnectionRefused,
+        abi::HTTP_FAIL_TIMEOUT => HttpError::HttpResponseTimeout,
+        abi::HTTP_FAIL_RESPONSE_TOO_LARGE => HttpError::HttpResponseBodySize(None),
+        _ => HttpError::InternalError(Some(f.why)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_owned_headers_are_forbidden_but_content_length() {
+        for h in [
+            "host",
+            "connection",
+            "transfer-encoding",
+            "upgrade",
+            "keep-alive",
+        ] {
+            assert!(forbidden(&HeaderName::from_static(h)), "{h}");
+        }
+        for h in ["content-length", "content-type", "x-custom"] {
+            assert!(!forbidden(&HeaderName::from_static(h)), "{h}");
+        }
+    }
+}
