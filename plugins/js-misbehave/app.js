@@ -2,11 +2,13 @@
 //
 // Batches holding a sample whose counter_name is `trigger_meter` (default
 // `poison`) make it misbehave as `mode` says: `loop` never returns, `hog`
-// allocates without bound, `throw` throws. Other batches are accepted.
+// allocates without bound, `throw` throws, `sleep` awaits an hour's timer
+// (the event loop blocked in the host, in wasi:io/poll). Other batches are
+// accepted.
 
 import { serve } from './collector-dispatcher/index.js';
 
-const MODES = ['', 'loop', 'hog', 'throw'];
+const MODES = ['', 'loop', 'hog', 'throw', 'sleep'];
 
 class Dispatcher {
   constructor(config) {
@@ -26,6 +28,7 @@ class Dispatcher {
       for (;;) hoard.push(new Uint8Array(1 << 20).fill(1));
     }
     if (this.mode === 'throw') throw new Error('poisoned batch');
+    if (this.mode === 'sleep') return new Promise((done) => setTimeout(done, 3600 * 1000));
     return undefined;
   }
 }

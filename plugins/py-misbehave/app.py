@@ -2,9 +2,12 @@
 
 Batches holding a sample whose ``counter_name`` is ``trigger_meter``
 (default ``poison``) make it misbehave as ``mode`` says: ``loop`` never
-returns, ``hog`` allocates without bound, ``raise`` raises an exception.
+returns, ``hog`` allocates without bound, ``raise`` raises an exception,
+``sleep`` sleeps for an hour (blocked in the host, in ``wasi:io/poll``).
 Other batches are accepted.
 """
+
+import time
 
 from collector_dispatcher import serve
 
@@ -13,7 +16,7 @@ class Dispatcher:
     def __init__(self, config):
         self.mode = config.get("mode", "")
         self.trigger = config.get("trigger_meter", "poison")
-        if self.mode not in ("", "loop", "hog", "raise"):
+        if self.mode not in ("", "loop", "hog", "raise", "sleep"):
             raise ValueError("unknown mode %r" % self.mode)
 
     def dispatch(self, samples):
@@ -27,6 +30,8 @@ class Dispatcher:
             hoard = []
             while True:
                 hoard.append(bytearray(1 << 20))
+        if self.mode == "sleep":
+            time.sleep(3600)
         if self.mode == "raise":
             raise RuntimeError("poisoned batch")
         return None

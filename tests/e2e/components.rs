@@ -237,7 +237,7 @@ fn collector_check_passes_the_javascript_plugins_and_fails_a_broken_one_naming_t
 }
 
 #[test]
-fn python_and_javascript_plugins_that_loop_or_hog_memory_are_contained_and_the_file_dispatcher_gets_everything()
+fn python_and_javascript_plugins_that_loop_sleep_or_hog_memory_are_contained_and_the_file_dispatcher_gets_everything()
  {
     let poison = [5u64, 70, 150];
     let n = 200u64;
@@ -262,7 +262,19 @@ fn python_and_javascript_plugins_that_loop_or_hog_memory_are_contained_and_the_f
         "retry_backoff_ms = 10\nmax_retries = 2",
         "mode = 'raise'",
     );
+    b = b.dispatcher(
+        "sleeping",
+        &fixture,
+        "timeout_ms = 500\nqueue_batches = 64",
+        "mode = 'sleep'",
+    );
     let js = plugin("js-misbehave.wasm");
+    b = b.dispatcher(
+        "js-sleeping",
+        &js,
+        "timeout_ms = 500\nqueue_batches = 64",
+        "mode = 'sleep'",
+    );
     b = b.dispatcher(
         "js-looping",
         &js,
@@ -290,6 +302,9 @@ fn python_and_javascript_plugins_that_loop_or_hog_memory_are_contained_and_the_f
     assert!(stopped.status.success(), "{log}");
     for (name, counter) in [
         ("looping", "plugin_timeouts"),
+        // Blocked in the host (an hour's sleep), where the epoch cannot interrupt.
+        ("sleeping", "plugin_timeouts"),
+        ("js-sleeping", "plugin_timeouts"),
         ("hog", "plugin_memory_refusals"),
         ("js-looping", "plugin_timeouts"),
         ("js-hog", "plugin_memory_refusals"),
@@ -309,12 +324,21 @@ fn python_and_javascript_plugins_that_loop_or_hog_memory_are_contained_and_the_f
             stopped.dispatcher(name, "batches_ok") >= 7,
             "{name} served the batches after the poisoned ones (a new instance)"
         );
+        assert_eq!(
+            stopped.dispatcher(name, "dispatcher_worker_panics"),
+            0,
+            "{name}: {log}"
+        );
     }
     assert!(
         log.contains("memory_limit_bytes is 50331648"),
         "the refusal counts every memory of the component:\n{log}"
     );
     assert!(log.contains("timeout_ms (500 ms)"), "{log}");
+    assert!(
+        log.contains("the call waited in WASI past timeout_ms (500 ms)"),
+        "{log}"
+    );
     assert!(
         log.contains("dispatch raised RuntimeError: poisoned batch"),
         "an exception is answered retry with its name:\n{log}"

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use wasmtime::Trap;
 
+use super::component_wait::WaitPastDeadline;
 use super::memory_cap::MemoryCap;
 
 /// How often the engine's epoch advances; the granularity of `timeout_ms`.
@@ -52,6 +53,12 @@ pub fn classify(cap: &MemoryCap, e: wasmtime::Error, timeout: Duration) -> Failu
         return Failure::Memory(format!(
             "the plugin asked for {desired} bytes of memories and tables (with the HTTP responses it holds), \
              memory_limit_bytes is {limit}"
+        ));
+    }
+    if e.downcast_ref::<WaitPastDeadline>().is_some() {
+        return Failure::Timeout(format!(
+            "the call waited in WASI past timeout_ms ({} ms)",
+            timeout.as_millis()
         ));
     }
     match e.downcast_ref::<Trap>() {

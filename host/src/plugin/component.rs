@@ -14,7 +14,7 @@
 //! endpoints ([`super::component_http`]).
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use collector_sdk::abi;
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
@@ -24,6 +24,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::call::{CallOutcome, Failure, classify, deadline_ticks};
 use super::component_http::EgressHooks;
+use super::component_wait::{self, BoundedIo};
 use super::memory_budget::MemoryBudget;
 use super::memory_cap::{MemoryCap, StoreShape};
 use super::settings::{InstanceSettings, LogPolicy, granted_wasi};
@@ -47,6 +48,8 @@ pub struct ComponentState {
     http: WasiHttpCtx,
     /// Where its `wasi:http` requests may go, and until when they may be waited for.
     egress: EgressHooks,
+    /// When the current call's time is up: WASI's blocking calls end there.
+    deadline: Option<Instant>,
     pub(super) limiter: MemoryCap,
     plugin: Arc<str>,
     log: LogPolicy,
@@ -122,6 +125,13 @@ pub fn linker(engine: &Engine) -> Result<Linker<ComponentState>, PluginError> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
         .map_err(wasm("adding WASI preview 2 to the component linker"))?;
+    component_wait::add_to_linker(&mut linker, |s: &mut ComponentState| BoundedIo {
+        table: &mut s.table,
+        deadline: s.deadline,
+    })
+    .map_err(wasm(
+        "bounding WASI's blocking calls by the call's deadline",
+    ))?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_sync(&mut linker)
         .map_err(wasm("adding wasi:http to the component linker"))?;
     Dispatcher::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
@@ -196,6 +206,8 @@ impl ComponentInstance {
             table: ResourceTable::new(),
             http: WasiHttpCtx::new(),
             egress: EgressHooks::new(settings.endpoints.clone()),
+            // Instantiation runs under the first call's deadline.
+            deadline: Some(Instant::now() + settings.timeout),
             limiter: MemoryCap::new(budget, StoreShape::COMPONENT),
             plugin,
             log: settings.log.clone(),
@@ -226,6 +238,15 @@ impl ComponentInstance {
         }
     }
 
+    /// A call with deadline `timeout` from now begins: the epoch deadline,
+    /// WASI's waits and HTTP responses' waits are set.
+    fn call_starts(&mut self, timeout: Duration) {
+        self.store.set_epoch_deadline(self.deadline_ticks);
+        let state = self.store.data_mut();
+        state.deadline = Some(Instant::now() + timeout);
+        state.egress.call_starts(timeout);
+    }
+
     /// Runs one export under the deadline; a trap, timeout or memory refusal
     /// is a [`CallOutcome::Failed`].
     fn call(
@@ -233,8 +254,7 @@ impl ComponentInstance {
         timeout: Duration,
         f: impl FnOnce(&Dispatcher, &mut Store<ComponentState>) -> wasmtime::Result<Outcome>,
     ) -> CallOutcome {
-        self.store.set_epoch_deadline(self.deadline_ticks);
-        self.store.data_mut().egress.call_starts(timeout);
+        self.call_starts(timeout);
         match f(&self.bindings, &mut self.store) {
             Ok(Outcome::Ok) => CallOutcome::Ok,
             Ok(Outcome::Retry(m)) => CallOutcome::Retry(m),
@@ -253,8 +273,7 @@ impl ComponentInstance {
     /// # Errors
     /// The failure, when the call traps, times out or is refused memory.
     pub fn snapshot(&mut self, timeout: Duration) -> Result<Option<Vec<u8>>, Failure> {
-        self.store.set_epoch_deadline(self.deadline_ticks);
-        self.store.data_mut().egress.call_starts(timeout);
+        self.call_starts(timeout);
         self.bindings
             .call_snapshot(&mut self.store)
             .map_err(|e| classify(&self.store.data().limiter, e, timeout))

@@ -8,6 +8,7 @@ pub mod cache;
 pub mod call;
 pub mod component;
 pub mod component_http;
+pub mod component_wait;
 pub mod conformance;
 pub mod guest_log;
 pub mod guest_memory;
