@@ -159,9 +159,10 @@ fn python_and_javascript_plugins_run_beside_the_file_dispatcher_on_the_same_samp
 }
 
 /// `collector check` passes each of `plugins` (file, config) and fails
-/// `misbehave` given a config its constructor refuses, naming `fault`.
+/// `misbehave` given a config its constructor refuses, naming `fault`. The
+/// HTTP examples' requests reach check's local endpoint.
 fn check_passes_and_names_a_refused_config(
-    plugins: [(&str, &str); 2],
+    plugins: [(&str, &str); 3],
     misbehave: &str,
     fault: &str,
 ) {
@@ -176,6 +177,11 @@ fn check_passes_and_names_a_refused_config(
         );
         assert!(
             out.contains("state handoff") || !file.ends_with("-file.wasm"),
+            "{out}"
+        );
+        assert!(
+            out.contains("requests reached the local endpoint, each answered 204")
+                || !file.ends_with("-http.wasm"),
             "{out}"
         );
     }
@@ -199,6 +205,7 @@ fn collector_check_passes_the_python_plugins_and_fails_a_broken_one_naming_the_f
         [
             ("py-file.wasm", r#"{"path":"/data/py.jsonl"}"#),
             ("py-misbehave.wasm", r#"{"mode":"loop"}"#),
+            ("py-http.wasm", r#"{"endpoint":"sink","target":"/v1"}"#),
         ],
         "py-misbehave.wasm",
         "__init__ raised ValueError: unknown mode 'explode'",
@@ -230,6 +237,7 @@ fn collector_check_passes_the_javascript_plugins_and_fails_a_broken_one_naming_t
         [
             ("js-file.wasm", r#"{"path":"/data/js.jsonl"}"#),
             ("js-misbehave.wasm", r#"{"mode":"loop"}"#),
+            ("js-http.wasm", r#"{"endpoint":"sink","target":"/v1"}"#),
         ],
         "js-misbehave.wasm",
         "the constructor threw RangeError: unknown mode 'explode'",

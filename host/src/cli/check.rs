@@ -167,7 +167,7 @@ fn check(args: &CheckArgs) -> Result<bool, String> {
     let t = Instant::now();
     let (compiled, http_imports) = if crate::plugin::runtime::is_component(&wasm) {
         match check_component(&runtime, &name, &wasm, t) {
-            Some(compiled) => (compiled, Vec::new()),
+            Some(checked) => checked,
             None => return Ok(false),
         }
     } else {
@@ -430,13 +430,14 @@ fn check_core(
 }
 
 /// Compiles a component and checks it against the world
-/// `collector:dispatcher@1.0.0`; `None` after a FAIL line.
+/// `collector:dispatcher@1.0.0`: the compiled plugin and its `wasi:http`
+/// imports, or `None` after a FAIL line.
 fn check_component(
     runtime: &Runtime,
     name: &str,
     wasm: &[u8],
     t: Instant,
-) -> Option<crate::plugin::PluginModule> {
+) -> Option<(crate::plugin::PluginModule, Vec<String>)> {
     let compiled = match runtime.compile(name, wasm) {
         Ok(m) => m,
         Err(e) => {
@@ -449,10 +450,15 @@ fn check_component(
         "compile (a component)",
         &format!("{:.0} ms", t.elapsed().as_secs_f64() * 1000.0),
     );
+    let mut http_imports = Vec::new();
     if let Some(component) = compiled.component() {
         let (imports, exports) = component.imports_and_exports();
         println!("  imports: {}", imports.join(", "));
         println!("  exports: {}", exports.join(", "));
+        http_imports = imports
+            .into_iter()
+            .filter(|i| i.starts_with("wasi:http/outgoing-handler"))
+            .collect();
     }
     println!(
         "  capabilities: WASI 0.2 (files in the granted directories, clocks, random; \
@@ -463,7 +469,7 @@ fn check_component(
         "world collector:dispatcher@1.0.0 imports and exports",
         "",
     );
-    Some(compiled)
+    Some((compiled, http_imports))
 }
 
 /// Realistic samples up to `max_bytes` of batch, sealed as the daemon would (the

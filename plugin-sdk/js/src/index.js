@@ -21,7 +21,9 @@
 // snapshot/restore state across hot reloads, and sends `console` lines to the
 // host's log. `appendFile(path, text)` writes into the dispatcher's granted
 // directories (WASI 0.2's filesystem), `toJson(value)` is JSON.stringify that
-// keeps the integers beyond 2^53 exact.
+// keeps the integers beyond 2^53 exact. `fetch('http://ENDPOINT/target')`
+// reaches the dispatcher's declared endpoint ENDPOINT over wasi:http; an async
+// `dispatch` (a returned promise) is awaited within the call's deadline.
 //
 // What `dispatch` may return or throw:
 // * undefined or `new Ok()`: the samples are taken;

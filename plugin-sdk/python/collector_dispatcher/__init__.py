@@ -20,6 +20,8 @@ A plugin reads like one of Ceilometer's old dispatchers::
 each batch's ABI v1 bytes into dicts, turns what ``dispatch`` returns into the
 world's outcome, hands ``snapshot``/``restore`` state across hot reloads, and
 sends the standard ``logging`` module's records to the host's log.
+``collector_dispatcher.http`` sends requests to the dispatcher's declared
+endpoints over ``wasi:http``.
 
 What ``dispatch`` may return or raise:
 
