@@ -470,6 +470,19 @@ fn posts_to_its_declared_endpoint_only_and_in_time(
         ),
         "endpoint = 'slow'",
     );
+    // An endpoint whose 40 MiB answer would take the instance past its cap
+    // while the host holds it for the plugin.
+    let bulky = HttpServer::start();
+    bulky.answer(200, &"x".repeat(40 << 20));
+    let b = b.dispatcher(
+        "bulky",
+        &plugin(file),
+        &format!(
+            "memory_limit_bytes = 50331648\nmax_retries = 1\nretry_backoff_ms = 10\n{}",
+            endpoint("bulky", &bulky.url(), "max_response_bytes = 67108864")
+        ),
+        "endpoint = 'bulky'",
+    );
     let d = Daemon::start(&b.build());
     let n = 300;
     d.send_udp(&datagrams(n, seed, SECRET.as_bytes()));
@@ -490,6 +503,7 @@ fn posts_to_its_declared_endpoint_only_and_in_time(
             of("posting", "samples_ok") == Some(n)
                 && of("undeclared", "samples_failed") == Some(n)
                 && of("slow", "samples_failed") == Some(n)
+                && of("bulky", "samples_failed") == Some(n)
         },
     );
     let stopped = d.stop();
@@ -541,6 +555,15 @@ fn posts_to_its_declared_endpoint_only_and_in_time(
     assert!(stopped.dispatcher("slow", "plugin_retries") > 0);
     assert_eq!(stopped.dispatcher("slow", "plugin_timeouts"), 0);
     assert!(stopped.log.contains(slow_says), "{}", stopped.log);
+    // The held body was refused against the cap: an HTTP error the plugin
+    // answered retry to, not a memory refusal of the instance.
+    assert!(
+        stopped.dispatcher("bulky", "plugin_retries") > 0,
+        "{}",
+        stopped.log
+    );
+    assert_eq!(stopped.dispatcher("bulky", "plugin_memory_refusals"), 0);
+    assert!(bulky.taken().len() >= 6, "every batch was answered");
 }
 
 #[test]

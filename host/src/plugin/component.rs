@@ -205,7 +205,7 @@ impl ComponentInstance {
             wasi,
             table: ResourceTable::new(),
             http: WasiHttpCtx::new(),
-            egress: EgressHooks::new(settings.endpoints.clone()),
+            egress: EgressHooks::new(settings.endpoints.clone(), budget.clone()),
             // Instantiation runs under the first call's deadline.
             deadline: Some(Instant::now() + settings.timeout),
             limiter: MemoryCap::new(budget, StoreShape::COMPONENT),

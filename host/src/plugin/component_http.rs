@@ -19,11 +19,24 @@
 //! `http-response-timeout` in time to answer `retry`, instead of being
 //! interrupted. Dropping the response future, or the instance, cancels the
 //! request.
+//!
+//! Until the plugin has read it, a response body is held by the host and
+//! counts against the instance's `memory_limit_bytes` ([`MemoryBudget`]), as
+//! a core plugin's held bodies do: a plugin cannot park memory in the host by
+//! keeping responses unread. A body that would take the instance past its cap
+//! is let go, and the plugin gets `http-response-body-size`. The body is
+//! handed to wasi:http's stream in chunks of [`CHUNK_BYTES`], each released
+//! from the budget when the stream takes it (so at most one chunk is outside
+//! the count).
 
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use http_body_util::{BodyExt, Full, Limited};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Limited};
+use hyper::body::{Body, Frame, SizeHint};
 use hyper::header::{CONTENT_LENGTH, HeaderName};
 use hyper::http::uri::Scheme;
 use wasmtime_wasi_http::{
@@ -32,6 +45,7 @@ use wasmtime_wasi_http::{
 };
 
 use super::http::wait_margin;
+use super::memory_budget::MemoryBudget;
 use crate::config::HOST_OWNED_HEADERS;
 use crate::egress::{Endpoints, Failure};
 use collector_sdk::abi;
@@ -40,23 +54,29 @@ use collector_sdk::abi;
 /// endpoint's own `max_request_bytes` applies (as for a core plugin).
 const MAX_REQUEST_BYTES: usize = 64 << 20;
 
+/// The pieces a held response body is handed to the plugin's stream in.
+const CHUNK_BYTES: usize = 64 << 10;
+
 /// What a component's `wasi:http` requests go through: its dispatcher's
 /// endpoints, and the current call's deadline.
 pub struct EgressHooks {
     endpoints: Endpoints,
     rt: Option<tokio::runtime::Handle>,
     wait_until: Option<Instant>,
+    /// The instance's memory cap, which held bodies count against.
+    budget: Arc<MemoryBudget>,
 }
 
 impl EgressHooks {
-    /// The hooks of an instance of a dispatcher with `endpoints`; requests run
-    /// on the runtime the instance is made in (none outside one: every request
-    /// is refused).
-    pub fn new(endpoints: Endpoints) -> EgressHooks {
+    /// The hooks of an instance of a dispatcher with `endpoints` and memory
+    /// cap `budget`; requests run on the runtime the instance is made in (none
+    /// outside one: every request is refused).
+    pub fn new(endpoints: Endpoints, budget: Arc<MemoryBudget>) -> EgressHooks {
         EgressHooks {
             endpoints,
             rt: tokio::runtime::Handle::try_current().ok(),
             wait_until: None,
+            budget,
         }
     }
 
@@ -109,6 +129,7 @@ impl WasiHttpHooks for EgressHooks {
         let endpoints = self.endpoints.clone();
         let rt = self.rt.clone();
         let until = self.wait_until;
+        let budget = self.budget.clone();
         Box::new(async move {
             let rt = rt.ok_or_else(|| refused("no outbound HTTP here (no async runtime)"))?;
             let (parts, body) = request.into_parts();
@@ -163,19 +184,66 @@ impl WasiHttpHooks for EgressHooks {
             }
             .map_err(|_| HttpError::InternalError(Some("the request was cancelled".into())))?
             .map_err(failure)?;
+            let body = HeldBody::hold(answer.body, budget)?;
             let mut response = hyper::Response::builder()
                 .status(answer.status)
-                .body(
-                    Full::new(answer.body)
-                        .map_err(|never| match never {})
-                        .boxed_unsync(),
-                )
+                .body(body.boxed_unsync())
                 .map_err(|e| HttpError::InternalError(Some(e.to_string())))?;
             *response.headers_mut() = answer.headers;
             let io: Box<dyn Future<Output = Result<(), HttpError>> + Send> =
                 Box::new(async { Ok(()) });
             Ok((response, io))
         })
+    }
+}
+
+/// A response body the host holds until the plugin's stream takes it, counted
+/// against the instance's memory cap meanwhile.
+struct HeldBody {
+    rest: Bytes,
+    budget: Arc<MemoryBudget>,
+}
+
+impl HeldBody {
+    /// Holds `body` against `budget`, or refuses it when it does not fit.
+    fn hold(body: Bytes, budget: Arc<MemoryBudget>) -> Result<HeldBody, HttpError> {
+        budget
+            .hold(body.len())
+            .map_err(|_| HttpError::HttpResponseBodySize(Some(body.len() as u64)))?;
+        Ok(HeldBody { rest: body, budget })
+    }
+}
+
+impl Body for HeldBody {
+    type Data = Bytes;
+    type Error = HttpError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, HttpError>>> {
+        let this = self.get_mut();
+        if this.rest.is_empty() {
+            return Poll::Ready(None);
+        }
+        let chunk = this.rest.split_to(this.rest.len().min(CHUNK_BYTES));
+        this.budget.release(chunk.len());
+        Poll::Ready(Some(Ok(Frame::data(chunk))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.rest.is_empty()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.rest.len() as u64)
+    }
+}
+
+impl Drop for HeldBody {
+    /// What the plugin never read is let go.
+    fn drop(&mut self) {
+        self.budget.release(self.rest.len());
     }
 }
 
@@ -208,6 +276,24 @@ fn failure(f: Failure) -> HttpError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_held_body_counts_until_the_stream_takes_it_and_one_over_the_cap_is_refused() {
+        let budget = MemoryBudget::new(200 << 10);
+        let body = HeldBody::hold(Bytes::from(vec![7u8; 150 << 10]), budget.clone())
+            .expect("within the cap");
+        assert_eq!(budget.held_bytes(), 150 << 10);
+        assert!(
+            HeldBody::hold(Bytes::from(vec![0u8; 51 << 10]), budget.clone()).is_err(),
+            "a second body past the cap is refused"
+        );
+        let mut body = Box::pin(body);
+        let first = body.frame().await.expect("a frame").expect("data");
+        assert_eq!(first.data_ref().map(Bytes::len), Some(CHUNK_BYTES));
+        assert_eq!(budget.held_bytes(), (150 << 10) - CHUNK_BYTES);
+        drop(body);
+        assert_eq!(budget.held_bytes(), 0, "what was never read is let go");
+    }
 
     #[test]
     fn host_owned_headers_are_forbidden_but_content_length() {
