@@ -450,39 +450,41 @@ fn posts_to_its_declared_endpoint_only_and_in_time(
         ),
         "endpoint = 'sink'\ntarget = '/v1/samples?src=py'\nheaders = { X-Plugin = 'an-example' }",
     );
-    // Names an endpoint its dispatcher does not declare (another one's name).
-    let b = b.dispatcher(
-        "undeclared",
-        &plugin(file),
-        &format!(
-            "max_retries = 1\nretry_backoff_ms = 10\n{}",
-            endpoint("mine", &sink.url(), "")
-        ),
-        "endpoint = 'sink'",
-    );
-    // An endpoint that answers after 30 s, to a call of 1.5 s.
-    let b = b.dispatcher(
-        "slow",
-        &plugin(file),
-        &format!(
-            "timeout_ms = 1500\nmax_retries = 1\nretry_backoff_ms = 10\n{}",
-            endpoint("slow", &slow.url(), "response_timeout_ms = 60000")
-        ),
-        "endpoint = 'slow'",
-    );
-    // An endpoint whose 40 MiB answer would take the instance past its cap
-    // while the host holds it for the plugin.
     let bulky = HttpServer::start();
     bulky.answer(200, &"x".repeat(40 << 20));
-    let b = b.dispatcher(
-        "bulky",
-        &plugin(file),
-        &format!(
-            "memory_limit_bytes = 50331648\nmax_retries = 1\nretry_backoff_ms = 10\n{}",
-            endpoint("bulky", &bulky.url(), "max_response_bytes = 67108864")
+    // Dispatchers whose batches all fail, each tried twice: (name, settings,
+    // its endpoint's name, URL and settings, the endpoint the plugin names).
+    let failing = [
+        // Names an endpoint its dispatcher does not declare (another one's name).
+        ("undeclared", "", ("mine", sink.url(), ""), "sink"),
+        // An endpoint that answers after 30 s, to a call of 1.5 s.
+        (
+            "slow",
+            "timeout_ms = 1500",
+            ("slow", slow.url(), "response_timeout_ms = 60000"),
+            "slow",
         ),
-        "endpoint = 'bulky'",
-    );
+        // An endpoint whose 40 MiB answer would take the instance past its
+        // cap while the host holds it for the plugin.
+        (
+            "bulky",
+            "memory_limit_bytes = 50331648",
+            ("bulky", bulky.url(), "max_response_bytes = 67108864"),
+            "bulky",
+        ),
+    ];
+    let mut b = b;
+    for (name, settings, (ep, url, extra), names) in failing {
+        b = b.dispatcher(
+            name,
+            &plugin(file),
+            &format!(
+                "{settings}\nmax_retries = 1\nretry_backoff_ms = 10\n{}",
+                endpoint(ep, &url, extra)
+            ),
+            &format!("endpoint = '{names}'"),
+        );
+    }
     let d = Daemon::start(&b.build());
     let n = 300;
     d.send_udp(&datagrams(n, seed, SECRET.as_bytes()));
