@@ -94,6 +94,43 @@ impl Endpoints {
         self.by_name.keys().cloned().collect()
     }
 
+    /// The `max_request_bytes` of endpoint `name`.
+    ///
+    /// # Errors
+    /// A [`Refusal`] (counted and logged) when no endpoint `name` is declared.
+    pub fn max_request_bytes(&self, name: &str) -> Result<usize, Refusal> {
+        match self.by_name.get(name) {
+            Some(e) => Ok(e.max_request_bytes),
+            None => Err(self.refuse(name, abi::HTTP_ERR_UNKNOWN_ENDPOINT, self.unknown(name))),
+        }
+    }
+
+    /// Why a request to `name`, which is not declared, is refused.
+    fn unknown(&self, name: &str) -> String {
+        format!(
+            "no endpoint `{}` is declared for this dispatcher (declared: {})",
+            crate::telemetry::Untrusted(name),
+            if self.by_name.is_empty() {
+                "none".to_owned()
+            } else {
+                self.names().join(", ")
+            }
+        )
+    }
+
+    /// Refuses a request to `endpoint` for `why` before it could be checked
+    /// here (a component's request the host could not read): counted and
+    /// logged as [`Endpoints::start`]'s refusals are.
+    pub fn refuse(&self, endpoint: &str, code: i32, why: String) -> Refusal {
+        EgressRefused {
+            dispatcher: &self.dispatcher,
+            endpoint,
+            why: &why,
+        }
+        .emit(&self.refused, &self.warn);
+        Refusal { code, why }
+    }
+
     /// Checks a plugin's request and starts it on `rt`.
     ///
     /// # Errors
@@ -107,15 +144,7 @@ impl Endpoints {
             Some(e) => e.start(rt, req),
             None => Err(Refusal {
                 code: abi::HTTP_ERR_UNKNOWN_ENDPOINT,
-                why: format!(
-                    "no endpoint `{}` is declared for this dispatcher (declared: {})",
-                    crate::telemetry::Untrusted(req.endpoint),
-                    if self.by_name.is_empty() {
-                        "none".to_owned()
-                    } else {
-                        self.names().join(", ")
-                    }
-                ),
+                why: self.unknown(req.endpoint),
             }),
         };
         if let Err(r) = &result {
@@ -238,22 +267,25 @@ impl Endpoint {
             return Err("the target holds a space, a control character, `#` or `\\`".into());
         }
         let path = target.split('?').next().unwrap_or("");
-        if path
-            .split('/')
-            .any(|seg| seg == ".." || seg == "." || seg.eq_ignore_ascii_case("%2e%2e"))
-        {
+        if path.split('/').any(is_dot_segment) {
             return Err("the target's path holds `.` or `..` segments".into());
         }
         let base = self.base.as_str().trim_end_matches('/');
         let url = url::Url::parse(&format!("{base}{target}"))
             .map_err(|e| format!("the target does not make a URL: {e}"))?;
+        // Under the base path segment by segment: `/api/v1` holds `/api/v1/x`,
+        // not `/api/v1-admin`.
+        let base_path = self.base.path().trim_end_matches('/');
+        let under = url.path() == base_path
+            || url
+                .path()
+                .strip_prefix(base_path)
+                .is_some_and(|rest| rest.starts_with('/'));
         let same = url.scheme() == self.base.scheme()
             && url.host_str() == self.base.host_str()
             && url.port_or_known_default() == self.base.port_or_known_default()
             && url.username() == self.base.username()
-            && url
-                .path()
-                .starts_with(self.base.path().trim_end_matches('/'));
+            && under;
         if !same {
             return Err("the target leaves the endpoint's URL".into());
         }
@@ -338,7 +370,7 @@ impl Endpoint {
         let sent = req.body.len() as u64;
         let task = rt.spawn(async move {
             let _permit = permit;
-            stats.counts.egress_in_flight.inc();
+            let in_flight = InFlight::new(&stats.counts.egress_in_flight);
             stats.counts.egress_bytes_sent.inc_by(sent);
             let started = Instant::now();
             let result = tokio::time::timeout(timeout, exchange(client, request, max_response))
@@ -352,7 +384,7 @@ impl Endpoint {
             stats
                 .duration_seconds
                 .observe(started.elapsed().as_secs_f64());
-            stats.counts.egress_in_flight.dec();
+            drop(in_flight);
             match &result {
                 Ok(a) => {
                     stats.counts.egress_responses.inc();
@@ -371,6 +403,31 @@ impl Endpoint {
             answer,
             abort: task.abort_handle(),
         })
+    }
+}
+
+/// Whether a path segment is `.` or `..`, with any of its dots written `%2e`
+/// (the url crate resolves those as dot segments too).
+fn is_dot_segment(seg: &str) -> bool {
+    let lower = seg.to_ascii_lowercase();
+    let dots = lower.replace("%2e", ".");
+    dots == "." || dots == ".."
+}
+
+/// Counts a request in `egress_in_flight` while it lives: an aborted request
+/// (its plugin gave up on it) is let go too.
+struct InFlight(crate::telemetry::Gauge);
+
+impl InFlight {
+    fn new(g: &crate::telemetry::Gauge) -> InFlight {
+        g.inc();
+        InFlight(g.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 
@@ -465,9 +522,17 @@ mod tests {
             "/a\r\nHost: evil",
             "@evil.example/",
             "/\\evil",
+            "/.%2e/v1-admin",
+            "/%2e./x",
+            "/%2E/x",
+            "/a/.%2E/../b",
         ] {
             assert!(e.url_of(bad).is_err(), "{bad:?} was let through");
         }
+        // A sibling of the base path is not under it.
+        let v1 = endpoint("http://127.0.0.1:8428/api/v1");
+        assert!(v1.url_of("/../v1-admin").is_err());
+        assert!(v1.url_of("/x").is_ok());
         let root = endpoint("http://127.0.0.1:8041");
         assert_eq!(
             root.url_of("/v1/batch").expect("under").as_str(),

@@ -201,12 +201,14 @@ impl ComponentInstance {
     ) -> Result<ComponentInstance, PluginError> {
         let wasi = granted_wasi(settings)?.build();
         let budget = MemoryBudget::new(settings.memory_limit_bytes);
+        // Instantiation runs under the first call's deadline.
+        let mut egress = EgressHooks::new(settings.endpoints.clone(), budget.clone());
+        egress.call_starts(settings.timeout);
         let state = ComponentState {
             wasi,
             table: ResourceTable::new(),
             http: WasiHttpCtx::new(),
-            egress: EgressHooks::new(settings.endpoints.clone(), budget.clone()),
-            // Instantiation runs under the first call's deadline.
+            egress,
             deadline: Some(Instant::now() + settings.timeout),
             limiter: MemoryCap::new(budget, StoreShape::COMPONENT),
             plugin,

@@ -20,23 +20,20 @@
 //! interrupted. Dropping the response future, or the instance, cancels the
 //! request.
 //!
-//! Until the plugin has read it, a response body is held by the host and
-//! counts against the instance's `memory_limit_bytes` ([`MemoryBudget`]), as
-//! a core plugin's held bodies do: a plugin cannot park memory in the host by
-//! keeping responses unread. A body that would take the instance past its cap
-//! is let go, and the plugin gets `http-response-body-size`. The body is
-//! handed to wasi:http's stream in chunks of [`CHUNK_BYTES`], each released
-//! from the budget when the stream takes it (so at most one chunk is outside
-//! the count).
+//! Until the plugin has read and dropped all of it, a response body held by
+//! the host counts against the instance's `memory_limit_bytes`
+//! ([`MemoryBudget`]), as a core plugin's held bodies do: a plugin cannot park
+//! memory in the host by keeping responses unread. A body that would take the
+//! instance past its cap is let go, and the plugin gets
+//! `http-response-body-size`. A request body counts too while the host reads
+//! it (at most the endpoint's `max_request_bytes`, read only once the endpoint
+//! is known).
 
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Limited};
-use hyper::body::{Body, Frame, SizeHint};
+use http_body_util::{BodyExt, Full};
 use hyper::header::{CONTENT_LENGTH, HeaderName};
 use hyper::http::uri::Scheme;
 use wasmtime_wasi_http::{
@@ -49,13 +46,6 @@ use super::memory_budget::MemoryBudget;
 use crate::config::HOST_OWNED_HEADERS;
 use crate::egress::{Endpoints, Failure};
 use collector_sdk::abi;
-
-/// Longest request body the host reads from a component before the
-/// endpoint's own `max_request_bytes` applies (as for a core plugin).
-const MAX_REQUEST_BYTES: usize = 64 << 20;
-
-/// The pieces a held response body is handed to the plugin's stream in.
-const CHUNK_BYTES: usize = 64 << 10;
 
 /// What a component's `wasi:http` requests go through: its dispatcher's
 /// endpoints, and the current call's deadline.
@@ -132,41 +122,75 @@ impl WasiHttpHooks for EgressHooks {
         let budget = self.budget.clone();
         Box::new(async move {
             let rt = rt.ok_or_else(|| refused("no outbound HTTP here (no async runtime)"))?;
-            let (parts, body) = request.into_parts();
+            let (parts, mut body) = request.into_parts();
             let authority = parts.uri.authority().map_or("", |a| a.as_str());
+            let refuse =
+                |code: i32, why: String| refused(&endpoints.refuse(authority, code, why).why);
             if authority.contains([':', '@']) {
-                return Err(refused(&format!(
-                    "the authority `{}` must be an endpoint's name alone (no port, no user)",
-                    crate::telemetry::Untrusted(authority)
-                )));
+                return Err(refuse(
+                    abi::HTTP_ERR_UNKNOWN_ENDPOINT,
+                    "the authority must be an endpoint's name alone (no port, no user)".into(),
+                ));
             }
-            let target = parts.uri.path_and_query().map_or("", |p| p.as_str());
+            let max_body = endpoints
+                .max_request_bytes(authority)
+                .map_err(|r| refused(&r.why))?;
+            // `/` (a URI's path is never empty) is the endpoint's URL itself.
+            let target = match parts.uri.path_and_query().map_or("", |p| p.as_str()) {
+                "/" => "",
+                t => t,
+            };
             let mut headers = Vec::with_capacity(parts.headers.len());
             for (n, v) in &parts.headers {
                 if n == CONTENT_LENGTH {
                     continue;
                 }
-                let v = v.to_str().map_err(|_| {
-                    refused(&format!("the value of header `{n}` is not visible ASCII"))
-                })?;
+                let Ok(v) = v.to_str() else {
+                    return Err(refuse(
+                        abi::HTTP_ERR_HEADER,
+                        format!("the value of header `{n}` is not visible ASCII"),
+                    ));
+                };
                 headers.push((n.as_str(), v));
             }
-            // The body, bounded in size and in time.
-            let collect = Limited::new(body, MAX_REQUEST_BYTES).collect();
-            let body = match until {
-                Some(u) => tokio::time::timeout_at(u.into(), collect)
-                    .await
-                    .map_err(|_| HttpError::ConnectionWriteTimeout)?,
-                None => collect.await,
-            }
-            .map_err(|e| {
-                if e.is::<http_body_util::LengthLimitError>() {
-                    HttpError::HttpRequestBodySize(Some(MAX_REQUEST_BYTES as u64))
-                } else {
+            // The body, bounded by the endpoint's max_request_bytes and the
+            // call's deadline, and counted against the instance's cap while
+            // the host holds it.
+            let mut held = HeldRequest {
+                budget: budget.clone(),
+                bytes: 0,
+            };
+            let mut buf = Vec::new();
+            loop {
+                let frame = match until {
+                    Some(u) => tokio::time::timeout_at(u.into(), body.frame())
+                        .await
+                        .map_err(|_| HttpError::ConnectionWriteTimeout)?,
+                    None => body.frame().await,
+                };
+                let Some(frame) = frame else { break };
+                let frame = frame.map_err(|e| {
                     HttpError::InternalError(Some(format!("reading the request body: {e}")))
+                })?;
+                let Ok(data) = frame.into_data() else {
+                    continue;
+                };
+                if buf.len() + data.len() > max_body {
+                    return Err(refuse(
+                        abi::HTTP_ERR_TOO_LARGE,
+                        format!(
+                            "a body over max_request_bytes ({max_body}) of endpoint `{}`",
+                            crate::telemetry::Untrusted(authority)
+                        ),
+                    ));
                 }
-            })?
-            .to_bytes();
+                budget
+                    .hold(data.len())
+                    .map_err(|_| HttpError::HttpRequestBodySize(Some(buf.len() as u64)))?;
+                held.bytes += data.len();
+                buf.extend_from_slice(&data);
+            }
+            let body = buf;
             let view = collector_sdk::http::RequestView {
                 endpoint: authority,
                 method: parts.method.as_str(),
@@ -175,6 +199,7 @@ impl WasiHttpHooks for EgressHooks {
                 body: &body,
             };
             let started = endpoints.start(&rt, &view).map_err(|r| refused(&r.why))?;
+            drop(held); // start copied the body into the request it sends
             let _cancel = AbortOnDrop(started.abort);
             let answer = match until {
                 Some(u) => tokio::time::timeout_at(u.into(), started.answer)
@@ -184,10 +209,14 @@ impl WasiHttpHooks for EgressHooks {
             }
             .map_err(|_| HttpError::InternalError(Some("the request was cancelled".into())))?
             .map_err(failure)?;
-            let body = HeldBody::hold(answer.body, budget)?;
+            let body = held_body(answer.body, budget)?;
             let mut response = hyper::Response::builder()
                 .status(answer.status)
-                .body(body.boxed_unsync())
+                .body(
+                    Full::new(body)
+                        .map_err(|never| match never {})
+                        .boxed_unsync(),
+                )
                 .map_err(|e| HttpError::InternalError(Some(e.to_string())))?;
             *response.headers_mut() = answer.headers;
             let io: Box<dyn Future<Output = Result<(), HttpError>> + Send> =
@@ -197,53 +226,49 @@ impl WasiHttpHooks for EgressHooks {
     }
 }
 
-/// A response body the host holds until the plugin's stream takes it, counted
-/// against the instance's memory cap meanwhile.
-struct HeldBody {
-    rest: Bytes,
+/// A response body held for the plugin: counted against the instance's cap
+/// until the last piece of it is dropped (wasi:http's stream slices it; every
+/// slice keeps the whole allocation alive, so the count ends when the memory
+/// is freed).
+struct Counted {
+    bytes: Bytes,
     budget: Arc<MemoryBudget>,
 }
 
-impl HeldBody {
-    /// Holds `body` against `budget`, or refuses it when it does not fit.
-    fn hold(body: Bytes, budget: Arc<MemoryBudget>) -> Result<HeldBody, HttpError> {
-        budget
-            .hold(body.len())
-            .map_err(|_| HttpError::HttpResponseBodySize(Some(body.len() as u64)))?;
-        Ok(HeldBody { rest: body, budget })
+impl AsRef<[u8]> for Counted {
+    fn as_ref(&self) -> &[u8] {
+        &self.bytes
     }
 }
 
-impl Body for HeldBody {
-    type Data = Bytes;
-    type Error = HttpError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, HttpError>>> {
-        let this = self.get_mut();
-        if this.rest.is_empty() {
-            return Poll::Ready(None);
-        }
-        let chunk = this.rest.split_to(this.rest.len().min(CHUNK_BYTES));
-        this.budget.release(chunk.len());
-        Poll::Ready(Some(Ok(Frame::data(chunk))))
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.rest.is_empty()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        SizeHint::with_exact(self.rest.len() as u64)
-    }
-}
-
-impl Drop for HeldBody {
-    /// What the plugin never read is let go.
+impl Drop for Counted {
     fn drop(&mut self) {
-        self.budget.release(self.rest.len());
+        self.budget.release(self.bytes.len());
+    }
+}
+
+/// `body`, counted against `budget` while any of it lives; refused when it
+/// does not fit.
+fn held_body(body: Bytes, budget: Arc<MemoryBudget>) -> Result<Bytes, HttpError> {
+    budget
+        .hold(body.len())
+        .map_err(|_| HttpError::HttpResponseBodySize(Some(body.len() as u64)))?;
+    Ok(Bytes::from_owner(Counted {
+        bytes: body,
+        budget,
+    }))
+}
+
+/// The part of a request body the host has read so far, counted against the
+/// instance's cap until it is handed to the endpoint (or the request fails).
+struct HeldRequest {
+    budget: Arc<MemoryBudget>,
+    bytes: usize,
+}
+
+impl Drop for HeldRequest {
+    fn drop(&mut self) {
+        self.budget.release(self.bytes);
     }
 }
 
@@ -277,22 +302,26 @@ fn failure(f: Failure) -> HttpError {
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn a_held_body_counts_until_the_stream_takes_it_and_one_over_the_cap_is_refused() {
+    #[test]
+    fn a_held_body_counts_until_its_last_slice_is_dropped_and_one_over_the_cap_is_refused() {
         let budget = MemoryBudget::new(200 << 10);
-        let body = HeldBody::hold(Bytes::from(vec![7u8; 150 << 10]), budget.clone())
-            .expect("within the cap");
+        let body =
+            held_body(Bytes::from(vec![7u8; 150 << 10]), budget.clone()).expect("within the cap");
         assert_eq!(budget.held_bytes(), 150 << 10);
         assert!(
-            HeldBody::hold(Bytes::from(vec![0u8; 51 << 10]), budget.clone()).is_err(),
+            held_body(Bytes::from(vec![0u8; 51 << 10]), budget.clone()).is_err(),
             "a second body past the cap is refused"
         );
-        let mut body = Box::pin(body);
-        let first = body.frame().await.expect("a frame").expect("data");
-        assert_eq!(first.data_ref().map(Bytes::len), Some(CHUNK_BYTES));
-        assert_eq!(budget.held_bytes(), (150 << 10) - CHUNK_BYTES);
+        assert_eq!(
+            budget.held_bytes(),
+            150 << 10,
+            "a refused body is not counted"
+        );
+        let last_byte = body.slice(body.len() - 1..);
         drop(body);
-        assert_eq!(budget.held_bytes(), 0, "what was never read is let go");
+        assert_eq!(budget.held_bytes(), 150 << 10, "a slice keeps it all alive");
+        drop(last_byte);
+        assert_eq!(budget.held_bytes(), 0, "let go with its last slice");
     }
 
     #[test]

@@ -68,9 +68,30 @@ impl MemoryBudget {
     /// # Errors
     /// [`OverBudget`]: nothing was added.
     pub fn grow_wasm(&self, delta: usize) -> Result<(), OverBudget> {
-        self.check(delta)?;
-        self.wasm_bytes.fetch_add(delta, Ordering::Relaxed);
-        Ok(())
+        Self::add_within(&self.wasm_bytes, delta, || self.check(delta))
+    }
+
+    /// Adds `delta` to `counter` if `check` (run on the value it adds to)
+    /// passes: a compare-and-swap loop, so two holds racing on the tokio
+    /// workers cannot both take the last room.
+    fn add_within(
+        counter: &AtomicUsize,
+        delta: usize,
+        check: impl Fn() -> Result<(), OverBudget>,
+    ) -> Result<(), OverBudget> {
+        let mut refused = None;
+        let added = counter.fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| match check() {
+            Ok(()) => Some(v.saturating_add(delta)),
+            Err(over) => {
+                refused = Some(over);
+                None
+            }
+        });
+        match (added, refused) {
+            (Ok(_), _) => Ok(()),
+            (Err(_), Some(over)) => Err(over),
+            (Err(_), None) => unreachable!("fetch_update fails only when the closure refuses"),
+        }
     }
 
     /// A growth allowed by [`MemoryBudget::grow_wasm`] did not happen after all.
@@ -88,9 +109,7 @@ impl MemoryBudget {
     /// # Errors
     /// [`OverBudget`]: nothing was added.
     pub fn hold(&self, bytes: usize) -> Result<(), OverBudget> {
-        self.check(bytes)?;
-        self.held_bytes.fetch_add(bytes, Ordering::Relaxed);
-        Ok(())
+        Self::add_within(&self.held_bytes, bytes, || self.check(bytes))
     }
 
     /// A body kept by [`MemoryBudget::hold`] was let go.

@@ -72,8 +72,8 @@ def _error(code):
 
 def request(method, endpoint, target="", body=b"", headers=None):
     """Sends one request to ``endpoint`` (a declared endpoint's name) at
-    ``target`` (a path starting with ``/``, with its query; empty: the
-    endpoint's URL itself) and waits for the whole response.
+    ``target`` (a path starting with ``/``, with its query; empty or ``/``:
+    the endpoint's URL itself) and waits for the whole response.
 
     Raises ``HttpError`` when it could not be sent or answered.
     """
@@ -99,14 +99,22 @@ def request(method, endpoint, target="", body=b"", headers=None):
         "PATCH": t.Method_Patch(),
         "OPTIONS": t.Method_Options(),
     }
-    req.set_method(methods.get(method.upper()) or t.Method_Other(method))
-    req.set_scheme(t.Scheme_Http())
-    req.set_authority(endpoint)
-    req.set_path_with_query(target or "/")
-    out = req.body()
+    try:
+        req.set_method(methods.get(method.upper()) or t.Method_Other(method))
+        req.set_scheme(t.Scheme_Http())
+        req.set_authority(endpoint)
+        req.set_path_with_query(target or "/")
+        out = req.body()
+    except Err:
+        req.__exit__(None, None, None)
+        raise HttpError(
+            "HttpRequestUriInvalid",
+            "endpoint %r, target %r or method %r is not valid" % (endpoint, target, method),
+        )
     try:
         future = outgoing_handler.handle(req, None)
     except Err as e:
+        out.__exit__(None, None, None)
         raise _error(e.value)
     try:
         with out.write() as stream:
@@ -151,6 +159,7 @@ def request(method, endpoint, target="", body=b"", headers=None):
                 except Err as e:
                     if isinstance(e.value, streams.StreamError_Closed):
                         break
+                    e.value.value.__exit__(None, None, None)  # the wasi:io error resource
                     raise HttpError("HttpResponseIncomplete", "reading the body failed")
         with t.IncomingBody.finish(incoming):
             pass
