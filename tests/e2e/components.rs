@@ -17,7 +17,7 @@ use collector::cli::send::datagrams;
 use collector_e2e::amqp::{amqp_load, notifications};
 use collector_e2e::http::HttpServer;
 use collector_e2e::rabbit::Broker;
-use collector_e2e::{ConfigBuilder, Daemon, collector, plugin, read_lines};
+use collector_e2e::{ConfigBuilder, Daemon, collector, endpoint, plugin, read_lines};
 
 const SECRET: &str = "component-secret";
 
@@ -415,11 +415,6 @@ fn a_python_plugin_replaced_3_times_under_amqp_load_keeps_its_state_and_dispatch
     collector_e2e::assert_handed_off(&handed, &ids[..sent], 3);
     assert_eq!(stopped.daemon("plugin_reloads"), 3);
     assert!(stopped.log.contains("restored, "), "{}", stopped.log);
-}
-
-/// `[[dispatchers.endpoints]]` lines: `name` at `url`, with `extra` settings.
-fn endpoint(name: &str, url: &str, extra: &str) -> String {
-    format!("[[dispatchers.endpoints]]\nname = \"{name}\"\nurl = \"{url}\"\n{extra}\n")
 }
 
 /// `file` (an HTTP example: each batch POSTed as a JSON list) posts every

@@ -9,7 +9,7 @@ use std::time::Duration;
 use collector::cli::samples::{Rng, realistic};
 use collector::wire::msgpack;
 use collector_e2e::http::HttpServer;
-use collector_e2e::{ConfigBuilder, Daemon, Options, dispatcher_of, plugin};
+use collector_e2e::{ConfigBuilder, Daemon, Options, dispatcher_of, endpoint, plugin};
 
 const SECRET: &str = "egress-secret";
 const TOKEN: &str = "Bearer s3cret-t0ken-never-logged";
@@ -24,11 +24,6 @@ fn datagrams(n: u64, seed: u64) -> Vec<Vec<u8>> {
             out
         })
         .collect()
-}
-
-/// `[[dispatchers.endpoints]]` lines: `name` at `url`, with `extra` settings.
-fn endpoint(name: &str, url: &str, extra: &str) -> String {
-    format!("[[dispatchers.endpoints]]\nname = \"{name}\"\nurl = \"{url}\"\n{extra}\n")
 }
 
 /// An `http` dispatcher posting to `server` (endpoint `target`).

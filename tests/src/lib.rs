@@ -35,6 +35,11 @@ pub fn binary() -> PathBuf {
     p
 }
 
+/// `[[dispatchers.endpoints]]` lines: `name` at `url`, with `extra` settings.
+pub fn endpoint(name: &str, url: &str, extra: &str) -> String {
+    format!("[[dispatchers.endpoints]]\nname = \"{name}\"\nurl = \"{url}\"\n{extra}\n")
+}
+
 /// A plugin built by `make plugins`.
 pub fn plugin(file: &str) -> String {
     let p = root().join("target/plugins").join(file);

@@ -48,8 +48,9 @@ pub struct ComponentState {
     http: WasiHttpCtx,
     /// Where its `wasi:http` requests may go, and until when they may be waited for.
     egress: EgressHooks,
-    /// When the current call's time is up: WASI's blocking calls end there.
-    deadline: Option<Instant>,
+    /// When the current call's (or the instantiation's) time is up: WASI's
+    /// blocking calls end there.
+    deadline: Instant,
     pub(super) limiter: MemoryCap,
     plugin: Arc<str>,
     log: LogPolicy,
@@ -201,15 +202,13 @@ impl ComponentInstance {
     ) -> Result<ComponentInstance, PluginError> {
         let wasi = granted_wasi(settings)?.build();
         let budget = MemoryBudget::new(settings.memory_limit_bytes);
-        // Instantiation runs under the first call's deadline.
-        let mut egress = EgressHooks::new(settings.endpoints.clone(), budget.clone());
-        egress.call_starts(settings.timeout);
         let state = ComponentState {
             wasi,
             table: ResourceTable::new(),
             http: WasiHttpCtx::new(),
-            egress,
-            deadline: Some(Instant::now() + settings.timeout),
+            // Instantiation runs under the first call's deadline.
+            egress: EgressHooks::new(settings.endpoints.clone(), budget.clone(), settings.timeout),
+            deadline: Instant::now() + settings.timeout,
             limiter: MemoryCap::new(budget, StoreShape::COMPONENT),
             plugin,
             log: settings.log.clone(),
@@ -245,7 +244,7 @@ impl ComponentInstance {
     fn call_starts(&mut self, timeout: Duration) {
         self.store.set_epoch_deadline(self.deadline_ticks);
         let state = self.store.data_mut();
-        state.deadline = Some(Instant::now() + timeout);
+        state.deadline = Instant::now() + timeout;
         state.egress.call_starts(timeout);
     }
 

@@ -15,7 +15,7 @@
 //!
 //! The response is read whole (at most the endpoint's `max_response_bytes`)
 //! before the plugin sees it, and the wait for it ends at the call's deadline
-//! minus [`wait_margin`]: a plugin blocked on a slow endpoint gets
+//! minus a margin ([`wait_until`]): a plugin blocked on a slow endpoint gets
 //! `http-response-timeout` in time to answer `retry`, instead of being
 //! interrupted. Dropping the response future, or the instance, cancels the
 //! request.
@@ -41,7 +41,7 @@ use wasmtime_wasi_http::{
     WasiHttpHooks,
 };
 
-use super::http::wait_margin;
+use super::http::wait_until;
 use super::memory_budget::MemoryBudget;
 use crate::config::HOST_OWNED_HEADERS;
 use crate::egress::{Endpoints, Failure};
@@ -52,27 +52,29 @@ use collector_sdk::abi;
 pub struct EgressHooks {
     endpoints: Endpoints,
     rt: Option<tokio::runtime::Handle>,
-    wait_until: Option<Instant>,
+    /// Until when the current call (or the instantiation) may wait.
+    wait_until: Instant,
     /// The instance's memory cap, which held bodies count against.
     budget: Arc<MemoryBudget>,
 }
 
 impl EgressHooks {
     /// The hooks of an instance of a dispatcher with `endpoints` and memory
-    /// cap `budget`; requests run on the runtime the instance is made in (none
-    /// outside one: every request is refused).
-    pub fn new(endpoints: Endpoints, budget: Arc<MemoryBudget>) -> EgressHooks {
+    /// cap `budget`, being made under deadline `timeout`; requests run on the
+    /// runtime the instance is made in (none outside one: every request is
+    /// refused).
+    pub fn new(endpoints: Endpoints, budget: Arc<MemoryBudget>, timeout: Duration) -> EgressHooks {
         EgressHooks {
             endpoints,
             rt: tokio::runtime::Handle::try_current().ok(),
-            wait_until: None,
+            wait_until: wait_until(timeout),
             budget,
         }
     }
 
     /// A call with deadline `timeout` from now begins.
     pub fn call_starts(&mut self, timeout: Duration) {
-        self.wait_until = Some(Instant::now() + timeout.saturating_sub(wait_margin(timeout)));
+        self.wait_until = wait_until(timeout);
     }
 }
 
@@ -118,7 +120,7 @@ impl WasiHttpHooks for EgressHooks {
     ) -> ResponseFuture {
         let endpoints = self.endpoints.clone();
         let rt = self.rt.clone();
-        let until = self.wait_until;
+        let until = tokio::time::Instant::from_std(self.wait_until);
         let budget = self.budget.clone();
         Box::new(async move {
             let rt = rt.ok_or_else(|| refused("no outbound HTTP here (no async runtime)"))?;
@@ -162,12 +164,9 @@ impl WasiHttpHooks for EgressHooks {
             };
             let mut buf = Vec::new();
             loop {
-                let frame = match until {
-                    Some(u) => tokio::time::timeout_at(u.into(), body.frame())
-                        .await
-                        .map_err(|_| HttpError::ConnectionWriteTimeout)?,
-                    None => body.frame().await,
-                };
+                let frame = tokio::time::timeout_at(until, body.frame())
+                    .await
+                    .map_err(|_| HttpError::ConnectionWriteTimeout)?;
                 let Some(frame) = frame else { break };
                 let frame = frame.map_err(|e| {
                     HttpError::InternalError(Some(format!("reading the request body: {e}")))
@@ -201,14 +200,11 @@ impl WasiHttpHooks for EgressHooks {
             let started = endpoints.start(&rt, &view).map_err(|r| refused(&r.why))?;
             drop(held); // start copied the body into the request it sends
             let _cancel = AbortOnDrop(started.abort);
-            let answer = match until {
-                Some(u) => tokio::time::timeout_at(u.into(), started.answer)
-                    .await
-                    .map_err(|_| HttpError::HttpResponseTimeout)?,
-                None => started.answer.await,
-            }
-            .map_err(|_| HttpError::InternalError(Some("the request was cancelled".into())))?
-            .map_err(failure)?;
+            let answer = tokio::time::timeout_at(until, started.answer)
+                .await
+                .map_err(|_| HttpError::HttpResponseTimeout)?
+                .map_err(|_| HttpError::InternalError(Some("the request was cancelled".into())))?
+                .map_err(failure)?;
             let body = held_body(answer.body, budget)?;
             let mut response = hyper::Response::builder()
                 .status(answer.status)

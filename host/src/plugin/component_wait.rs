@@ -33,7 +33,7 @@ pub struct WaitPastDeadline;
 /// The resource table of a component and its current call's deadline.
 pub struct BoundedIo<'a> {
     pub table: &'a mut ResourceTable,
-    pub deadline: Option<Instant>,
+    pub deadline: Instant,
 }
 
 struct HasBoundedIo;
@@ -60,24 +60,15 @@ pub fn add_to_linker<T: Send + 'static>(
 
 impl BoundedIo<'_> {
     /// Runs `f` on tokio until it ends or the deadline passes.
-    fn wait<R>(
-        deadline: Option<Instant>,
-        f: impl Future<Output = R>,
-    ) -> Result<R, WaitPastDeadline> {
+    fn wait<R>(deadline: Instant, f: impl Future<Output = R>) -> Result<R, WaitPastDeadline> {
         in_tokio(async move {
-            match deadline {
-                Some(d) => tokio::time::timeout_at(d.into(), f)
-                    .await
-                    .map_err(|_| WaitPastDeadline),
-                None => Ok(f.await),
-            }
+            tokio::time::timeout_at(deadline.into(), f)
+                .await
+                .map_err(|_| WaitPastDeadline)
         })
     }
 
-    fn stream<R>(
-        deadline: Option<Instant>,
-        f: impl Future<Output = StreamResult<R>>,
-    ) -> StreamResult<R> {
+    fn stream<R>(deadline: Instant, f: impl Future<Output = StreamResult<R>>) -> StreamResult<R> {
         Self::wait(deadline, f).map_err(|e| StreamError::Trap(wasmtime::Error::new(e)))?
     }
 }

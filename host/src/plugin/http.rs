@@ -34,6 +34,12 @@ pub fn wait_margin(timeout: Duration) -> Duration {
     (timeout / 10).clamp(Duration::from_millis(10), Duration::from_millis(500))
 }
 
+/// When a wait of a call with deadline `timeout` from now must end: the
+/// deadline minus [`wait_margin`].
+pub fn wait_until(timeout: Duration) -> Instant {
+    Instant::now() + timeout.saturating_sub(wait_margin(timeout))
+}
+
 /// One instance's requests.
 pub struct HttpCalls {
     endpoints: Endpoints,
@@ -104,7 +110,7 @@ impl HttpCalls {
 
     /// A call with deadline `timeout` from now begins.
     pub fn call_starts(&mut self, timeout: Duration) {
-        self.wait_until = Some(Instant::now() + timeout.saturating_sub(wait_margin(timeout)));
+        self.wait_until = Some(wait_until(timeout));
     }
 
     fn send(&mut self, bytes: &[u8]) -> i32 {
