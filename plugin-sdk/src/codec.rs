@@ -56,11 +56,13 @@ impl std::error::Error for DecodeError {}
 // ---------------------------------------------------------------- encoding
 
 /// Appends a `u64` in ABI layout (little-endian).
+#[inline]
 pub fn put_u64(out: &mut Vec<u8>, v: u64) {
     out.extend_from_slice(&v.to_le_bytes());
 }
 
 /// Appends a length-prefixed string or byte string in ABI layout.
+#[inline]
 pub fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
     put_u64(out, b.len() as u64);
     out.extend_from_slice(b);
@@ -71,6 +73,7 @@ fn put_str(out: &mut Vec<u8>, s: &str) {
 }
 
 /// Appends a [`Number`] in ABI layout (its tag, then its 8 bytes).
+#[inline]
 pub fn put_number(out: &mut Vec<u8>, n: Number) {
     let (t, bits) = match n {
         Number::Int(i) => (tag::NUM_INT, i as u64),

@@ -365,6 +365,24 @@ impl<'a> Reader<'a> {
 
     /// A map key's bytes, checked as UTF-8 unless [`Reader::checked_before`].
     pub(crate) fn key_bytes(&mut self) -> Result<&'a [u8], Bad> {
+        // Nearly every key is a fixstr: read it without the general header match.
+        if let Some((&b, rest)) = self.rest.split_first()
+            && (0xa0..=0xbf).contains(&b)
+            && let Some((key, rest)) = rest.split_at_checked(usize::from(b & 0x1f))
+        {
+            if self.check_utf8 && !key.is_ascii() {
+                return self.key_bytes_slow();
+            }
+            self.owed = self.owed.saturating_sub(1);
+            self.rest = rest;
+            return Ok(key);
+        }
+        self.key_bytes_slow()
+    }
+
+    /// [`Reader::key_bytes`] for any header (and non-ASCII keys), with its errors.
+    #[inline(never)]
+    fn key_bytes_slow(&mut self) -> Result<&'a [u8], Bad> {
         let start = self.offset();
         match self.head()? {
             Head::Str(b) | Head::Bin(b) => {

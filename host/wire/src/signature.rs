@@ -151,15 +151,6 @@ impl Path<'_> {
         mac.update(self.name);
     }
 
-    /// Appends the flattened name (`outer:inner`) to `out`.
-    pub(crate) fn write(&self, out: &mut Vec<u8>) {
-        if let Some(parent) = self.parent {
-            parent.write(out);
-            out.push(b':');
-        }
-        out.extend_from_slice(self.name);
-    }
-
     fn is_top(&self, name: &str) -> bool {
         self.parent.is_none() && self.name == name.as_bytes()
     }

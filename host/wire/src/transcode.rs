@@ -30,7 +30,7 @@ use collector_sdk::model::{KNOWN_KEYS, Number, SchemaError};
 use hmac::Mac;
 
 use crate::msgpack::{Bad, Head, MsgpackError, Reader, bad, enter};
-use crate::signature::{self, HmacSha256, Path, Signer};
+use crate::signature::{self, HmacSha256, Signer};
 
 /// Why a datagram gives no sample.
 #[derive(Debug)]
@@ -83,6 +83,10 @@ impl Span {
 /// A map entry as byte ranges of the datagram.
 #[derive(Clone, Copy)]
 struct Entry {
+    /// The key's first 8 bytes, big-endian, zero-padded: most comparisons of
+    /// two keys end here, without a `memcmp` call ([`by_key`]). Set by the
+    /// signature step (for the entries it sorts), 0 until then.
+    prefix: u64,
     key: Span,
     value: Span,
     /// Index in [`KNOWN_KEYS`], or [`EXTRA`].
@@ -122,6 +126,8 @@ pub struct Transcoder {
     stack: Vec<Entry>,
     /// The text the HMAC hashes.
     text: Vec<u8>,
+    /// The names of the maps around the value being hashed (see [`Transcoder::pair`]).
+    path: Vec<u8>,
     scratch: String,
     /// Where each known key's entry is ([`ABSENT`] if not there), and its
     /// value's header, as the index pass read them.
@@ -194,6 +200,7 @@ impl Transcoder {
             nodes: Vec::new(),
             stack: Vec::new(),
             text: Vec::new(),
+            path: Vec::new(),
             scratch: String::new(),
             slots: [ABSENT; KNOWN_KEYS.len()],
             tops: [Top::Other; KNOWN_KEYS.len()],
@@ -280,6 +287,7 @@ impl Transcoder {
                     }
                     let children = self.index_value(d, &mut r, head, v, 1)?;
                     self.entries.push(Entry {
+                        prefix: 0,
                         key: Span::new(k, k + key.len()),
                         value: Span::new(v, r.offset()),
                         slot,
@@ -318,6 +326,7 @@ impl Transcoder {
             let head = r.head()?;
             let children = self.index_value(d, r, head, v, depth + 1)?;
             self.stack.push(Entry {
+                prefix: 0,
                 key: Span::new(k, k + key.len()),
                 value: Span::new(v, r.offset()),
                 slot: EXTRA,
@@ -447,6 +456,7 @@ impl Transcoder {
         };
         // Top-level keys are unique (the schema step refused repeats): the
         // known ones in their fixed order, merged with the extras, sorted.
+        set_prefixes(d, &mut self.entries);
         self.order.clear();
         self.order.extend(
             (0..self.entries.len() as u32).filter(|&i| self.entries[i as usize].slot == EXTRA),
@@ -464,10 +474,13 @@ impl Transcoder {
             .filter(|&i| i != ABSENT)
             .peekable();
         let mut extra = 0;
-        loop {
+        // The names of the maps around a value, joined by ':' (and ending in one).
+        let mut path = std::mem::take(&mut self.path);
+        path.clear();
+        let walked = loop {
             let next_extra = self.order.get(extra).map(|&i| i as usize);
             let i = match (known.peek(), next_extra) {
-                (None, None) => break,
+                (None, None) => break Ok(()),
                 (Some(&k), Some(x)) if by_key(d, &self.entries[x], &self.entries[k]).is_lt() => {
                     extra += 1;
                     x
@@ -486,32 +499,42 @@ impl Transcoder {
             if e.slot == SIGNATURE {
                 continue; // message_signature is never hashed
             }
-            let (value, children) = (e.value, e.children);
-            let path = Path {
-                parent: None,
-                name: key_of(d, e),
-            };
-            self.pair(&mut mac, d, &path, value, children, 0, &mut exact)?;
-        }
+            let (key, value, children) = (e.key, e.value, e.children);
+            if let Err(e) = self.pair(&mut mac, d, &mut path, key, value, children, 0, &mut exact) {
+                break Err(e);
+            }
+        };
+        self.path = path;
+        walked?;
         mac.update(&self.text);
         let digest: [u8; 32] = mac.finalize().into_bytes().into();
         let expected = f.message_signature.unwrap_or_default();
         Ok(exact && signature::constant_time_eq(&signature::hex(&digest), expected))
     }
 
-    /// Appends the pairs of one value at `path`, inside `depth` levels, to the
-    /// text to hash, as `signature::Walker` feeds them for the owned sample.
+    /// Appends the pairs of one value named `key` under `path` (its parents'
+    /// names, each followed by ':'), inside `depth` levels, to the text to
+    /// hash, as `signature::Walker` feeds them for the owned sample.
     #[allow(clippy::too_many_arguments)]
     fn pair(
         &mut self,
         mac: &mut HmacSha256,
         d: &[u8],
-        path: &Path<'_>,
+        path: &mut Vec<u8>,
+        key: Span,
         value: Span,
         children: (u32, u32),
         depth: usize,
         exact: &mut bool,
     ) -> Result<(), Bad> {
+        // Most values are short strings: their text is the rest of the range.
+        if let [0xa0..=0xbf, body @ ..] = value.of(d) {
+            self.text.extend_from_slice(path);
+            self.text.extend_from_slice(key.of(d));
+            self.text.extend_from_slice(body);
+            self.flush_past_bound(mac);
+            return Ok(());
+        }
         let head = Reader::checked_before(value.of(d)).head()?;
         if let Head::Map(_) = head {
             if depth >= signature::MAX_DEPTH {
@@ -526,27 +549,30 @@ impl Transcoder {
             }
             let (from, to) = (children.0 as usize, children.1 as usize);
             // By key, then by position: stable, without a sort buffer.
+            set_prefixes(d, &mut self.nodes[from..to]);
             self.nodes[from..to]
                 .sort_unstable_by(|a, b| by_key(d, a, b).then(a.key.start.cmp(&b.key.start)));
+            let outer = path.len();
+            path.extend_from_slice(key.of(d));
+            path.push(b':');
             for i in from..to {
                 let c = &self.nodes[i];
-                let name = key_of(d, c);
                 // Of two equal keys a Python dict keeps the last value.
-                if i + 1 < to && key_of(d, &self.nodes[i + 1]) == name {
+                if i + 1 < to && by_key(d, c, &self.nodes[i + 1]).is_eq() {
                     continue;
                 }
-                let (value, children) = (c.value, c.children);
-                let child = Path {
-                    parent: Some(path),
-                    name,
-                };
-                self.pair(mac, d, &child, value, children, depth + 1, exact)?;
+                let (key, value, children) = (c.key, c.value, c.children);
+                if let Err(e) = self.pair(mac, d, path, key, value, children, depth + 1, exact) {
+                    path.truncate(outer);
+                    return Err(e);
+                }
             }
+            path.truncate(outer);
             return Ok(());
         }
-        path.write(&mut self.text);
+        self.text.extend_from_slice(path);
+        self.text.extend_from_slice(key.of(d));
         let s = &mut self.scratch;
-        s.clear();
         match head {
             Head::Str(b) => self.text.extend_from_slice(b),
             Head::Nil => self.text.extend_from_slice(b"None"),
@@ -558,22 +584,31 @@ impl Transcoder {
             Head::UInt(u) => self
                 .text
                 .extend_from_slice(itoa::Buffer::new().format(u).as_bytes()),
-            Head::Float(x) => signature::python_float_repr(x, s),
+            Head::Float(x) => {
+                s.clear();
+                signature::python_float_repr(x, s);
+                self.text.extend_from_slice(s.as_bytes());
+            }
             Head::Array(_) | Head::Bin(_) | Head::Map(_) => {
                 // Python's str() of a list (after decode_unicode) or of bytes:
                 // rare in metering, so decoded alone and rendered by the owned code.
                 let v = Reader::new(value.of(d)).value(0)?;
+                s.clear();
                 *exact &= signature::push_repr(s, &mut Vec::new(), &v, false, depth);
+                self.text.extend_from_slice(s.as_bytes());
             }
         }
-        self.text.extend_from_slice(s.as_bytes());
-        // Deep metadata repeats its outer names in every pair: hash as it
-        // goes past a bound rather than hold it all.
+        self.flush_past_bound(mac);
+        Ok(())
+    }
+
+    /// Deep metadata repeats its outer names in every pair: the text is hashed
+    /// as it goes past a bound rather than held whole.
+    fn flush_past_bound(&mut self, mac: &mut HmacSha256) {
         if self.text.len() >= TEXT_BYTES {
             mac.update(&self.text);
             self.text.clear();
         }
-        Ok(())
     }
 
     /// Step 4: the ABI v1 layout (`codec::encode_sample`'s bytes).
@@ -695,9 +730,40 @@ fn offset_of(whole: &[u8], part: &[u8]) -> usize {
     part.as_ptr() as usize - whole.as_ptr() as usize
 }
 
-/// Byte order of two keys.
+/// Byte order of two keys: their 8-byte prefixes, then (when those tie) the
+/// whole keys.
 fn by_key(d: &[u8], a: &Entry, b: &Entry) -> std::cmp::Ordering {
-    key_of(d, a).cmp(key_of(d, b))
+    a.prefix
+        .cmp(&b.prefix)
+        .then_with(|| key_of(d, a).cmp(key_of(d, b)))
+}
+
+/// Sets each entry's [`Entry::prefix`].
+fn set_prefixes(d: &[u8], entries: &mut [Entry]) {
+    for e in entries {
+        e.prefix = key_prefix(d, e.key);
+    }
+}
+
+/// A key's first 8 bytes as a big-endian number, zero-padded: keys in byte
+/// order have prefixes in number order (equal prefixes tell nothing).
+fn key_prefix(d: &[u8], key: Span) -> u64 {
+    let (at, len) = (key.start as usize, (key.end - key.start) as usize);
+    // A key is followed by its value, so 8 bytes from its start are nearly
+    // always there: read them at once and clear what is past the key.
+    if let Some(b) = d.get(at..).and_then(|r| r.first_chunk::<8>()) {
+        let v = u64::from_be_bytes(*b);
+        return if len >= 8 {
+            v
+        } else {
+            v & !(u64::MAX >> (8 * len))
+        };
+    }
+    let mut b = [0u8; 8];
+    for (to, from) in b.iter_mut().zip(key.of(d)) {
+        *to = *from;
+    }
+    u64::from_be_bytes(b)
 }
 
 fn key_of<'d>(d: &'d [u8], e: &Entry) -> &'d [u8] {
