@@ -541,13 +541,21 @@ pub struct UdpConfig {
     /// Datagrams read per wake-up before yielding.
     #[serde(default = "default_per_wake")]
     pub max_datagrams_per_wake: usize,
-    /// Threads that decode, verify and batch datagrams (the receive task only reads).
+    /// Threads that decode, verify and batch datagrams (the receive task only
+    /// reads). Default: one fewer than the machine's cores, 1 or 2.
     #[serde(default = "default_decode_threads")]
     pub decode_threads: usize,
 }
 
+/// One decoder keeps up with one receive task when each has a core (both cost
+/// about 2 µs per realistic datagram), and a second absorbs bursts. On two
+/// cores the receive task, the dispatchers and a second decoder would share
+/// them: on the end-to-end UDP benchmark's traffic (`scripts/bench-e2e.sh`),
+/// two decoders there did about 8 % fewer samples per second than one, at
+/// more CPU per sample.
 fn default_decode_threads() -> usize {
-    2
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    cores.saturating_sub(1).clamp(1, 2)
 }
 
 fn default_rcvbuf() -> usize {
