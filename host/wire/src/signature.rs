@@ -190,7 +190,15 @@ impl<'a, S: Sink> Walker<'a, S> {
 
     fn sample(&mut self, s: &'a Sample) {
         let st = &mut self.stack;
-        st.push(("source", Item::Str(&s.source)));
+        let text = |key, field: &'a Field<String>| match field {
+            Field::Absent => None,
+            Field::Null => Some((key, Item::Null)),
+            Field::Value(v) => Some((key, Item::Str(v))),
+        };
+        // The known keys in byte order, so that the sort below finds them in
+        // place (checked in debug builds). The extras come after them, as
+        // before: an extra that repeats a known key (only a sample built by
+        // hand has one) is still the value kept.
         st.push(("counter_name", Item::Str(&s.counter_name)));
         st.push(("counter_type", Item::Str(&s.counter_type)));
         st.push(("counter_unit", Item::Str(&s.counter_unit)));
@@ -198,30 +206,24 @@ impl<'a, S: Sink> Walker<'a, S> {
             "counter_volume",
             s.counter_volume.map_or(Item::Null, Item::Num),
         ));
-        for (key, field) in [
-            ("user_id", &s.user_id),
-            ("user_name", &s.user_name),
-            ("project_id", &s.project_id),
-            ("project_name", &s.project_name),
-        ] {
-            match field {
-                Field::Absent => {}
-                Field::Null => st.push((key, Item::Null)),
-                Field::Value(v) => st.push((key, Item::Str(v))),
-            }
-        }
-        st.push(("resource_id", Item::Str(&s.resource_id)));
-        st.push(("timestamp", Item::Str(&s.timestamp)));
-        if let Some(md) = &s.resource_metadata {
-            st.push(("resource_metadata", Item::Value(md)));
-        }
         st.push(("message_id", Item::Str(&s.message_id)));
+        // message_signature is never hashed, so it is not even pushed.
         match s.monotonic_time {
             Field::Absent => {}
             Field::Null => st.push(("monotonic_time", Item::Null)),
             Field::Value(n) => st.push(("monotonic_time", Item::Num(n))),
         }
-        // message_signature is never hashed, so it is not even pushed.
+        st.extend(text("project_id", &s.project_id));
+        st.extend(text("project_name", &s.project_name));
+        st.push(("resource_id", Item::Str(&s.resource_id)));
+        if let Some(md) = &s.resource_metadata {
+            st.push(("resource_metadata", Item::Value(md)));
+        }
+        st.push(("source", Item::Str(&s.source)));
+        st.push(("timestamp", Item::Str(&s.timestamp)));
+        st.extend(text("user_id", &s.user_id));
+        st.extend(text("user_name", &s.user_name));
+        debug_assert!(st.is_sorted_by(|a, b| a.0 < b.0));
         for (k, v) in &s.extra {
             st.push((k, Item::Value(v)));
         }
