@@ -7,7 +7,10 @@
 //! - `decode + verify + encode`: the three, as the UDP path did before;
 //! - `one pass`: `wire::transcode`, what the UDP path does now (the same
 //!   bytes, checked by `tests/it/transcode.rs`);
-//! - `oslo decode + verify`: a notification of 100 samples, per sample.
+//! - `oslo decode + verify + encode`: a notification of 100 samples, per
+//!   sample, by the owned model (`oslo::verify_owned`);
+//! - `oslo one pass`: `oslo::Transcoder`, what the AMQP path does now (checked
+//!   by `tests/it/oslo_transcode.rs`).
 //!
 //! One thread; medians of 15 runs over 1,000 distinct samples; allocations
 //! counted by a counting global allocator over one run (steady state: the
@@ -151,16 +154,35 @@ fn stages(label: &str, samples: &[Sample]) -> f64 {
         }),
     );
     let bodies: Vec<Vec<u8>> = samples.chunks(100).map(notification).collect();
-    row(
-        "oslo decode + verify",
+    let limits = oslo::Limits::default();
+    let oslo_owned = row(
+        "oslo decode + verify + encode",
         measure(|| {
+            out.clear();
             for b in &bodies {
-                let m = oslo::decode_message(b).expect("decodes");
-                assert!(m.samples.iter().all(|s| signer.verify(s)));
+                let m = oslo::verify_owned(b, &limits, &signer, &mut out).expect("decodes");
+                assert_eq!(m.bad_signatures, 0);
             }
         }),
     );
+    let mut t = oslo::Transcoder::new(signer.clone());
+    let oslo_one = row(
+        "oslo one pass",
+        measure(|| {
+            out.clear();
+            for b in &bodies {
+                let m = t.transcode(b, &limits, &mut out).expect("decodes");
+                assert_eq!(m.bad_signatures, 0);
+            }
+        }),
+    );
+    assert_eq!(
+        t.fallbacks(),
+        0,
+        "the bench's notifications took the fast path"
+    );
     println!("  one pass / owned path: {:.2}", one / owned);
+    println!("  oslo one pass / owned path: {:.2}", oslo_one / oslo_owned);
     one
 }
 

@@ -8,6 +8,24 @@ use collector::cli::samples::{Rng, realistic};
 use collector::plugin::{InstanceSettings, PluginModule, Runtime};
 use collector_sdk::codec::encode_batch;
 
+/// The files of a folder of the repository whose names `keep` accepts, in name order.
+pub fn repo_files(dir: &str, keep: impl Fn(&str) -> bool) -> Vec<Vec<u8>> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(dir);
+    let mut paths: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| keep(&p.file_name().unwrap_or_default().to_string_lossy()))
+        .collect();
+    paths.sort();
+    paths
+        .iter()
+        .map(|p| std::fs::read(p).expect("readable"))
+        .collect()
+}
+
 pub fn plugin_path(file: &str) -> PathBuf {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../target/plugins")

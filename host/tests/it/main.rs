@@ -7,5 +7,6 @@
 mod common;
 mod egress;
 mod layout;
+mod oslo_transcode;
 mod plugins;
 mod transcode;

@@ -4,8 +4,6 @@
 //! captured datagrams, the fuzz corpus, the `send` generator's samples, samples
 //! with every kind of value, and many thousands of mutations of all of them.
 
-use std::path::PathBuf;
-
 use collector::cli::samples::{Rng, realistic};
 use collector::signature::{self, Signer};
 use collector::wire::msgpack;
@@ -13,24 +11,14 @@ use collector::wire::transcode::{Refusal, Transcoder};
 use collector_sdk::codec::encode_sample;
 use collector_sdk::{Field, Number, Value};
 
+use crate::common::repo_files;
+
 const SECRET: &[u8] = b"fixture-secret";
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
 fn files(dir: &str) -> Vec<Vec<u8>> {
-    let mut paths: Vec<_> = std::fs::read_dir(root().join(dir))
-        .unwrap_or_else(|e| panic!("{dir}: {e}"))
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| !p.extension().is_some_and(|x| x == "md" || x == "jsonl"))
-        .collect();
-    paths.sort();
-    paths
-        .iter()
-        .map(|p| std::fs::read(p).expect("readable"))
-        .collect()
+    repo_files(dir, |name| {
+        !name.ends_with(".md") && !name.ends_with(".jsonl")
+    })
 }
 
 fn owned(d: &[u8], signer: &Signer) -> Result<Vec<u8>, String> {

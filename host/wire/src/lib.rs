@@ -7,7 +7,8 @@
 //! reasoned about alone.
 //!
 //! - [`msgpack`]: one msgpack map per UDP datagram;
-//! - [`oslo`]: oslo.messaging notification and RPC bodies (JSON);
+//! - [`oslo`]: oslo.messaging notification and RPC bodies (JSON), decoded into
+//!   samples or, by [`oslo::Transcoder`], straight into ABI bytes (the AMQP path);
 //! - [`json`]: the sample model to and from `serde_json` values;
 //! - [`http_body`]: the JSON Ceilometer's `http://` publisher posts;
 //! - [`otlp`]: the OTLP JSON Ceilometer's `opentelemetryhttp://` publisher posts;

@@ -541,13 +541,13 @@ fn put_value(out: &mut Vec<u8>, v: &Value) {
     }
 }
 
-fn put_f64(out: &mut Vec<u8>, f: f64) {
+pub(crate) fn put_f64(out: &mut Vec<u8>, f: f64) {
     out.push(0xcb);
     out.extend_from_slice(&f.to_be_bytes());
 }
 
 /// msgpack-python's choice: positive fixint, then the narrowest of uint8..uint64.
-fn put_uint(out: &mut Vec<u8>, u: u64) {
+pub(crate) fn put_uint(out: &mut Vec<u8>, u: u64) {
     if let Ok(b) = u8::try_from(u) {
         if b <= 0x7f {
             out.push(b);
@@ -568,7 +568,7 @@ fn put_uint(out: &mut Vec<u8>, u: u64) {
 
 /// msgpack-python packs non-negative ints as unsigned and negative ones as negative fixint
 /// or the narrowest of int8..int64.
-fn put_int(out: &mut Vec<u8>, i: i64) {
+pub(crate) fn put_int(out: &mut Vec<u8>, i: i64) {
     if let Ok(u) = u64::try_from(i) {
         put_uint(out, u);
     } else if let Ok(v) = i8::try_from(i) {
@@ -588,7 +588,7 @@ fn put_int(out: &mut Vec<u8>, i: i64) {
     }
 }
 
-fn put_str(out: &mut Vec<u8>, s: &str) {
+pub(crate) fn put_str(out: &mut Vec<u8>, s: &str) {
     let n = put_len(out, s.len(), &STR);
     let Some(head) = s.as_bytes().get(..n) else {
         return;

@@ -19,6 +19,10 @@ use collector_sdk::abi::MAX_NESTING;
 use collector_sdk::model::{Sample, SchemaError, Value};
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
+mod transcode;
+
+pub use transcode::{Transcoded, Transcoder, verify_owned};
+
 /// The only RPC method that carries samples.
 pub const RECORD_METERING_DATA: &str = "record_metering_data";
 
@@ -145,6 +149,27 @@ impl Default for Limits {
 /// # Errors
 /// As [`decode_message`], and [`OsloError::TooLarge`] / [`OsloError::TooManySamples`].
 pub fn decode_message_within(body: &[u8], limits: &Limits) -> Result<OsloMessage, OsloError> {
+    read_within(body, limits, &mut None, |f, text, _| {
+        let (kind, unique_id, items) = shape(f)?;
+        let (samples, invalid) = split_items(items, text)?;
+        Ok(OsloMessage {
+            kind,
+            unique_id,
+            samples,
+            invalid,
+        })
+    })
+}
+
+/// Reads a body down to the fields of its message (unwrapping the envelope)
+/// and hands them to `finish` with the text they were read from. With a
+/// [`transcode::Sink`], payload dicts are transcoded into it as they are read.
+fn read_within<R>(
+    body: &[u8],
+    limits: &Limits,
+    sink: &mut Option<transcode::Sink>,
+    finish: impl FnOnce(Fields<'_>, &str, &mut Option<transcode::Sink>) -> Result<R, OsloError>,
+) -> Result<R, OsloError> {
     if body.len() > limits.max_bytes {
         return Err(OsloError::TooLarge {
             bytes: body.len(),
@@ -154,14 +179,14 @@ pub fn decode_message_within(body: &[u8], limits: &Limits) -> Result<OsloMessage
     let text = std::str::from_utf8(body).map_err(|e| OsloError::NotUtf8 {
         valid_up_to: e.valid_up_to(),
     })?;
-    let mut fields = match parse(text, limits).map_err(OsloError::body)? {
+    let mut fields = match parse(text, limits, sink).map_err(OsloError::body)? {
         Top::Object(fields) => fields,
         Top::Other(found) => return Err(OsloError::BodyNotAnObject { found }),
     };
     // Like `deserialize_msg`: only a dict with both keys is an envelope, and it is unwrapped
     // once; anything else is the message itself.
     let (Some(version), Some(message)) = (fields.version.take(), fields.message.take()) else {
-        return into_message(fields, text);
+        return finish(fields, text, sink);
     };
     match version {
         Loose::Str(v) if version_compatible(&v) => {}
@@ -172,8 +197,12 @@ pub fn decode_message_within(body: &[u8], limits: &Limits) -> Result<OsloMessage
         Loose::Str(s) => s,
         Loose::Other(found) => return Err(OsloError::EnvelopeMessageNotString { found }),
     };
-    match parse(&inner, limits).map_err(OsloError::inner)? {
-        Top::Object(fields) => into_message(fields, &inner),
+    if let Some(sink) = sink {
+        // Samples of the envelope itself are not the message's.
+        sink.envelope_unwrapped();
+    }
+    match parse(&inner, limits, sink).map_err(OsloError::inner)? {
+        Top::Object(fields) => finish(fields, &inner, sink),
         Top::Other(found) => Err(OsloError::InnerNotAnObject { found }),
     }
 }
@@ -216,15 +245,21 @@ impl OsloError {
 }
 
 /// Parses one JSON text (the body or the inner message) down to the message's fields.
-fn parse<'t>(text: &'t str, limits: &Limits) -> Result<Top<'t>, ParseError> {
+fn parse<'t>(
+    text: &'t str,
+    limits: &Limits,
+    sink: &mut Option<transcode::Sink>,
+) -> Result<Top<'t>, ParseError> {
     let mut ctx = Ctx {
         max_samples: limits.max_samples,
+        sink: sink.take(),
         ..Ctx::default()
     };
     // serde_json's recursion limit (128) turns deep nesting into an error, not a stack
     // overflow; every reader below recurses only through its `deserialize_any`.
     let mut de = serde_json::Deserializer::from_str(text);
     let top = MessageSeed { ctx: &mut ctx }.deserialize(&mut de);
+    *sink = ctx.sink.take();
     if ctx.too_many_samples {
         return Err(ParseError::TooManySamples(limits.max_samples));
     }
@@ -233,8 +268,8 @@ fn parse<'t>(text: &'t str, limits: &Limits) -> Result<Top<'t>, ParseError> {
     Ok(top)
 }
 
-/// Chooses the message shape and checks its fields; `text` is what `fields` was read from.
-fn into_message(f: Fields<'_>, text: &str) -> Result<OsloMessage, OsloError> {
+/// Chooses the message shape and checks its fields: its kind, `_unique_id` and payload items.
+fn shape(f: Fields<'_>) -> Result<(MessageKind, Option<String>, Vec<Item>), OsloError> {
     let unique_id = optional_str("_unique_id", f.unique_id)?;
     let (kind, items) = if f.event_type.is_some() || f.payload.is_some() {
         let event_type = required_str("event_type", f.event_type)?;
@@ -276,13 +311,7 @@ fn into_message(f: Fields<'_>, text: &str) -> Result<OsloMessage, OsloError> {
     } else {
         return Err(OsloError::UnknownShape);
     };
-    let (samples, invalid) = split_items(items, text)?;
-    Ok(OsloMessage {
-        kind,
-        unique_id,
-        samples,
-        invalid,
-    })
+    Ok((kind, unique_id, items))
 }
 
 fn required_str(field: &'static str, v: Option<Loose<'_>>) -> Result<String, OsloError> {
@@ -331,6 +360,8 @@ fn split_items(items: Vec<Item>, text: &str) -> Result<Split, OsloError> {
         let (sample, suspects) = match item {
             Item::NotObject(found) => return Err(OsloError::SampleNotObject { index, found }),
             Item::Sample { sample, suspects } => (sample, suspects),
+            // Only read with a sink, which never comes here.
+            Item::Transcoded => continue,
         };
         let too_big = suspects
             .into_iter()
@@ -415,6 +446,8 @@ struct Ctx {
     max_samples: usize,
     /// The payload had more: parsing stopped there.
     too_many_samples: bool,
+    /// Where payload dicts go when they are transcoded rather than built.
+    sink: Option<transcode::Sink>,
 }
 
 impl Ctx {
@@ -720,12 +753,17 @@ enum Item {
         /// beyond 64 bits.
         suspects: Vec<(usize, String)>,
     },
+    /// A dict transcoded into the context's sink, which holds its outcome.
+    Transcoded,
     NotObject(&'static str),
 }
 
-/// Reads a payload item: a dict becomes a sample (or its schema error).
+/// Reads a payload item: a dict becomes a sample (or its schema error), or
+/// with a sink, its ABI bytes (see [`transcode`]).
 struct ItemSeed<'c> {
     ctx: &'c mut Ctx,
+    /// Its index in the payload.
+    index: usize,
 }
 
 impl<'de> DeserializeSeed<'de> for ItemSeed<'_> {
@@ -744,6 +782,9 @@ impl<'de> Visitor<'de> for ItemSeed<'_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Item, A::Error> {
+        if let Some(sink) = &mut self.ctx.sink {
+            return sink.item(map, self.index).map(|()| Item::Transcoded);
+        }
         let mut entries = Entries::start(self.ctx);
         let mut suspects = Vec::new();
         let mut too_deep = None;
@@ -805,8 +846,12 @@ impl<'de> Visitor<'de> for SamplesSeed<'_> {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Samples, A::Error> {
+        if let Some(sink) = &mut self.ctx.sink {
+            sink.samples_value();
+        }
         let mut items = Vec::new();
         while let Some(item) = seq.next_element_seed(ItemSeed {
+            index: items.len(),
             ctx: &mut *self.ctx,
         })? {
             if items.len() >= self.ctx.max_samples {
@@ -819,9 +864,15 @@ impl<'de> Visitor<'de> for SamplesSeed<'_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Samples, A::Error> {
-        ItemSeed { ctx: self.ctx }
-            .visit_map(map)
-            .map(Samples::Object)
+        if let Some(sink) = &mut self.ctx.sink {
+            sink.samples_value();
+        }
+        ItemSeed {
+            ctx: self.ctx,
+            index: 0,
+        }
+        .visit_map(map)
+        .map(Samples::Object)
     }
 
     skip_visits!('de, Samples::Other; scalars, str);

@@ -193,8 +193,13 @@ impl Transcoder {
     /// A transcoder verifying with `secret` (empty: no verification, as
     /// [`Signer::verify`]).
     pub fn new(secret: &[u8]) -> Self {
+        Transcoder::with_signer(Signer::new(secret))
+    }
+
+    /// A transcoder verifying with `signer`.
+    pub fn with_signer(signer: Signer) -> Self {
         Transcoder {
-            signer: Signer::new(secret),
+            signer,
             entries: Vec::new(),
             order: Vec::new(),
             nodes: Vec::new(),
@@ -206,6 +211,11 @@ impl Transcoder {
             tops: [Top::Other; KNOWN_KEYS.len()],
             repeated: None,
         }
+    }
+
+    /// Verifies with `signer` from now on.
+    pub fn set_signer(&mut self, signer: Signer) {
+        self.signer = signer;
     }
 
     /// Appends the ABI v1 encoding of the datagram's sample to `out`, after
