@@ -177,6 +177,18 @@ fn unusual(rng: &mut Rng) -> Vec<Vec<u8>> {
     out.push(twice.into_bytes());
     let cast = json!({"method": "record_metering_data", "args": {"data": dict.clone()}});
     out.push(cast.to_string().into_bytes());
+    let (valid, lone) = python_escaped(&dict);
+    out.extend(valid);
+    out.extend(lone);
+    // A payload item that is not a dict fails the message (after the dicts before it).
+    out.push(notification_of(vec![
+        dict.clone(),
+        json!(5),
+        dict.clone(),
+        json!("x"),
+    ]));
+    let cast = json!({"method": "record_metering_data", "args": {"data": [dict, [1]]}});
+    out.push(cast.to_string().into_bytes());
     out
 }
 
@@ -241,6 +253,46 @@ fn mutate_inner(body: &[u8], rng: &mut Rng) -> Option<Vec<u8>> {
     Some(envelope(&m))
 }
 
+/// Notifications of `dict` in the envelope as Python's json.dumps writes it
+/// (ensure_ascii: `\uXXXX`, with surrogate pairs), with every escape JSON
+/// has; and the same with lone surrogates or a cut `\u` escape.
+fn python_escaped(dict: &Json) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+    let inner = json!({"event_type": "metering", "payload": [dict]}).to_string();
+    let inner = inner.replacen(
+        "\"event_type\"",
+        "\n\t\"x\": \"é😀\\u0001\\b\\f\\n\\r\\t\\/\\\\\\\"\",\r\n\"event_type\"",
+        1,
+    );
+    let valid = ["", "\\/"].map(|e| python_envelope(&inner, e));
+    let lone = ["\\ud800", "\\udc00", "\\ud800\\u0041", "\\ud800x", "\\u12"]
+        .map(|e| python_envelope(&inner, e));
+    (valid.to_vec(), lone.to_vec())
+}
+
+/// `inner` in the 2.0 envelope as Python writes it: every non-ASCII character
+/// as `\uXXXX` (UTF-16), and `extra` (raw escapes) at the start of `x`'s value.
+fn python_envelope(inner: &str, extra: &str) -> Vec<u8> {
+    let mut text = String::new();
+    for c in inner.chars() {
+        match c {
+            '"' => text.push_str("\\\""),
+            '\\' => text.push_str("\\\\"),
+            '\n' => text.push_str("\\n"),
+            '\t' => text.push_str("\\t"),
+            '\r' => text.push_str("\\r"),
+            c if c.is_ascii() && !c.is_ascii_control() => text.push(c),
+            c => {
+                let mut units = [0u16; 2];
+                for u in c.encode_utf16(&mut units) {
+                    text.push_str(&format!("\\u{u:04x}"));
+                }
+            }
+        }
+    }
+    let text = text.replacen("\\\"x\\\": \\\"", &format!("\\\"x\\\": \\\"{extra}"), 1);
+    format!(r#"{{"oslo.version": "2.0", "oslo.message": "{text}"}}"#).into_bytes()
+}
+
 /// `inner` in the 2.0 envelope.
 fn envelope(inner: &str) -> Vec<u8> {
     json!({"oslo.version": "2.0", "oslo.message": inner})
@@ -283,12 +335,27 @@ fn oslo_transcoder_agrees_with_the_owned_path_byte_for_byte() {
     for b in &odd {
         agree(b, &mut ts, &mut seen);
     }
-    // The 30 odd dicts and the two misplaced samples (not the cast of one dict).
+    // The 30 odd dicts, the two misplaced samples (not the cast of one dict),
+    // the five lone surrogates and the two refused messages (an error is always
+    // the owned decoder's).
     assert_eq!(
         ts.iter().map(Transcoder::fallbacks).collect::<Vec<_>>(),
-        [32, 32],
+        [39, 39],
         "the odd messages fall back"
     );
+    // Python's escapes take the fast path; lone surrogates are refused.
+    let (valid, lone) = python_escaped(&sample_to_json(&generated[0]));
+    let before = ts[0].fallbacks();
+    for b in &valid {
+        assert!(
+            fast(b, &mut ts[0]).is_ok_and(|(_, s)| s.len() == 1),
+            "Python's escapes"
+        );
+    }
+    assert_eq!(ts[0].fallbacks(), before, "Python's escapes fell back");
+    for b in &lone {
+        assert!(fast(b, &mut ts[0]).is_err(), "a lone surrogate was taken");
+    }
     let mut bases = real;
     bases.extend(odd);
     bases.extend(bodies("tests/fixtures/ceilometer/bad", true));

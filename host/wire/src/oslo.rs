@@ -850,15 +850,22 @@ impl<'de> Visitor<'de> for SamplesSeed<'_> {
             sink.samples_value();
         }
         let mut items = Vec::new();
+        let mut count = 0;
         while let Some(item) = seq.next_element_seed(ItemSeed {
-            index: items.len(),
+            index: count,
             ctx: &mut *self.ctx,
         })? {
-            if items.len() >= self.ctx.max_samples {
+            if count >= self.ctx.max_samples {
                 self.ctx.too_many_samples = true;
                 return Err(de::Error::custom("too many samples"));
             }
-            items.push(item);
+            match &mut self.ctx.sink {
+                // The sink holds what became of each dict; a vector of items
+                // (each the size of a sample) would only be grown and copied.
+                Some(sink) => sink.item_read(count, &item),
+                None => items.push(item),
+            }
+            count += 1;
         }
         Ok(Samples::List(items))
     }

@@ -107,12 +107,10 @@ impl Transcoder {
             .unwrap_or_else(|| Sink::new(self.signer.clone()));
         sink.reset(std::mem::take(out));
         let mut slot = Some(sink);
-        let read = read_within(body, limits, &mut slot, |f, _, _| {
-            let (kind, unique_id, items) = shape(f)?;
-            for (index, item) in items.into_iter().enumerate() {
-                if let Item::NotObject(found) = item {
-                    return Err(OsloError::SampleNotObject { index, found });
-                }
+        let read = read_within(body, limits, &mut slot, |f, _, sink| {
+            let (kind, unique_id, _) = shape(f)?;
+            if let Some((index, found)) = sink.as_ref().and_then(|s| s.not_object) {
+                return Err(OsloError::SampleNotObject { index, found });
             }
             Ok((kind, unique_id))
         });
@@ -185,6 +183,8 @@ pub(super) struct Sink {
     first_bad_signature: Option<String>,
     /// `payload` and `args.data` values met.
     samples_values: u32,
+    /// The first item of the payload that is not a dict: its index and type.
+    not_object: Option<(usize, &'static str)>,
     /// The owned decoder must read this body.
     fallback: bool,
 }
@@ -201,6 +201,7 @@ impl Sink {
             bad_signatures: 0,
             first_bad_signature: None,
             samples_values: 0,
+            not_object: None,
             fallback: false,
         }
     }
@@ -212,6 +213,7 @@ impl Sink {
         self.bad_signatures = 0;
         self.first_bad_signature = None;
         self.samples_values = 0;
+        self.not_object = None;
         self.fallback = false;
         if self.dict.capacity() > 1 << 20 {
             self.dict = Vec::new();
@@ -230,6 +232,13 @@ impl Sink {
         self.samples_values += 1;
         if self.samples_values > 1 {
             self.fallback = true;
+        }
+    }
+
+    /// Item `index` of the payload list was read (transcoded, if a dict).
+    pub(super) fn item_read(&mut self, index: usize, item: &Item) {
+        if let Item::NotObject(found) = item {
+            self.not_object.get_or_insert((index, *found));
         }
     }
 
