@@ -1004,11 +1004,19 @@ pub fn message_ids(lines: &[String]) -> Vec<String> {
         .collect()
 }
 
-/// Lines of a file (none if it does not exist yet).
+/// The complete lines of a file (none if it does not exist yet). Tests poll
+/// files a daemon is appending to: a last line without its newline is still
+/// being written, and is left out.
 pub fn read_lines(path: &Path) -> Vec<String> {
-    std::fs::read_to_string(path)
-        .map(|t| t.lines().map(str::to_owned).collect())
-        .unwrap_or_default()
+    let bytes = std::fs::read(path).unwrap_or_default();
+    let complete = bytes
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(&[][..], |end| &bytes[..=end]);
+    String::from_utf8_lossy(complete)
+        .lines()
+        .map(str::to_owned)
+        .collect()
 }
 
 /// The value of `key=value` in a log line (values end at a space).
