@@ -62,13 +62,13 @@ impl From<SchemaError> for Refusal<'_> {
 /// A byte range of the datagram (at most 4 GiB: [`Transcoder::transcode`]
 /// refuses more), kept small so entries sort and copy cheaply.
 #[derive(Clone, Copy)]
-struct Span {
+pub(crate) struct Span {
     start: u32,
     end: u32,
 }
 
 impl Span {
-    fn new(start: usize, end: usize) -> Self {
+    pub(crate) fn new(start: usize, end: usize) -> Self {
         Span {
             start: start as u32,
             end: end as u32,
@@ -96,7 +96,7 @@ struct Entry {
     children: (u32, u32),
 }
 
-const NOT_A_MAP: (u32, u32) = (u32::MAX, u32::MAX);
+pub(crate) const NOT_A_MAP: (u32, u32) = (u32::MAX, u32::MAX);
 
 const EXTRA: u8 = u8::MAX;
 /// `message_signature`'s slot.
@@ -140,7 +140,7 @@ pub struct Transcoder {
 /// A known key's value header, kept by the index pass so that the schema step
 /// does not read it again.
 #[derive(Clone, Copy)]
-enum Top {
+pub(crate) enum Top {
     Str(Span),
     Nil,
     Int(i64),
@@ -227,14 +227,7 @@ impl Transcoder {
     /// does not match.
     pub fn transcode<'d>(&mut self, d: &'d [u8], out: &mut Vec<u8>) -> Result<(), Refusal<'d>> {
         let r = self.run(d, out);
-        if self.entries.capacity() > KEEP_ENTRIES {
-            self.entries = Vec::new();
-            self.order = Vec::new();
-        }
-        if self.nodes.capacity() > KEEP_ENTRIES {
-            self.nodes = Vec::new();
-            self.stack = Vec::new();
-        }
+        self.shrink();
         r
     }
 
@@ -244,6 +237,11 @@ impl Transcoder {
             return Err(bad(u32::MAX as usize, "larger than 4 GiB").into());
         }
         self.index(d)?;
+        self.indexed(d, out)
+    }
+
+    /// Steps 2 to 4, on entries the index pass (or the writer of `d`) found.
+    fn indexed<'d>(&mut self, d: &'d [u8], out: &mut Vec<u8>) -> Result<(), Refusal<'d>> {
         let f = self.fields(d)?;
         if self.signer.is_enabled() && !self.verify(d, &f)? {
             return Err(Refusal::SignatureInvalid {
@@ -259,13 +257,104 @@ impl Transcoder {
         Ok(())
     }
 
-    /// Step 1: the top-level entries, the whole datagram validated.
-    fn index(&mut self, d: &[u8]) -> Result<(), MsgpackError> {
+    /// [`Transcoder::transcode`] for msgpack its writer indexed as it wrote it
+    /// (the oslo path), through the `index_*` calls, in the order the index
+    /// pass would make them: `d` is then not read a second time to find its
+    /// entries. The writer vouches that `d` is one well-formed msgpack map
+    /// within the depth limit and that the entries are those of `d`.
+    ///
+    /// # Errors
+    /// As [`Transcoder::transcode`].
+    pub(crate) fn transcode_indexed<'d>(
+        &mut self,
+        d: &'d [u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), Refusal<'d>> {
+        if u32::try_from(d.len()).is_err() {
+            return Err(bad(u32::MAX as usize, "larger than 4 GiB").into());
+        }
+        let r = self.indexed(d, out);
+        self.shrink();
+        r
+    }
+
+    /// Starts the index of a map its writer gives.
+    pub(crate) fn index_begin(&mut self) {
         self.entries.clear();
         self.nodes.clear();
         self.stack.clear();
         self.slots = [ABSENT; KNOWN_KEYS.len()];
         self.repeated = None;
+    }
+
+    /// Where the entries of a map inside the sample begin (for [`Transcoder::index_map_end`]).
+    pub(crate) fn index_map_start(&self) -> usize {
+        self.stack.len()
+    }
+
+    /// An entry of a map inside the sample (not inside a list), after the
+    /// entries of the maps in its value.
+    pub(crate) fn index_node(&mut self, key: Span, value: Span, children: (u32, u32)) {
+        self.stack.push(Entry {
+            prefix: 0,
+            key,
+            value,
+            slot: EXTRA,
+            children,
+        });
+    }
+
+    /// The map whose entries began at `start` is complete: its children range.
+    pub(crate) fn index_map_end(&mut self, start: usize) -> (u32, u32) {
+        let from = self.nodes.len() as u32;
+        let start = start.min(self.stack.len());
+        self.nodes.extend(self.stack.drain(start..));
+        (from, self.nodes.len() as u32)
+    }
+
+    /// An entry of the sample map itself, its value's header `top`.
+    pub(crate) fn index_top(
+        &mut self,
+        d: &[u8],
+        key: Span,
+        value: Span,
+        top: Top,
+        children: (u32, u32),
+    ) {
+        let slot = known_slot(key.of(d));
+        if slot != EXTRA {
+            let i = usize::from(slot);
+            if self.slots[i] == ABSENT {
+                self.slots[i] = self.entries.len();
+                self.tops[i] = top;
+            } else if self.repeated.is_none() {
+                self.repeated = Some(self.entries.len());
+            }
+        }
+        self.entries.push(Entry {
+            prefix: 0,
+            key,
+            value,
+            slot,
+            children,
+        });
+    }
+
+    /// Gives back scratch kept above [`KEEP_ENTRIES`].
+    fn shrink(&mut self) {
+        if self.entries.capacity() > KEEP_ENTRIES {
+            self.entries = Vec::new();
+            self.order = Vec::new();
+        }
+        if self.nodes.capacity() > KEEP_ENTRIES {
+            self.nodes = Vec::new();
+            self.stack = Vec::new();
+        }
+    }
+
+    /// Step 1: the top-level entries, the whole datagram validated.
+    fn index(&mut self, d: &[u8]) -> Result<(), MsgpackError> {
+        self.index_begin();
         let mut r = Reader::new(d);
         let start = r.offset();
         match r.head()? {
@@ -275,34 +364,20 @@ impl Transcoder {
                     let k = offset_of(d, key);
                     let v = r.offset();
                     let head = r.head()?;
-                    let slot = known_slot(key);
-                    if slot != EXTRA {
-                        let i = usize::from(slot);
-                        if self.slots[i] == ABSENT {
-                            self.slots[i] = self.entries.len();
-                            self.tops[i] = match head {
-                                Head::Str(b) => {
-                                    let at = offset_of(d, b);
-                                    Top::Str(Span::new(at, at + b.len()))
-                                }
-                                Head::Nil => Top::Nil,
-                                Head::Int(i) => Top::Int(i),
-                                Head::UInt(u) => Top::UInt(u),
-                                Head::Float(f) => Top::Float(f),
-                                _ => Top::Other,
-                            };
-                        } else if self.repeated.is_none() {
-                            self.repeated = Some(self.entries.len());
+                    let top = match head {
+                        Head::Str(b) => {
+                            let at = offset_of(d, b);
+                            Top::Str(Span::new(at, at + b.len()))
                         }
-                    }
+                        Head::Nil => Top::Nil,
+                        Head::Int(i) => Top::Int(i),
+                        Head::UInt(u) => Top::UInt(u),
+                        Head::Float(f) => Top::Float(f),
+                        _ => Top::Other,
+                    };
                     let children = self.index_value(d, &mut r, head, v, 1)?;
-                    self.entries.push(Entry {
-                        prefix: 0,
-                        key: Span::new(k, k + key.len()),
-                        value: Span::new(v, r.offset()),
-                        slot,
-                        children,
-                    });
+                    let (key, value) = (Span::new(k, k + key.len()), Span::new(v, r.offset()));
+                    self.index_top(d, key, value, top, children);
                 }
             }
             other => return Err(r.not_a_map(other, start)),
@@ -328,24 +403,20 @@ impl Transcoder {
             return Ok(NOT_A_MAP);
         };
         enter(depth, start)?;
-        let base = self.stack.len();
+        let base = self.index_map_start();
         for _ in 0..n {
             let key = r.key_bytes()?;
             let k = offset_of(d, key);
             let v = r.offset();
             let head = r.head()?;
             let children = self.index_value(d, r, head, v, depth + 1)?;
-            self.stack.push(Entry {
-                prefix: 0,
-                key: Span::new(k, k + key.len()),
-                value: Span::new(v, r.offset()),
-                slot: EXTRA,
+            self.index_node(
+                Span::new(k, k + key.len()),
+                Span::new(v, r.offset()),
                 children,
-            });
+            );
         }
-        let from = self.nodes.len() as u32;
-        self.nodes.extend(self.stack.drain(base..));
-        Ok((from, self.nodes.len() as u32))
+        Ok(self.index_map_end(base))
     }
 
     /// Step 2: the known keys, in `Sample::from_entries`' order of checks.
