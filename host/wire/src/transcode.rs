@@ -288,12 +288,14 @@ impl Transcoder {
     }
 
     /// Where the entries of a map inside the sample begin (for [`Transcoder::index_map_end`]).
+    #[inline]
     pub(crate) fn index_map_start(&self) -> usize {
         self.stack.len()
     }
 
     /// An entry of a map inside the sample (not inside a list), after the
     /// entries of the maps in its value.
+    #[inline]
     pub(crate) fn index_node(&mut self, key: Span, value: Span, children: (u32, u32)) {
         self.stack.push(Entry {
             prefix: 0,
@@ -305,6 +307,7 @@ impl Transcoder {
     }
 
     /// The map whose entries began at `start` is complete: its children range.
+    #[inline]
     pub(crate) fn index_map_end(&mut self, start: usize) -> (u32, u32) {
         let from = self.nodes.len() as u32;
         let start = start.min(self.stack.len());
@@ -313,6 +316,7 @@ impl Transcoder {
     }
 
     /// An entry of the sample map itself, its value's header `top`.
+    #[inline]
     pub(crate) fn index_top(
         &mut self,
         d: &[u8],
