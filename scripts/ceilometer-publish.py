@@ -77,7 +77,8 @@ def parse_args(argv):
         "--tolerate-reconnects",
         action="store_true",
         help="a broker node going away is expected (notifier): oslo's errors while it fails over "
-        "and retries a publish are counted, not failures",
+        "and retries a publish are counted, not failures; [oslo_messaging_notifications] retry "
+        "is 100, so that a new connection fails over too",
     )
     p.add_argument("--udp-address", default="127.0.0.1:4952", help="HOST:PORT (udp)")
     p.add_argument(
@@ -286,6 +287,12 @@ def main(argv):
         )
         if args.rabbit_quorum_queue:
             f.write("[oslo_messaging_rabbit]\nrabbit_quorum_queue = true\n")
+        if args.tolerate_reconnects:
+            # oslo's default (-1, "indefinite") reaches kombu's ensure_connection
+            # as max_retries=-1, which gives up at once: a pooled connection
+            # opened while a node is dead is refused and the notification
+            # dropped, where a positive count fails over to the next host.
+            f.write("[oslo_messaging_notifications]\nretry = 100\n")
     try:
         conf = service.prepare_service(argv=[sys.argv[0]], config_files=[conf_path])
     finally:
