@@ -456,13 +456,19 @@ impl Ctx {
     }
 
     fn float(&mut self, f: f64) {
-        // -2^63 itself is suspect: `-9223372036854775809` rounds to it, while i64::MIN
-        // written as an integer arrives as an integer.
-        if f <= -9_223_372_036_854_775_808.0 || f >= 18_446_744_073_709_551_616.0 {
+        if may_be_a_long_integer(f) {
             self.suspicious.push(self.numbers);
         }
         self.numbers += 1;
     }
+}
+
+/// Whether serde_json may have read an integer beyond 64 bits as this float:
+/// it is at or beyond the 64-bit integer range. -2^63 itself is suspect:
+/// `-9223372036854775809` rounds to it, while i64::MIN written as an integer
+/// arrives as an integer.
+fn may_be_a_long_integer(f: f64) -> bool {
+    f <= -9_223_372_036_854_775_808.0 || f >= 18_446_744_073_709_551_616.0
 }
 
 /// Visitor methods that hand types a reader has no use for to [`Skip`], which counts and

@@ -34,10 +34,12 @@ use std::fmt;
 use collector_sdk::abi::MAX_NESTING;
 use collector_sdk::codec::encode_sample;
 use collector_sdk::model::SchemaError;
-use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+// What is skipped goes to `IgnoredAny` (serde_json's iterative `ignore_value`:
+// no recursion, linear); any outcome there is the owned decoder's to decide.
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use super::{Item, Limits, MessageKind, OsloError, decode_message_within, fingerprint};
-use super::{read_within, shape};
+use super::{may_be_a_long_integer, read_within, shape};
 use crate::msgpack::{self, MsgpackError};
 use crate::signature::Signer;
 use crate::transcode::{NOT_A_MAP, Refusal, Span, Top, Transcoder as OnePass};
@@ -253,7 +255,7 @@ impl Sink {
         index: usize,
     ) -> Result<(), A::Error> {
         if self.fallback {
-            return Discard.visit_map(map);
+            return IgnoredAny.visit_map(map).map(|_| ());
         }
         self.dict.clear();
         self.one_pass.index_begin();
@@ -375,7 +377,7 @@ impl<'de> Visitor<'de> for Write<'_> {
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<Written, E> {
         // Maybe an integer beyond 64 bits that serde_json read as a float: the
         // owned decoder tells which from the text.
-        if v <= -9_223_372_036_854_775_808.0 || v >= 18_446_744_073_709_551_616.0 {
+        if may_be_a_long_integer(v) {
             self.sink.fallback = true;
         }
         msgpack::put_f64(&mut self.sink.dict, v);
@@ -395,7 +397,7 @@ impl<'de> Visitor<'de> for Write<'_> {
 
     fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> Result<Written, A::Error> {
         if self.too_deep() {
-            return Discard.visit_seq(seq).map(|()| written(Top::Other));
+            return IgnoredAny.visit_seq(seq).map(|_| written(Top::Other));
         }
         let at = self.open(0xdd);
         let mut n = 0u32;
@@ -409,7 +411,7 @@ impl<'de> Visitor<'de> for Write<'_> {
 
     fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<Written, A::Error> {
         if self.too_deep() {
-            return Discard.visit_map(map).map(|()| written(Top::Other));
+            return IgnoredAny.visit_map(map).map(|_| written(Top::Other));
         }
         let at = self.open(0xdf);
         let nested = self.depth > 0 && self.index;
@@ -421,8 +423,8 @@ impl<'de> Visitor<'de> for Write<'_> {
             let sink = &mut *self.sink;
             if n as usize >= LINEAR_KEYS {
                 sink.fallback = true;
-                map.next_value_seed(Discard)?;
-                return Discard.visit_map(map).map(|()| written(Top::Other));
+                map.next_value::<IgnoredAny>()?;
+                return IgnoredAny.visit_map(map).map(|_| written(Top::Other));
             }
             if seen & bit != 0 {
                 let key = |(s, e): (u32, u32)| &sink.dict[s as usize..e as usize];
@@ -484,61 +486,5 @@ impl<'de> Visitor<'de> for Key<'_> {
         // A body is at most Limits::max_bytes, far below 4 GiB.
         let span = ((end - v.len()) as u32, end as u32);
         Ok((span, fingerprint(v)))
-    }
-}
-
-/// Reads any value and keeps nothing (through `deserialize_any`, so serde_json's
-/// recursion limit holds).
-struct Discard;
-
-impl<'de> DeserializeSeed<'de> for Discard {
-    type Value = ();
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Discard {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while seq.next_element_seed(Discard)?.is_some() {}
-        Ok(())
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        while map.next_key_seed(Discard)?.is_some() {
-            map.next_value_seed(Discard)?;
-        }
-        Ok(())
     }
 }
