@@ -42,6 +42,7 @@
 //!   - [`plugin::cache`]: compiled modules on disk;
 //!   - [`plugin::builtin`]: the plugins inside the binary;
 //! - [`daemon`]: runs all of it, and replaces it on a config reload;
+//! - [`huge_pages`]: transparent huge pages off for the daemon (mimalloc's purges made them costly);
 //! - [`watch`]: the one file watcher of the config and plugin files;
 //! - [`telemetry`]: every figure under one name, registered once;
 //!   - [`telemetry::sets`]: the metric sets: names, help, handles;
@@ -66,6 +67,7 @@ pub mod daemon;
 pub mod dispatch;
 pub mod egress;
 pub mod http_server;
+pub mod huge_pages;
 pub mod plugin;
 pub mod source;
 pub mod telemetry;

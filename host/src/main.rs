@@ -94,6 +94,17 @@ fn run(path: Option<PathBuf>) -> ExitCode {
         }
     };
     init_tracing(cfg.log.level, cfg.log.format);
+    match collector::huge_pages::disable_for_this_process() {
+        collector::huge_pages::Outcome::Disabled => {
+            tracing::debug!("Transparent huge pages off for this process")
+        }
+        collector::huge_pages::Outcome::LeftToEnvironment => {
+            tracing::info!("MIMALLOC_ALLOW_THP is set: transparent huge pages left to mimalloc")
+        }
+        collector::huge_pages::Outcome::Failed(e) => {
+            tracing::warn!("Cannot turn transparent huge pages off (prctl PR_SET_THP_DISABLE): {e}")
+        }
+    }
     if path.is_none() {
         tracing::info!(
             "No --config: using the embedded default (UDP 127.0.0.1:4952, secret = Ceilometer's default); \

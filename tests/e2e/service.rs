@@ -115,6 +115,37 @@ mode = "reject"
     assert!(d.stop().status.success());
 }
 
+/// `THP_enabled` in `/proc/PID/status`: 0 when `PR_SET_THP_DISABLE` is set.
+fn thp_enabled(d: &Daemon) -> String {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", d.pid())).expect("status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("THP_enabled:"))
+        .map(|v| v.trim().to_owned())
+        .expect("a THP_enabled line (Linux 5.0 or later)")
+}
+
+#[test]
+fn the_daemon_runs_without_transparent_huge_pages_unless_mimalloc_is_told_otherwise() {
+    let d = Daemon::start_default();
+    assert_eq!(thp_enabled(&d), "0", "huge pages should be off by default");
+    d.stop();
+    let opts = collector_e2e::Options {
+        env: vec![("MIMALLOC_ALLOW_THP".into(), "1".into())],
+        ..collector_e2e::Options::default()
+    };
+    let d = Daemon::start_with(
+        "[sources.udp]\naddress = \"127.0.0.1:0\"\n[[dispatchers]]\nname = \"noop\"\nplugin = \"builtin:noop\"\n",
+        &opts,
+    );
+    assert_eq!(
+        thp_enabled(&d),
+        "1",
+        "MIMALLOC_ALLOW_THP=1 leaves huge pages on"
+    );
+    d.stop();
+}
+
 #[test]
 fn readyz_is_not_ready_while_the_broker_is_down() {
     let broker = Broker::start();
