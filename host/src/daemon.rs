@@ -80,7 +80,9 @@ impl Sources {
         if let Some(a) = &cfg.sources.amqp {
             let s = telemetry.source("amqp");
             let amqp = telemetry.amqp.handles("amqp");
-            let src = AmqpSource::new(a.clone(), context(&s), amqp.clone());
+            let src = AmqpSource::new(a.clone(), context(&s), amqp.clone()).map_err(|e| {
+                RunError::Internal(format!("cannot start the AMQP decoder threads: {e}"))
+            })?;
             reports.push(SourceReport {
                 amqp: Some(amqp),
                 amqp_broker: Some(src.connected_to()),

@@ -15,7 +15,8 @@
 //!   - [`source::amqp::topology`]: queue names and their declaration, as oslo does them;
 //!   - [`source::amqp::consumer`]: one channel on one queue: deliveries to batches, outcomes to acks;
 //!   - [`source::amqp::acks`]: which deliveries may be acked or must be nacked (no lapin inside);
-//!   - [`source::amqp::decode`]: message bodies into verified samples, off the async workers;
+//!   - [`source::amqp::decode`]: message bodies into verified samples;
+//!   - [`source::amqp::decode_pool`]: the threads that decode them, off the async workers;
 //! - [`wire`]: Ceilometer's wire formats (msgpack, oslo.messaging JSON) into the sample
 //!   model, and [`signature`]: Ceilometer-compatible HMAC verification (the
 //!   `collector-wire` crate, `host/wire/`);

@@ -1,4 +1,4 @@
-//! One channel consuming one queue: deliveries are decoded (on the blocking pool),
+//! One channel consuming one queue: deliveries are decoded (on the decoder threads),
 //! their samples batched and handed to the dispatchers, and the outcomes turned
 //! into acks and nacks by the channel's [`AckTracker`]. The task owns all of the
 //! channel's state, so a lost connection loses nothing but unacked deliveries,
@@ -16,11 +16,12 @@ use lapin::options::{
 };
 use lapin::types::FieldTable;
 use tokio::sync::watch;
-use tokio::task::{JoinError, JoinHandle, JoinSet};
+use tokio::task::JoinSet;
 
 use super::AmqpSource;
 use super::acks::{AckPolicy, AckTracker, Action};
-use super::decode::{Verified, decode_and_verify, header_delivery_count};
+use super::decode::{Verified, header_delivery_count};
+use super::decode_pool::{DecoderLost, Outcome, Pending};
 use crate::batch::{Batcher, Sealed, TokioClock};
 use crate::dispatch::BatchReport;
 use crate::signature::Signer;
@@ -30,7 +31,7 @@ use crate::telemetry::events::{
 };
 use crate::wire::oslo;
 
-/// Messages decoded at once on the blocking pool (one per core here): the
+/// Messages decoded at once on the decoder threads, per consumer: the
 /// consumer goes on receiving while they decode, and takes their results in
 /// delivery order, so batching and acks are as if they were decoded one by one.
 const DECODING_AT_ONCE: usize = 4;
@@ -40,7 +41,7 @@ struct Decoding {
     tag: u64,
     bytes: usize,
     broker_count: u32,
-    decoded: JoinHandle<Result<Verified, oslo::OsloError>>,
+    decoded: Pending,
 }
 
 /// One channel consuming one queue.
@@ -147,7 +148,7 @@ impl Consumer {
         Ok(())
     }
 
-    /// Counts a delivery and starts decoding it on the blocking pool.
+    /// Counts a delivery and queues it for the decoder threads.
     fn on_delivery(&mut self, d: lapin::message::Delivery) -> Decoding {
         let stats = &self.src.ctx.stats;
         stats.counts.messages_received.inc();
@@ -159,7 +160,7 @@ impl Consumer {
             self.src.amqp.amqp_redelivered.inc();
         }
         // Decoding and verifying are CPU work on input from outside: they run on the
-        // blocking pool, never on the async workers that serve the admin endpoint,
+        // decoder threads, never on the async workers that serve the admin endpoint,
         // the other consumers and shutdown.
         let signer = self.signer.clone();
         let limits = oslo::Limits {
@@ -173,9 +174,7 @@ impl Consumer {
             tag,
             bytes,
             broker_count,
-            decoded: tokio::task::spawn_blocking(move || {
-                decode_and_verify(&data, &signer, &limits)
-            }),
+            decoded: self.src.decoders.decode(data, signer, limits),
         }
     }
 
@@ -184,7 +183,7 @@ impl Consumer {
     async fn decoded(
         &mut self,
         d: Decoding,
-        decoded: Result<Result<Verified, oslo::OsloError>, JoinError>,
+        decoded: Result<Outcome, DecoderLost>,
     ) -> Result<(), String> {
         let stats = self.src.ctx.stats.clone();
         let Decoding {
@@ -200,22 +199,15 @@ impl Consumer {
             }
             // A decoder bug this message triggers: count it, and refuse the message
             // for good, or every redelivery would trigger it again.
-            Err(e) => {
-                if e.is_panic() {
-                    SourceWorkerPanicked {
-                        detail: &format!(
-                            "the message decoder failed on a message of {bytes} bytes from {}; \
-                             it is rejected without requeue",
-                            self.queue
-                        ),
-                    }
-                    .emit(&stats);
-                } else {
-                    tracing::error!(
-                        queue = %self.queue, bytes,
-                        "AMQP: the message decoder failed ({e}); rejecting the message without requeue"
-                    );
+            Err(DecoderLost) => {
+                SourceWorkerPanicked {
+                    detail: &format!(
+                        "the message decoder failed on a message of {bytes} bytes from {}; \
+                         it is rejected without requeue",
+                        self.queue
+                    ),
                 }
+                .emit(&stats);
                 Err(oslo::OsloError::DecoderFailed)
             }
         };

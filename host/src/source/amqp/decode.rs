@@ -1,12 +1,9 @@
 //! Decoding an AMQP message body and verifying its samples (`oslo::Transcoder`):
-//! CPU work on input from outside, which the consumer runs on the blocking pool.
-
-use std::cell::RefCell;
+//! CPU work on input from outside, which runs on the [`super::decode_pool`] threads.
 
 use collector_sdk::model::SchemaError;
 use lapin::types::AMQPValue;
 
-use crate::signature::Signer;
 use crate::wire::oslo;
 
 /// A decoded message whose samples passed their signature check.
@@ -27,37 +24,25 @@ pub struct Verified {
     pub first_bad_signature: Option<String>,
 }
 
-/// Decodes a message body and verifies its samples: CPU work, for the blocking pool.
-/// Each thread keeps a transcoder, so its buffers are reused from message to message.
+/// Decodes a message body and verifies its samples with `t` (a decoder
+/// thread's own, so its buffers are reused from message to message).
 pub fn decode_and_verify(
+    t: &mut oslo::Transcoder,
     body: &[u8],
-    signer: &Signer,
     limits: &oslo::Limits,
 ) -> Result<Verified, oslo::OsloError> {
-    thread_local! {
-        static TRANSCODER: RefCell<Option<oslo::Transcoder>> = const { RefCell::new(None) };
-    }
-    TRANSCODER.with_borrow_mut(|slot| {
-        let t = match slot {
-            Some(t) => {
-                t.set_signer(signer.clone());
-                t
-            }
-            None => slot.insert(oslo::Transcoder::new(signer.clone())),
-        };
-        // Most samples take 600 to 900 bytes in ABI layout.
-        let mut encoded = Vec::with_capacity((body.len() / 2).min(1 << 20));
-        let m = t.transcode(body, limits, &mut encoded)?;
-        Ok(Verified {
-            key: m
-                .unique_id
-                .unwrap_or_else(|| format!("body:{:016x}", fnv1a(body))),
-            encoded,
-            ends: m.ends,
-            invalid: m.invalid,
-            bad_signatures: m.bad_signatures,
-            first_bad_signature: m.first_bad_signature,
-        })
+    // Most samples take 600 to 900 bytes in ABI layout.
+    let mut encoded = Vec::with_capacity((body.len() / 2).min(1 << 20));
+    let m = t.transcode(body, limits, &mut encoded)?;
+    Ok(Verified {
+        key: m
+            .unique_id
+            .unwrap_or_else(|| format!("body:{:016x}", fnv1a(body))),
+        encoded,
+        ends: m.ends,
+        invalid: m.invalid,
+        bad_signatures: m.bad_signatures,
+        first_bad_signature: m.first_bad_signature,
     })
 }
 

@@ -12,11 +12,13 @@
 //! - [`topology`]: queue names and their declaration;
 //! - [`consumer`]: one channel on one queue;
 //! - [`acks`]: which deliveries may be acked, without lapin (unit-tested);
-//! - [`decode`]: message bodies into verified samples, off the async runtime.
+//! - [`decode`]: message bodies into verified samples;
+//! - [`decode_pool`]: the threads that do it, off the async runtime.
 
 mod acks;
 mod consumer;
 mod decode;
+mod decode_pool;
 mod topology;
 
 use std::sync::{Arc, Mutex};
@@ -33,6 +35,7 @@ use crate::telemetry::AmqpMetrics;
 use crate::telemetry::events::{AmqpConnected, AmqpDown, SourceWorkerPanicked};
 use acks::DeliveryCounts;
 use consumer::Consumer;
+use decode_pool::DecodePool;
 use topology::Topology;
 
 /// Connects to one broker host, asking for `heartbeat_timeout_threshold`
@@ -109,6 +112,8 @@ pub struct AmqpSource {
     /// First delivery and last ack: the active span, for throughput figures.
     span: Mutex<Option<(std::time::Instant, std::time::Instant)>>,
     connected_to: ConnectedTo,
+    /// The threads that decode bodies for every consumer of this source.
+    decoders: DecodePool,
 }
 
 /// How a session (one connection) ended.
@@ -118,9 +123,16 @@ enum SessionEnd {
 }
 
 impl AmqpSource {
-    pub fn new(cfg: AmqpConfig, ctx: SourceContext, amqp: AmqpMetrics) -> AmqpSource {
+    /// The source, with its decoder threads started (the error is the OS's,
+    /// when it cannot start a thread).
+    pub fn new(
+        cfg: AmqpConfig,
+        ctx: SourceContext,
+        amqp: AmqpMetrics,
+    ) -> std::io::Result<AmqpSource> {
         let topology = Topology::new(&cfg);
-        AmqpSource {
+        let decoders = DecodePool::start(cfg.decode_threads)?;
+        Ok(AmqpSource {
             cfg,
             ctx,
             delivery_counts: Arc::default(),
@@ -128,7 +140,8 @@ impl AmqpSource {
             topology,
             span: Mutex::new(None),
             connected_to: ConnectedTo::default(),
-        }
+            decoders,
+        })
     }
 
     /// The host it consumes from now, as `/status` shows it.
