@@ -2,7 +2,8 @@
 //! of 100, drained by `collector run` (noop dispatcher, signatures verified)
 //! over plain AMQP and over TLS (with a client certificate, as oslo's `ssl`
 //! settings give it) and, in the same run, by a raw lapin consumer that only
-//! acks (plain).
+//! acks (plain). Besides samples/s, it prints the daemon's CPU time (user +
+//! system, all threads) per sample acked, which moves less with the machine.
 //!
 //! `make bench` runs it with the release daemon:
 //! `COLLECTOR_BIN=target/release/collector cargo bench -p collector-e2e --bench amqp`
@@ -85,6 +86,26 @@ fn acked(d: &Daemon) -> u64 {
         .sum::<f64>() as u64
 }
 
+/// CPU seconds (user + system, all threads) a process has used so far.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // After the command name in parentheses: state is field 3, utime 14, stime 15.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // SAFETY: sysconf takes an integer and reads no memory of ours.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    (ticks(11) + ticks(12)) / hz
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -144,10 +165,15 @@ queue_batches = 64
     let drain = |cfg: &str| {
         fill(&broker, &bodies);
         let d = Daemon::start(cfg);
+        let (cpu0, acked0) = (cpu_seconds(d.pid()), acked(&d));
         let deadline = Instant::now() + Duration::from_secs(300);
         while acked(&d) < messages as u64 && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(50));
         }
+        // The daemon's CPU per sample over what it acked meanwhile (a message
+        // is acked once its samples were dispatched).
+        let cpu_us = (cpu_seconds(d.pid()) - cpu0) * 1e6
+            / ((messages as u64).saturating_sub(acked0).max(1) * PER_MESSAGE as u64) as f64;
         let stopped = d.stop();
         let acked = stopped.source("amqp", "amqp_acked");
         let ms = stat(&stopped.log, "AMQP source stopped", "active_ms").max(1);
@@ -157,24 +183,31 @@ queue_batches = 64
             stopped.log
         );
         assert_eq!(stopped.source("amqp", "bad_signatures"), 0);
-        samples * 1000.0 / ms as f64
+        (samples * 1000.0 / ms as f64, cpu_us)
     };
     println!(
         "AMQP drain: {messages} notifications x {PER_MESSAGE} signed samples, prefetch {PREFETCH}, {runs} runs"
     );
     println!(
-        "{:>4} {:>14} {:>16} {:>16} {:>7} {:>9}",
-        "run", "raw smp/s", "collector smp/s", "over TLS smp/s", "ratio", "TLS/plain"
+        "{:>4} {:>14} {:>16} {:>16} {:>7} {:>9} {:>10} {:>10}",
+        "run",
+        "raw smp/s",
+        "collector smp/s",
+        "over TLS smp/s",
+        "ratio",
+        "TLS/plain",
+        "cpu us/smp",
+        "TLS cpu"
     );
-    let (mut raws, mut ours, mut tlss, mut ratios, mut tls_ratios) =
-        (vec![], vec![], vec![], vec![], vec![]);
+    let (mut raws, mut ours, mut tlss, mut ratios, mut tls_ratios, mut cpus, mut tls_cpus) =
+        (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
     for run in 1..=runs {
         fill(&broker, &bodies);
         let raw = samples / raw_drain(&broker.url(), messages);
-        let collector = drain(&plain);
-        let secure = drain(&over_tls);
+        let (collector, cpu) = drain(&plain);
+        let (secure, tls_cpu) = drain(&over_tls);
         println!(
-            "{run:>4} {raw:>14.0} {collector:>16.0} {secure:>16.0} {:>7.2} {:>9.2}",
+            "{run:>4} {raw:>14.0} {collector:>16.0} {secure:>16.0} {:>7.2} {:>9.2} {cpu:>10.2} {tls_cpu:>10.2}",
             collector / raw,
             secure / collector
         );
@@ -183,13 +216,18 @@ queue_batches = 64
         tlss.push(secure);
         ratios.push(collector / raw);
         tls_ratios.push(secure / collector);
+        cpus.push(cpu);
+        tls_cpus.push(tls_cpu);
     }
     println!(
-        "median: raw {:.0} samples/s, collector {:.0} samples/s (ratio {:.2}), over TLS {:.0} samples/s (TLS/plain {:.2})",
+        "median: raw {:.0} samples/s, collector {:.0} samples/s (ratio {:.2}), over TLS {:.0} samples/s (TLS/plain {:.2}); \
+         daemon CPU {:.2} us/sample ({:.2} over TLS)",
         median(raws),
         median(ours),
         median(ratios),
         median(tlss),
-        median(tls_ratios)
+        median(tls_ratios),
+        median(cpus),
+        median(tls_cpus)
     );
 }
