@@ -127,17 +127,17 @@ fn thp_enabled(d: &Daemon) -> String {
 
 #[test]
 fn the_daemon_runs_without_transparent_huge_pages_unless_mimalloc_is_told_otherwise() {
-    let d = Daemon::start_default();
+    // Port 0: `udp::default_config_listens_on_4952...` holds the default port.
+    let toml = "[sources.udp]\naddress = \"127.0.0.1:0\"\n\
+                [[dispatchers]]\nname = \"noop\"\nplugin = \"builtin:noop\"\n";
+    let d = Daemon::start(toml);
     assert_eq!(thp_enabled(&d), "0", "huge pages should be off by default");
     d.stop();
     let opts = collector_e2e::Options {
         env: vec![("MIMALLOC_ALLOW_THP".into(), "1".into())],
         ..collector_e2e::Options::default()
     };
-    let d = Daemon::start_with(
-        "[sources.udp]\naddress = \"127.0.0.1:0\"\n[[dispatchers]]\nname = \"noop\"\nplugin = \"builtin:noop\"\n",
-        &opts,
-    );
+    let d = Daemon::start_with(toml, &opts);
     assert_eq!(
         thp_enabled(&d),
         "1",
