@@ -35,6 +35,9 @@ pub type Outcome = Result<Verified, oslo::OsloError>;
 #[derive(Debug)]
 pub struct DecoderLost;
 
+/// What a thread does with a body: [`decode_and_verify`].
+type Decode = fn(&mut oslo::Transcoder, &[u8], &oslo::Limits) -> Outcome;
+
 struct Job {
     body: Vec<u8>,
     signer: Signer,
@@ -50,13 +53,18 @@ pub struct DecodePool {
 impl DecodePool {
     /// Starts `threads` decoder threads (at least one).
     pub fn start(threads: usize) -> std::io::Result<DecodePool> {
+        Self::start_with(threads, decode_and_verify)
+    }
+
+    /// The same with another decoder (the tests' panicking one).
+    fn start_with(threads: usize, decode: Decode) -> std::io::Result<DecodePool> {
         let (jobs, queue) = channel::<Job>();
         let queue = Arc::new(Mutex::new(queue));
         for i in 0..threads.max(1) {
             let queue = queue.clone();
             std::thread::Builder::new()
                 .name(format!("amqp-decode-{i}"))
-                .spawn(move || serve(&queue))?;
+                .spawn(move || serve(&queue, decode))?;
         }
         Ok(DecodePool { jobs })
     }
@@ -77,7 +85,7 @@ impl DecodePool {
 }
 
 /// One decoder thread: takes bodies from the shared queue until the pool is dropped.
-fn serve(queue: &Mutex<Receiver<Job>>) {
+fn serve(queue: &Mutex<Receiver<Job>>, decode: Decode) {
     let mut transcoder: Option<oslo::Transcoder> = None;
     loop {
         // One thread waits in `recv` while the others wait for the lock: the
@@ -95,7 +103,7 @@ fn serve(queue: &Mutex<Receiver<Job>>) {
                 }
                 None => transcoder.insert(oslo::Transcoder::new(job.signer.clone())),
             };
-            decode_and_verify(t, &job.body, &job.limits)
+            decode(t, &job.body, &job.limits)
         }));
         let outcome = outcome.map_err(|_| {
             // Whatever the panic left in it, the next body gets a new one.
@@ -190,5 +198,24 @@ mod tests {
             "good and bad bodies: {oks}"
         );
         assert!(verified > 0, "some samples pass their signature check");
+    }
+
+    #[tokio::test]
+    async fn a_panic_loses_only_its_body_and_the_thread_goes_on() {
+        fn boom(t: &mut oslo::Transcoder, body: &[u8], l: &oslo::Limits) -> Outcome {
+            assert!(body != b"boom", "a decoder bug");
+            decode_and_verify(t, body, l)
+        }
+        // One thread: what follows the panic is served by the same thread.
+        let pool = DecodePool::start_with(1, boom).expect("thread");
+        let signer = Signer::new(b"fixture-secret");
+        let good = bodies().remove(0);
+        let before = pool.decode(good.clone(), signer.clone(), limits());
+        let lost = pool.decode(b"boom".to_vec(), signer.clone(), limits());
+        let after = pool.decode(good, signer, limits());
+        assert!(before.await.expect("decoded").is_ok());
+        assert!(lost.await.is_err(), "the panicking body is lost");
+        let after = after.await.expect("the thread survived its panic");
+        assert!(!after.expect("a good body").ends.is_empty());
     }
 }
