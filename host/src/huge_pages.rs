@@ -6,9 +6,11 @@
 //! zeroes first. The AMQP source allocates some 100 KB per message (lapin's
 //! body, serde's unescaped `oslo.message`, the ABI bytes), so that happens all
 //! the time: in a profile of an AMQP drain, `clear_page_erms` under
-//! `do_huge_pmd_anonymous_page` took 16 % of the daemon's CPU, and with huge
-//! pages off the drain ran some 45 % faster (`cargo bench --bench amqp`,
-//! interleaved runs; see the README's benchmark section).
+//! `do_huge_pmd_anonymous_page` took 16 % of the daemon's CPU. With huge pages
+//! off, the daemon took 4.2 and 4.4 µs of CPU per sample against 4.8 and 6.5
+//! with them on (`cargo bench -p collector-e2e --bench amqp`, two interleaved
+//! pairs), and held 40 MiB instead of 55 at a steady 100,000 UDP samples/s
+//! (`scripts/bench-rss.sh`).
 //!
 //! The flag is process-wide and checked at each fault, so setting it at start
 //! covers mimalloc's arenas, wasmtime's linear memories and everything else.
