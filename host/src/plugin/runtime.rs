@@ -40,6 +40,10 @@ pub struct HostState {
 /// Longest `collector.set_error` message kept (it is logged and shown by `/status`).
 const MAX_ERROR_BYTES: usize = 4096;
 
+/// Set (to anything) in the environment, the engine writes a perf map of the
+/// plugins' compiled code, for profiling them (README, "Profiling").
+pub const PERFMAP_ENV: &str = "COLLECTOR_PERFMAP";
+
 /// The engine settings every plugin runs under: the epoch deadline, and only the
 /// wasm features the ABI and the toolchains we support need (docs/ABI.md §8.2).
 ///
@@ -54,6 +58,11 @@ const MAX_ERROR_BYTES: usize = 4096;
 pub fn engine_config() -> wasmtime::Config {
     let mut cfg = wasmtime::Config::new();
     cfg.epoch_interruption(true);
+    if std::env::var_os(PERFMAP_ENV).is_some() {
+        // perf(1) reads /tmp/perf-<pid>.map to name the JIT's code: plugin
+        // functions show up in `perf report` by their wasm names.
+        cfg.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
     cfg.wasm_multi_memory(false)
         .wasm_memory64(false)
         .wasm_relaxed_simd(false)

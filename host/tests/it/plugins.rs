@@ -241,3 +241,37 @@ fn memories_and_tables_count_together_against_the_cap() {
         roomy.memory_bytes()
     );
 }
+
+/// `COLLECTOR_PERFMAP` makes the engine write perf's map of the JIT's code, so
+/// that `perf report` names plugin functions (README, "Profiling the daemon").
+#[test]
+fn the_perfmap_variable_names_plugin_code_for_perf() {
+    let map = std::path::PathBuf::from(format!("/tmp/perf-{}.map", std::process::id()));
+    // SAFETY: the other tests of this binary only read the variable, in
+    // `Runtime::new`, and turning the map on for them too is harmless.
+    unsafe { std::env::set_var(collector::plugin::runtime::PERFMAP_ENV, "1") };
+    let rt = collector::plugin::Runtime::new(None).expect("runtime");
+    let wasm = std::fs::read(plugin_path("noop.wasm")).expect("noop plugin");
+    rt.compile("noop", &wasm).expect("noop compiles");
+    let text = std::fs::read_to_string(&map).unwrap_or_else(|e| panic!("{}: {e}", map.display()));
+    let _ = std::fs::remove_file(&map);
+    // perf's format: `START SIZE NAME`, addresses in hex; a stripped plugin's
+    // functions are named by index.
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines.iter().any(|l| l.contains("wasm[0]::function[")),
+        "no line names a plugin function in {}:\n{text:.2000}",
+        map.display()
+    );
+    for l in lines {
+        let mut f = l.splitn(3, ' ');
+        let (start, size) = (f.next().unwrap_or(""), f.next().unwrap_or(""));
+        assert!(
+            start.starts_with("0x")
+                && u64::from_str_radix(&start[2..], 16).is_ok()
+                && u64::from_str_radix(size, 16).is_ok()
+                && f.next().is_some_and(|name| !name.is_empty()),
+            "not a perf map line: {l:?}"
+        );
+    }
+}
